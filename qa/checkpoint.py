@@ -1,0 +1,114 @@
+"""Model and training-state files: safetensors for tensors, JSON for everything else, never pickle.
+
+Every file is written atomically (temporary file, fsync, rename), so a crash leaves either the
+old file or the new one, never a torn one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file that is missing, unreadable or does not match its config."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload) -> None:
+    """Write JSON atomically."""
+    _atomic_write(Path(path), lambda h: h.write(json.dumps(payload, indent=2, ensure_ascii=False).encode()))
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a safetensors file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tensors")
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
+    _atomic_write(path, lambda h: h.write(tmp.read_bytes()))
+    tmp.unlink()
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, naming the file in any error."""
+    if not Path(path).exists():
+        raise ModelFileError(f"{path}: no such file")
+    try:
+        return load_file(str(path))
+    except Exception as error:  # safetensors raises several types for corrupt files
+        raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def read_json(path: Path) -> dict:
+    if not Path(path).exists():
+        raise ModelFileError(f"{path}: no such file")
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: not valid JSON ({error})") from None
+
+
+def save_model(folder: Path, model: torch.nn.Module, config: dict) -> None:
+    """Write ``model.safetensors`` (trainable weights only) and ``config.json`` into ``folder``."""
+    folder = Path(folder)
+    write_tensors(folder / MODEL_FILE, model.state_dict())
+    write_json(folder / CONFIG_FILE, config)
+
+
+def load_weights(folder: Path, model: torch.nn.Module) -> None:
+    """Load ``model.safetensors`` into ``model``, naming missing, extra or mis-shaped tensors."""
+    path = Path(folder) / MODEL_FILE
+    tensors = read_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    shapes = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or extra or shapes:
+        raise ModelFileError(
+            f"{path}: does not match {CONFIG_FILE} (missing {missing[:3]}, unexpected {extra[:3]}, "
+            f"wrong shape {shapes[:3]})"
+        )
+    model.load_state_dict(tensors)
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state into tensors (for safetensors) and plain JSON values."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value
+            else:
+                scalars[f"{index}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Inverse of ``optimizer_tensors``."""
+    state: dict[int, dict] = {}
+    for key, value in list(tensors.items()) + list(meta["scalars"].items()):
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

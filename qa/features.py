@@ -1,0 +1,143 @@
+"""Flat SQuAD records -> tokenized examples with answer token spans (cached on disk).
+
+Each unique passage is tokenized once. Gold answers map from character spans to token spans;
+an answer whose text occurs more than once in its passage is re-aligned to the occurrence
+nearest the question's words (the local data gives the first occurrence). Answers that do not
+start and end on token boundaries are kept with the smallest covering token span and counted.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from qa.tokenize import Tokens, tokenize_many
+
+PREPARE_VERSION = "1"
+_STOP = frozenset(
+    "a an the of in on at to for by with from and or is was are were be been what which who whom "
+    "whose when where why how did do does many much that this these those it its as".split()
+)
+
+
+@dataclass
+class Example:
+    """One question about one passage; ``answer_span`` is the training target in token indices."""
+
+    id: str
+    context_index: int
+    question: Tokens
+    answer_span: tuple[int, int]
+    answers: dict
+
+
+@dataclass
+class PreparedSet:
+    """Tokenized passages (each once) and the questions that point at them."""
+
+    contexts: list[str]
+    context_tokens: list[Tokens]
+    examples: list[Example]
+    stats: dict = field(default_factory=dict)
+
+
+def covering_span(tokens: Tokens, start: int, end: int) -> tuple[tuple[int, int], bool]:
+    """Token span covering characters ``[start, end)`` and whether it matches them exactly."""
+    first = max((i for i, s in enumerate(tokens.starts) if s <= start), default=0)
+    last = min((i for i, e in enumerate(tokens.ends) if e >= end), default=len(tokens) - 1)
+    last = max(first, last)
+    exact = tokens.starts[first] == start and tokens.ends[last] == end
+    return (first, last), exact
+
+
+def _answer_span(context: str, tokens: Tokens, question: Tokens, text: str, start: int):
+    """Best token span for one gold answer: aligned occurrences first, then nearest the question."""
+    stripped = text.strip()
+    start += len(text) - len(text.lstrip())
+    starts = [m.start() for m in re.finditer(re.escape(stripped), context)] or [start]
+    cues = {lemma for lemma in question.lemmas if lemma not in _STOP and lemma.isalnum()}
+    best = None
+    for candidate in starts:
+        span, exact = covering_span(tokens, candidate, candidate + len(stripped))
+        window = tokens.lemmas[max(0, span[0] - 20) : span[1] + 21]
+        overlap = len(cues.intersection(window))
+        key = (exact, overlap, candidate == start)
+        if best is None or key > best[0]:
+            best = (key, span, exact)
+    return best[1], best[2], len(starts) > 1
+
+
+def _tokens_to_row(tokens: Tokens) -> dict:
+    return {"words": tokens.words, "lemmas": tokens.lemmas, "starts": tokens.starts, "ends": tokens.ends}
+
+
+def _row_to_tokens(row: dict) -> Tokens:
+    return Tokens(row["words"], row["lemmas"], row["starts"], row["ends"])
+
+
+def _prepare(records: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset]:
+    contexts = list(dict.fromkeys(records["context"]))
+    index = {c: i for i, c in enumerate(contexts)}
+    context_tokens = tokenize_many(contexts)
+    question_tokens = tokenize_many(records["question"])
+    rows = []
+    for record, question in zip(records, question_tokens):
+        i = index[record["context"]]
+        answers = record["answers"]
+        span, exact, repeated = (0, 0), True, False
+        if answers["text"]:
+            span, exact, repeated = _answer_span(
+                record["context"], context_tokens[i], question, answers["text"][0], answers["answer_start"][0]
+            )
+        rows.append(
+            {"id": record["id"], "context_index": i, "question": _tokens_to_row(question),
+             "answer_start": span[0], "answer_end": span[1], "exact": exact, "repeated": repeated,
+             "answers": answers}
+        )
+    context_rows = [dict(context=c, **_tokens_to_row(t)) for c, t in zip(contexts, context_tokens)]
+    return datasets.Dataset.from_list(context_rows), datasets.Dataset.from_list(rows)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("QA_CACHE", Path.home() / ".cache" / "qa")) / "features"
+
+
+def dataset_key(records: datasets.Dataset) -> str:
+    """Content hash of the records, so a cached preparation is reused only for the same data."""
+    digest = hashlib.sha1(PREPARE_VERSION.encode())
+    for column in ("id", "context", "question"):
+        for value in records[column]:
+            digest.update(value.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
+
+
+def prepare(records: datasets.Dataset, cache: bool = True) -> PreparedSet:
+    """Tokenize records (or reuse the on-disk cache for identical records)."""
+    folder = _cache_dir() / dataset_key(records)
+    if cache and (folder / "examples").exists():
+        context_ds = datasets.load_from_disk(str(folder / "contexts"))
+        example_ds = datasets.load_from_disk(str(folder / "examples"))
+    else:
+        context_ds, example_ds = _prepare(records)
+        if cache:
+            context_ds.save_to_disk(str(folder / "contexts"))
+            example_ds.save_to_disk(str(folder / "examples"))
+    contexts = context_ds.to_list()
+    rows = example_ds.to_list()
+    examples = [
+        Example(r["id"], r["context_index"], _row_to_tokens(r["question"]),
+                (r["answer_start"], r["answer_end"]), r["answers"])
+        for r in rows
+    ]
+    with_answers = [r for r in rows if r["answers"]["text"]]
+    stats = {
+        "questions": len(rows),
+        "passages": len(contexts),
+        "misaligned_answers": sum(not r["exact"] for r in with_answers),
+        "repeated_answers": sum(r["repeated"] for r in with_answers),
+    }
+    return PreparedSet([c["context"] for c in contexts], [_row_to_tokens(c) for c in contexts], examples, stats)

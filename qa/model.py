@@ -1,0 +1,222 @@
+"""The reader network: embeddings -> encoders -> general attention -> self-attention -> span scores.
+
+``ReaderNet.forward(batch)`` returns raw start/end logits in every mode plus the attention
+weights it used, so the terminal can draw exactly what the model looked at.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qa.attention import (
+    Gate,
+    GeneralAttention,
+    SelfAttention,
+    SelfAttentivePooling,
+    UniformPooling,
+)
+from qa.batching import NUM_FEATURES, Batch
+
+
+@dataclass
+class ReaderConfig:
+    """Model hyper-parameters; saved as JSON beside the weights and used to rebuild the model."""
+
+    word_dim: int = 50  # GloVe 6B 50d
+    char_dim: int = 16  # character embedding size
+    char_filters: int = 50  # character CNN output size
+    char_width: int = 5  # character CNN window
+    max_word_chars: int = 16  # characters kept per word
+    hidden: int = 96  # RNN units per direction
+    encoder_layers: int = 1  # passage and question BiLSTM layers before the general attention
+    score: str = "bilinear"  # general-attention score: dot|scaled_dot|bilinear|additive|cosine
+    gate: bool = True  # R-Net gate on [passage; attended question]
+    hard_attention: bool = False  # straight-through Gumbel-softmax instead of soft general attention
+    passage_self_attention: str = "global"  # off|global|local|multihead
+    self_attention_window: int = 15  # tokens each side for local self-attention
+    self_attention_heads: int = 4  # heads for multihead self-attention
+    question_self_attention: bool = True  # self-attentive question summary (else mean)
+    dropout: float = 0.3
+    tuned_words: list[str] = field(default_factory=list)  # fine-tuned frequent words
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ReaderConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+class CharCNN(nn.Module):
+    """Character CNN: (B, L, C) char ids -> (B, L, filters), max-pooled over each word."""
+
+    def __init__(self, config: ReaderConfig):
+        super().__init__()
+        from qa.vocab import MAX_CHAR
+
+        self.embed = nn.Embedding(MAX_CHAR + 2, config.char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(config.char_dim, config.char_filters, config.char_width, padding=config.char_width // 2)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        b, length, c = chars.shape
+        x = self.embed(chars.view(b * length, c)).transpose(1, 2)  # (B*L, char_dim, C)
+        x = F.relu(self.conv(x)).max(dim=-1).values  # (B*L, filters)
+        return x.view(b, length, -1)
+
+
+class WordEmbedding(nn.Module):
+    """Frozen GloVe rows plus a trainable delta for the fine-tuned frequent words."""
+
+    def __init__(self, vectors: torch.Tensor, tuned: int):
+        super().__init__()
+        self.register_buffer("vectors", vectors, persistent=False)  # (V, 50), from the GloVe package
+        self.delta = nn.Embedding(tuned + 1, vectors.shape[1], padding_idx=0)
+        nn.init.zeros_(self.delta.weight)
+
+    def forward(self, words: torch.Tensor, tuned: torch.Tensor) -> torch.Tensor:
+        return F.embedding(words, self.vectors) + self.delta(tuned)  # (B, L, 50)
+
+
+class SequenceDropout(nn.Module):
+    """Variational dropout: one mask per sequence and feature, shared across time steps.
+
+    (B, L, D) -> (B, L, D). Sampling (B, 1, D) instead of (B, L, D) random numbers is also what
+    keeps dropout cheap on CPU, where per-element sampling costs as much as an RNN layer.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return inputs
+        keep = torch.rand(inputs.shape[0], 1, inputs.shape[2], device=inputs.device) >= self.p
+        return inputs * keep / (1 - self.p)
+
+
+def reverse_padded(inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Reverse each row's real tokens in place, leaving padding where it is: (B, L, D) -> (B, L, D)."""
+    lengths = mask.sum(-1, keepdim=True)  # (B, 1)
+    positions = torch.arange(inputs.shape[1], device=inputs.device).unsqueeze(0)  # (1, L)
+    index = torch.where(positions < lengths, lengths - 1 - positions, positions)  # (B, L)
+    return inputs.gather(1, index.unsqueeze(-1).expand_as(inputs))
+
+
+class BiLSTM(nn.Module):
+    """Stacked bidirectional LSTM layers, each with sequence dropout on its input.
+
+    The backward direction runs a forward LSTM over each row reversed within its own length, so
+    padding never reaches a real token (batched and single answers agree) while keeping the fast
+    fused kernel that packed sequences lose on CPU.
+    """
+
+    def __init__(self, input_dim: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        sizes = [input_dim] + [2 * hidden] * (layers - 1)
+        self.forward_rnns = nn.ModuleList(nn.LSTM(size, hidden, batch_first=True) for size in sizes)
+        self.backward_rnns = nn.ModuleList(nn.LSTM(size, hidden, batch_first=True) for size in sizes)
+        self.dropout = SequenceDropout(dropout)
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for forward_rnn, backward_rnn in zip(self.forward_rnns, self.backward_rnns):
+            inputs = self.dropout(inputs)
+            ahead = forward_rnn(inputs)[0]  # (B, L, H)
+            behind = reverse_padded(backward_rnn(reverse_padded(inputs, mask))[0], mask)  # (B, L, H)
+            inputs = torch.cat([ahead, behind], -1)  # (B, L, 2H)
+        return inputs
+
+
+@dataclass
+class ReaderOutput:
+    """Raw span logits (B, P) and the attention weights of this forward pass."""
+
+    start_logits: torch.Tensor
+    end_logits: torch.Tensor
+    general_attention: torch.Tensor  # (B, P, Q) passage tokens over question tokens
+    self_attention: torch.Tensor | None  # (B, P, P) passage over passage
+    question_attention: torch.Tensor  # (B, Q) question summary weights
+
+
+class ReaderNet(nn.Module):
+    """Passage and question BiLSTM encoders linked by general and self-attention."""
+
+    def __init__(self, config: ReaderConfig, vectors: torch.Tensor):
+        super().__init__()
+        self.config = config
+        h2 = 2 * config.hidden
+        token_dim = config.word_dim + config.char_filters
+        self.words = WordEmbedding(vectors, len(config.tuned_words))
+        self.chars = CharCNN(config)
+        # Stage 1: aligned question embedding (general attention at the word level, DrQA).
+        self.aligned = GeneralAttention(token_dim, token_dim, config.score, config.hidden, project=True)
+        self.passage_encoder = BiLSTM(2 * token_dim + NUM_FEATURES, config.hidden, config.encoder_layers, config.dropout)
+        self.question_encoder = BiLSTM(token_dim, config.hidden, config.encoder_layers, config.dropout)
+        # Stage 2: gated passage-to-question attention over encoded states (R-Net), then a matching RNN.
+        self.general = GeneralAttention(h2, h2, config.score, config.hidden, project=False, hard=config.hard_attention)
+        self.gate = Gate(2 * h2) if config.gate else nn.Identity()
+        self.matcher = BiLSTM(2 * h2, config.hidden, 1, config.dropout)
+        # Stage 3: self-matching attention within the passage, fused with a residual connection.
+        mode = config.passage_self_attention
+        if mode not in ("off", "global", "local", "multihead"):
+            raise ValueError(f"unknown passage_self_attention {mode!r}")
+        self.self_attention = None
+        if mode != "off":
+            self.self_attention = SelfAttention(
+                h2, config.score, config.hidden,
+                window=config.self_attention_window if mode == "local" else 0,
+                heads=config.self_attention_heads if mode == "multihead" else 1,
+            )
+            self.fuse = nn.Linear(3 * h2, h2)
+        # Stage 4: question summary and bilinear start/end scores against it.
+        self.pool = SelfAttentivePooling(h2) if config.question_self_attention else UniformPooling()
+        self.start = nn.Linear(h2, h2, bias=False)
+        self.end = nn.Linear(h2, h2, bias=False)
+        self.dropout = SequenceDropout(config.dropout)
+
+    def _embed(self, words, tuned, chars):
+        return torch.cat([self.words(words, tuned), self.chars(chars)], dim=-1)  # (B, L, 50 + filters)
+
+    def forward(self, batch: Batch) -> ReaderOutput:
+        p_mask, q_mask = batch.passage_mask, batch.question_mask
+        passage = self._embed(batch.passage_words, batch.passage_tuned, batch.passage_chars)  # (B, P, E)
+        question = self._embed(batch.question_words, batch.question_tuned, batch.question_chars)  # (B, Q, E)
+        aligned, _ = self.aligned(passage, question, q_mask)  # (B, P, E)
+        p = self.passage_encoder(torch.cat([passage, aligned, batch.passage_features], -1), p_mask)  # (B, P, 2H)
+        q = self.question_encoder(question, q_mask)  # (B, Q, 2H)
+        attended, general_weights = self.general(p, q, q_mask)  # (B, P, 2H), (B, P, Q)
+        matched = self.matcher(self.gate(torch.cat([p, attended], -1)), p_mask)  # (B, P, 2H)
+        self_weights = None
+        if self.self_attention is not None:
+            context, self_weights = self.self_attention(self.dropout(matched), p_mask)  # (B, P, 2H), (B, P, P)
+            fused = torch.cat([matched, context, matched * context], -1)  # (B, P, 6H)
+            matched = matched + F.relu(self.fuse(self.dropout(fused)))
+        summary, question_weights = self.pool(q, q_mask)  # (B, 2H), (B, Q)
+        matched = self.dropout(matched)
+        neg = torch.finfo(matched.dtype).min
+        start = (matched @ self.start(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~p_mask, neg)  # (B, P)
+        end = (matched @ self.end(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~p_mask, neg)  # (B, P)
+        return ReaderOutput(start, end, general_weights, self_weights, question_weights)
+
+
+def glove_tensor() -> torch.Tensor:
+    """(400002, 50) embedding table: padding row, unknown row (zeros), then GloVe rows."""
+    from qa.vocab import glove_matrix
+
+    matrix = glove_matrix()
+    table = np.zeros((matrix.shape[0] + 2, matrix.shape[1]), dtype=np.float32)
+    table[2:] = matrix
+    return torch.from_numpy(table)
+
+
+def span_loss(output: ReaderOutput, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of the gold start and end token (mean over the batch)."""
+    return F.cross_entropy(output.start_logits, batch.answer_starts) + F.cross_entropy(output.end_logits, batch.answer_ends)

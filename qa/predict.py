@@ -1,0 +1,49 @@
+"""Run a reader network over prepared examples and turn token spans into text answers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from qa.batching import Batcher
+from qa.decode import best_spans
+from qa.features import PreparedSet
+from qa.model import ReaderNet
+
+
+@dataclass
+class Prediction:
+    """Top answers for one question: texts with ``[start, end)`` character offsets and scores."""
+
+    id: str
+    texts: list[str]
+    starts: list[int]
+    ends: list[int]
+    scores: list[float]
+
+
+@torch.inference_mode()
+def predict(net: ReaderNet, batcher: Batcher, data: PreparedSet, batch_size: int = 64,
+            max_answer_len: int = 15, top_k: int = 1, progress=None) -> list[Prediction]:
+    """Predictions in the order of ``data.examples``; batches group passages of similar length."""
+    net.eval()
+    order = sorted(range(len(data.examples)), key=lambda i: len(data.context_tokens[data.examples[i].context_index]))
+    results: list[Prediction | None] = [None] * len(order)
+    for first in range(0, len(order), batch_size):
+        chunk = order[first : first + batch_size]
+        examples = [data.examples[i] for i in chunk]
+        passages = [data.context_tokens[e.context_index] for e in examples]
+        batch = batcher.batch(passages, [e.question for e in examples])
+        output = net(batch)
+        starts, ends, scores = best_spans(output.start_logits, output.end_logits,
+                                          batch.passage_mask, max_answer_len, top_k)
+        for row, (i, example, tokens) in enumerate(zip(chunk, examples, passages)):
+            context = data.contexts[example.context_index]
+            keep = [j for j in range(starts.shape[1]) if scores[row, j] > 0 and int(ends[row, j]) < len(tokens)]
+            char_starts = [tokens.starts[int(starts[row, j])] if len(tokens) else 0 for j in keep]
+            char_ends = [tokens.ends[int(ends[row, j])] if len(tokens) else 0 for j in keep]
+            results[i] = Prediction(example.id, [context[s:e] for s, e in zip(char_starts, char_ends)],
+                                    char_starts, char_ends, [float(scores[row, j]) for j in keep])
+        if progress is not None:
+            progress(len(chunk))
+    return results

@@ -1,0 +1,104 @@
+"""Text -> tokens with exact character offsets (spaCy), plus lower-case lemmas.
+
+The tokenizer is spaCy's blank English tokenizer with extra infix rules, so that
+answers inside hyphenated or slashed words ("gold" in "gold-themed", "1990" in
+"1990/91") and numbers glued to units ("5" in "5km") start and end on token
+boundaries. Every token keeps its ``[start, end)`` character span in the original
+text, so answers are always slices of the original string.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import spacy
+from spacy.util import compile_infix_regex
+
+# Extra split points: any dash, slash, tilde, plus/ampersand/equals between word characters,
+# and the boundary between a digit and a letter.
+_EXTRA_INFIXES = (
+    r"[\-\u2010-\u2015~/\\+&=\u00b7:;|]",
+    r"(?<=[0-9])(?=[A-Za-z])",
+    r"(?<=[A-Za-z])(?=[0-9])",
+    r"(?<=[0-9])[,.](?=[0-9]{4})",
+    r"[\(\)\[\]\"'\u2018\u2019\u201c\u201d]",
+    r"(?<=[a-z])\.(?=[A-Za-z])",
+)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Tokens of one text: surface strings, lower-case lemmas and ``[start, end)`` offsets."""
+
+    words: list[str]
+    lemmas: list[str]
+    starts: list[int]
+    ends: list[int]
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+@functools.lru_cache(maxsize=1)
+def _pipeline() -> "spacy.language.Language":
+    nlp = spacy.blank("en")
+    infixes = list(nlp.Defaults.infixes) + list(_EXTRA_INFIXES)
+    nlp.tokenizer.infix_finditer = compile_infix_regex(infixes).finditer
+    return nlp
+
+
+@functools.lru_cache(maxsize=1)
+def _lemma_table() -> dict:
+    """spaCy's English lookup lemmatizer table (from spacy-lookups-data), lower-case keys."""
+    from spacy.lookups import load_lookups
+
+    return dict(load_lookups("en", ["lemma_lookup"]).get_table("lemma_lookup").items())
+
+
+def lemma(word: str) -> str:
+    """Lower-case lemma of one word (lookup table; the word itself when unknown)."""
+    lower = word.lower()
+    return _lemma_table().get(lower, lower)
+
+
+def _keeps_final_period(word: str) -> bool:
+    """True for abbreviations whose final period belongs to the word ("U.S.", "Mr.", "B.")."""
+    stem = word[:-1]
+    if len(stem) == 1:
+        return stem.isupper()
+    return "." in stem or word in _pipeline().tokenizer.rules
+
+
+def _spans(doc) -> list[tuple[str, int]]:
+    """(text, start) of every non-space token, with a sentence-final period split off."""
+    spans = []
+    for token in doc:
+        if token.is_space:
+            continue
+        text, start = token.text, token.idx
+        if len(text) > 1 and text.endswith(".") and not _keeps_final_period(text):
+            spans += [(text[:-1], start), (".", start + len(text) - 1)]
+        else:
+            spans.append((text, start))
+    return spans
+
+
+def _to_tokens(doc) -> Tokens:
+    spans = _spans(doc)
+    words = [text for text, _ in spans]
+    return Tokens(
+        words=words,
+        lemmas=[lemma(w) for w in words],
+        starts=[start for _, start in spans],
+        ends=[start + len(text) for text, start in spans],
+    )
+
+
+def tokenize(text: str) -> Tokens:
+    """Tokenize one text, dropping whitespace tokens but keeping offsets exact."""
+    return _to_tokens(_pipeline()(text))
+
+
+def tokenize_many(texts: list[str], batch_size: int = 256) -> list[Tokens]:
+    """Tokenize many texts with ``nlp.pipe`` (faster than one call per text)."""
+    return [_to_tokens(doc) for doc in _pipeline().pipe(texts, batch_size=batch_size)]
