@@ -58,7 +58,11 @@ def _ask(args) -> int:
 
     from qa.reader import Reader
 
+    if not args.question.strip():
+        raise ValueError("the question is empty")
     passage = _read_passage(args)
+    if not passage.strip():
+        raise ValueError("the passage is empty")
     reader = Reader.load(args.model)
     answers = reader.answer(args.question, passage, top_k=args.top_k)
     console = Console()

@@ -17,7 +17,7 @@ import datasets
 
 from qa.tokenize import Tokens, tokenize_many
 
-PREPARE_VERSION = "1"
+PREPARE_VERSION = "2"
 _STOP = frozenset(
     "a an the of in on at to for by with from and or is was are were be been what which who whom "
     "whose when where why how did do does many much that this these those it its as".split()
@@ -117,6 +117,7 @@ def dataset_key(records: datasets.Dataset) -> str:
 
 def prepare(records: datasets.Dataset, cache: bool = True) -> PreparedSet:
     """Tokenize records (or reuse the on-disk cache for identical records)."""
+    datasets.disable_progress_bars()
     folder = _cache_dir() / dataset_key(records)
     if cache and (folder / "examples").exists():
         context_ds = datasets.load_from_disk(str(folder / "contexts"))

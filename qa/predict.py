@@ -3,12 +3,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from qa.batching import Batcher
 from qa.decode import best_spans
 from qa.features import PreparedSet
 from qa.model import ReaderNet
+
+
+@dataclass
+class AttentionMaps:
+    """The attention weights of the forward pass that produced an answer, trimmed to real tokens.
+
+    ``general[i, j]``: how much passage token i attends to question token j (rows sum to 1);
+    ``self_attention[i, j]``: passage token i over passage token j (None when the model has none);
+    ``question[j]``: weight of question token j in the question summary used to score spans.
+    Tokens are ``(text, start, end)`` with character offsets into the passage or question.
+    """
+
+    passage_tokens: list[tuple[str, int, int]]
+    question_tokens: list[tuple[str, int, int]]
+    general: np.ndarray  # (P, Q)
+    self_attention: np.ndarray | None  # (P, P)
+    question: np.ndarray  # (Q,)
+
+
+def _token_triples(tokens) -> list[tuple[str, int, int]]:
+    return list(zip(tokens.words, tokens.starts, tokens.ends))
 
 
 @dataclass
@@ -20,12 +42,26 @@ class Prediction:
     starts: list[int]
     ends: list[int]
     scores: list[float]
+    attention: AttentionMaps | None = None
+
+
+def _attention_maps(output, row: int, passage, question) -> AttentionMaps:
+    p, q = len(passage), len(question)
+    self_weights = output.self_attention
+    return AttentionMaps(
+        _token_triples(passage), _token_triples(question),
+        output.general_attention[row, :p, :q].numpy().copy(),
+        None if self_weights is None else self_weights[row, :p, :p].numpy().copy(),
+        output.question_attention[row, :q].numpy().copy(),
+    )
 
 
 @torch.inference_mode()
 def predict(net: ReaderNet, batcher: Batcher, data: PreparedSet, batch_size: int = 64,
-            max_answer_len: int = 15, top_k: int = 1, progress=None) -> list[Prediction]:
-    """Predictions in the order of ``data.examples``; batches group passages of similar length."""
+            max_answer_len: int = 15, top_k: int = 1, progress=None, with_attention: bool = False) -> list[Prediction]:
+    """Predictions in the order of ``data.examples``; batches group passages of similar length.
+
+    With ``with_attention`` each prediction carries its ``AttentionMaps``."""
     net.eval()
     order = sorted(range(len(data.examples)), key=lambda i: len(data.context_tokens[data.examples[i].context_index]))
     results: list[Prediction | None] = [None] * len(order)
@@ -44,6 +80,8 @@ def predict(net: ReaderNet, batcher: Batcher, data: PreparedSet, batch_size: int
             char_ends = [tokens.ends[int(ends[row, j])] if len(tokens) else 0 for j in keep]
             results[i] = Prediction(example.id, [context[s:e] for s, e in zip(char_starts, char_ends)],
                                     char_starts, char_ends, [float(scores[row, j]) for j in keep])
+            if with_attention:
+                results[i].attention = _attention_maps(output, row, tokens, example.question)
         if progress is not None:
             progress(len(chunk))
     return results

@@ -48,11 +48,11 @@ def _pipeline() -> "spacy.language.Language":
 
 
 @functools.lru_cache(maxsize=1)
-def _lemma_table() -> dict:
-    """spaCy's English lookup lemmatizer table (from spacy-lookups-data), lower-case keys."""
+def _lemma_table():
+    """spaCy's English lookup lemmatizer table (from spacy-lookups-data); keys are hashed strings."""
     from spacy.lookups import load_lookups
 
-    return dict(load_lookups("en", ["lemma_lookup"]).get_table("lemma_lookup").items())
+    return load_lookups("en", ["lemma_lookup"]).get_table("lemma_lookup")
 
 
 def lemma(word: str) -> str:

@@ -1,0 +1,32 @@
+"""Long passages -> overlapping token windows, and answers from all windows -> one ranked list.
+
+A window is a slice of the passage's tokens that keeps the tokens' absolute character offsets,
+so an answer found in any window is still a slice of the original passage.
+"""
+from __future__ import annotations
+
+from qa.tokenize import Tokens
+
+
+def split_windows(tokens: Tokens, size: int, stride: int) -> list[Tokens]:
+    """Windows of at most ``size`` tokens, starting every ``stride`` tokens, covering every token."""
+    if size < 1 or not 0 < stride <= size:
+        raise ValueError(f"window stride must be between 1 and the window size ({size}), got {stride}")
+    starts = list(range(0, max(len(tokens) - size, 0) + 1, stride))
+    if starts[-1] + size < len(tokens):
+        starts.append(len(tokens) - size)
+    return [
+        Tokens(tokens.words[s : s + size], tokens.lemmas[s : s + size], tokens.starts[s : s + size], tokens.ends[s : s + size])
+        for s in starts
+    ]
+
+
+def merge_ranked(candidates: list, top_k: int) -> list:
+    """The ``top_k`` best candidates (objects with ``start``, ``end``, ``score``), each character span
+    once: a span found in two overlapping windows keeps its higher score."""
+    best: dict[tuple[int, int], object] = {}
+    for candidate in candidates:
+        key = (candidate.start, candidate.end)
+        if key not in best or candidate.score > best[key].score:
+            best[key] = candidate
+    return sorted(best.values(), key=lambda c: -c.score)[:top_k]

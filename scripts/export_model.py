@@ -1,0 +1,40 @@
+"""Copy a trained model folder (e.g. ``runs/default/best``) into the package as the shipped model.
+
+Usage: python scripts/export_model.py RUN/best [--metrics RUN/dev-eval/metrics.json]
+
+Writes ``qa/model/model.safetensors`` and ``qa/model/config.json`` (model settings, plus the
+dev metrics measured by ``qa evaluate`` when given), after checking the weights load.
+"""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from qa.checkpoint import CONFIG_FILE, MODEL_FILE, read_json, write_json  # noqa: E402
+from qa.reader import DEFAULT_MODEL, Reader  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="trained model folder")
+    parser.add_argument("--metrics", help="metrics.json written by qa evaluate on the dev set")
+    args = parser.parse_args()
+    source = Path(args.source)
+    Reader.load(source)  # refuses a folder whose weights do not match its config
+    config = read_json(source / CONFIG_FILE)
+    if args.metrics:
+        config["dev"] = json.loads(Path(args.metrics).read_text())
+    DEFAULT_MODEL.mkdir(exist_ok=True)
+    shutil.copyfile(source / MODEL_FILE, DEFAULT_MODEL / MODEL_FILE)
+    write_json(DEFAULT_MODEL / CONFIG_FILE, config)
+    size = (DEFAULT_MODEL / MODEL_FILE).stat().st_size / 1e6
+    print(f"exported {source} -> {DEFAULT_MODEL} ({size:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

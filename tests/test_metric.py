@@ -1,0 +1,43 @@
+import pytest
+
+from qa.metric import squad_metric, squad_scores
+
+
+def _refs(*answers):
+    return [{"id": str(i), "answers": {"text": list(a), "answer_start": [0] * len(a)}} for i, a in enumerate(answers)]
+
+
+def test_normalisation_ignores_case_punctuation_articles_and_whitespace():
+    refs = _refs(["The  Eiffel Tower"], ["Rollo"], ["New York"])
+    predictions = {"0": "eiffel tower!", "1": "an ROLLO", "2": "  new\tyork. "}
+    assert squad_scores(predictions, refs) == {"exact_match": 100.0, "f1": 100.0}
+
+
+def test_f1_by_hand():
+    # prediction "in northern france" vs gold "france": 1 common token,
+    # precision 1/3, recall 1/1 -> F1 = 2 * (1/3) / (4/3) = 0.5
+    refs = _refs(["France"])
+    assert squad_scores({"0": "in northern France"}, refs) == {"exact_match": 0.0, "f1": 50.0}
+
+
+def test_best_over_gold_answers_and_missing_predictions_score_zero():
+    refs = _refs(["Denmark", "Denmark, Iceland and Norway"], ["10th century"])
+    # q0: EM via first gold; q1 missing -> 0. Totals: EM 50, F1 50.
+    scores = squad_scores({"0": "denmark"}, refs)
+    assert scores["exact_match"] == pytest.approx(50.0)
+    assert scores["f1"] == pytest.approx(50.0)
+
+
+def test_partial_overlap_counts_repeated_tokens_once_each():
+    # prediction tokens [a, b, b] vs gold [b, c]: common = 1; p = 1/3, r = 1/2, F1 = 0.4
+    refs = _refs(["bee sea"])
+    assert squad_scores({"0": "ay bee bee"}, refs)["f1"] == pytest.approx(40.0)
+
+
+def test_metric_is_an_evaluate_module():
+    metric = squad_metric()
+    result = metric.compute(
+        predictions=[{"id": "x", "prediction_text": "Rollo"}],
+        references=[{"id": "x", "answers": {"text": ["Rollo"], "answer_start": [0]}}],
+    )
+    assert result == {"exact_match": 100.0, "f1": 100.0}

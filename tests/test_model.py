@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from qa.batching import Batcher
+from qa.data import load_squad
+from qa.features import prepare
+from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
+from qa.vocab import Vocabulary
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return glove_tensor()
+
+
+def _small(**overrides) -> ReaderConfig:
+    return ReaderConfig(hidden=16, char_filters=8, **overrides)
+
+
+def _batch(data, batcher, indices, with_answers=True):
+    examples = [data.examples[i] for i in indices]
+    return batcher.batch([data.context_tokens[e.context_index] for e in examples], [e.question for e in examples],
+                         [e.answer_span for e in examples] if with_answers else None)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"score": "dot"},
+        {"score": "scaled_dot", "gate": False},
+        {"score": "additive", "passage_self_attention": "local"},
+        {"score": "cosine", "passage_self_attention": "multihead"},
+        {"passage_self_attention": "off", "question_self_attention": False},
+        {"hard_attention": True},
+    ],
+)
+def test_forward_shapes_and_attention_maps(squad_file, vectors, overrides):
+    data = prepare(load_squad(str(squad_file)))
+    config = _small(**overrides)
+    batcher = Batcher(Vocabulary([]), config.max_word_chars)
+    batch = _batch(data, batcher, range(4))
+    output = ReaderNet(config, vectors)(batch)
+    b, p = batch.passage_words.shape
+    q = batch.question_words.shape[1]
+    assert output.start_logits.shape == (b, p) and output.end_logits.shape == (b, p)
+    assert output.general_attention.shape == (b, p, q)
+    assert output.question_attention.shape == (b, q)
+    if config.passage_self_attention == "off":
+        assert output.self_attention is None
+    else:
+        assert output.self_attention.shape == (b, p, p)
+
+
+def test_batched_and_single_predictions_agree(squad_file, vectors):
+    data = prepare(load_squad(str(squad_file)))
+    config = _small()
+    net = ReaderNet(config, vectors).eval()
+    batcher = Batcher(Vocabulary([]), config.max_word_chars)
+    together = net(_batch(data, batcher, range(8), with_answers=False))
+    for i in range(8):
+        alone = net(_batch(data, batcher, [i], with_answers=False))
+        length = alone.start_logits.shape[1]
+        assert torch.allclose(together.start_logits[i, :length], alone.start_logits[0], atol=1e-4)
+        assert torch.allclose(together.end_logits[i, :length], alone.end_logits[0], atol=1e-4)
+
+
+def test_a_few_steps_memorise_a_tiny_set(squad_file, vectors):
+    torch.manual_seed(0)
+    data = prepare(load_squad(str(squad_file)))
+    config = _small(dropout=0.0, tuned_words=["who", "what"])
+    net = ReaderNet(config, vectors)
+    batcher = Batcher(Vocabulary(config.tuned_words), config.max_word_chars)
+    batch = _batch(data, batcher, range(8))
+    optimizer = torch.optim.Adamax(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(60):
+        loss = span_loss(net(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    net.eval()
+    output = net(batch)
+    assert (output.start_logits.argmax(-1) == batch.answer_starts).all()
+    assert (output.end_logits.argmax(-1) == batch.answer_ends).all()

@@ -1,0 +1,85 @@
+"""The library API on a small untrained network (behaviour, not accuracy)."""
+import pytest
+import torch
+
+from qa.batching import Batcher
+from qa.model import ReaderConfig, ReaderNet, glove_tensor
+from qa.reader import Answer, Reader
+from qa.tokenize import tokenize
+from qa.vocab import Vocabulary
+from qa.windows import merge_ranked, split_windows
+
+PASSAGE = "Warsaw is the capital and largest city of Poland. It stands on the Vistula River."
+
+
+@pytest.fixture(scope="module")
+def reader():
+    torch.manual_seed(3)
+    config = ReaderConfig(hidden=16, char_filters=8)
+    net = ReaderNet(config, glove_tensor()).eval()
+    return Reader(net, Batcher(Vocabulary([]), config.max_word_chars), folder=None)
+
+
+def test_answers_are_slices_best_first_and_exactly_top_k(reader):
+    answers = reader.answer("What river?", PASSAGE, top_k=5)
+    assert len(answers) == 5
+    assert [a.score for a in answers] == sorted((a.score for a in answers), reverse=True)
+    assert len({(a.start, a.end) for a in answers}) == 5
+    for a in answers:
+        assert PASSAGE[a.start : a.end] == a.text and a.text.strip()
+        assert a.to_dict() == {"answer": a.text, "score": a.score, "start": a.start, "end": a.end}
+
+
+def test_batch_equals_one_by_one(reader):
+    questions = ["What river?", "Which city is the capital?", "Where is Warsaw?"]
+    contexts = [PASSAGE, PASSAGE, "Warsaw is in Poland, on a river."]
+    batched = reader.answer_batch(questions, contexts, batch_size=2, top_k=3)
+    for question, context, answers in zip(questions, contexts, batched):
+        single = reader.answer(question, context, top_k=3)
+        assert [(a.start, a.end) for a in answers] == [(a.start, a.end) for a in single]
+        assert [a.score for a in answers] == pytest.approx([a.score for a in single], rel=1e-4)
+
+
+def test_long_passages_are_windowed_and_answers_stay_in_place(reader):
+    long_passage = " ".join(["Filler words about nothing much."] * 120) + " " + PASSAGE
+    answers = reader.answer("What river does Warsaw stand on?", long_passage, top_k=3)
+    assert len(answers) == 3
+    assert all(long_passage[a.start : a.end] == a.text for a in answers)
+
+
+def test_windows_cover_every_token_and_keep_offsets():
+    tokens = tokenize(" ".join(str(i) for i in range(25)))
+    windows = split_windows(tokens, size=10, stride=7)
+    covered = {start for w in windows for start in w.starts}
+    assert covered == set(tokens.starts)
+    assert all(len(w) <= 10 for w in windows)
+    with pytest.raises(ValueError, match="stride"):
+        split_windows(tokens, size=10, stride=11)
+
+
+def test_merge_keeps_each_span_once_with_its_best_score():
+    found = [Answer("a", 0, 1, 0.2), Answer("a", 0, 1, 0.5), Answer("b", 2, 3, 0.3)]
+    assert [(a.text, a.score) for a in merge_ranked(found, 5)] == [("a", 0.5), ("b", 0.3)]
+
+
+def test_with_attention_maps_match_the_tokens(reader):
+    [answer] = reader.answer("What river?", PASSAGE, with_attention=True)
+    maps = answer.attention
+    assert maps.general.shape == (len(maps.passage_tokens), len(maps.question_tokens))
+    assert all(PASSAGE[s:e] == text for text, s, e in maps.passage_tokens)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"top_k": 0}, "at least 1"), ({"max_answer_len": 0}, "at least 1")],
+)
+def test_invalid_arguments_raise_value_errors(reader, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        reader.answer("What river?", PASSAGE, **kwargs)
+    with pytest.raises(ValueError, match="empty"):
+        reader.answer(" ", PASSAGE)
+
+
+def test_window_stride_must_be_below_window_size(reader):
+    with pytest.raises(ValueError, match="window_stride"):
+        Reader(reader.net, reader.batcher, None, window_tokens=100, window_stride=100)

@@ -1,0 +1,27 @@
+from qa.features import covering_span
+from qa.tokenize import lemma, tokenize
+
+
+def test_offsets_slice_the_original_text():
+    text = "  The gold-themed\tparty (1990s/2000s) cost $5km, U.S.-made.\r\nEnd."
+    tokens = tokenize(text)
+    assert all(text[s:e] == w for w, s, e in zip(tokens.words, tokens.starts, tokens.ends))
+    assert "gold" in tokens.words and "themed" in tokens.words
+    assert "1990" in tokens.words and "2000" in tokens.words
+
+
+def test_sentence_final_period_is_split_but_abbreviations_kept():
+    assert tokenize("the 1960s.").words == ["the", "1960", "s", "."]
+    assert tokenize("Lyndon B. Johnson.").words == ["Lyndon", "B.", "Johnson", "."]
+    assert tokenize("Mr. Smith of the U.S.").words[0] == "Mr."
+
+
+def test_lemmas_are_lower_case_lookups():
+    assert lemma("were") == "be"
+    assert lemma("Raiders") == "raider"
+
+
+def test_covering_span_reports_exact_and_partial_matches():
+    tokens = tokenize("a gold-themed party")
+    assert covering_span(tokens, 2, 6) == ((1, 1), True)  # "gold"
+    assert covering_span(tokens, 3, 6) == ((1, 1), False)  # "old" is inside a token

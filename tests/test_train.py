@@ -1,0 +1,63 @@
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from qa.cli import main
+from qa.reader import Reader
+from qa.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+
+def _config(squad_file, run_dir, epochs=3, seed=5) -> TrainConfig:
+    recipe = {
+        "training": {"train": str(squad_file), "dev": str(squad_file), "run_dir": str(run_dir), "epochs": epochs,
+                     "batch_size": 4, "learning_rate": 0.01, "ema_decay": 0.0, "tune_top_words": 5, "seed": seed},
+        "model": {"hidden": 16, "char_filters": 8, "dropout": 0.0},
+    }
+    path = run_dir.parent / f"recipe-{run_dir.name}.json"
+    path.write_text(json.dumps(recipe))
+    return TrainConfig.from_file(str(path))
+
+
+def test_training_logs_keeps_best_and_resumes(squad_file, tmp_path):
+    run = tmp_path / "run"
+    train(_config(squad_file, run, epochs=2))
+    train(_config(squad_file, run, epochs=3))  # resumes at epoch 3
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [line["event"] for line in lines] == ["start", "epoch", "epoch", "epoch"]
+    assert [line["epoch"] for line in lines[1:]] == [1, 2, 3]
+    assert all(0 <= line["f1"] <= 100 and line["train_examples_per_s"] > 0 for line in lines[1:])
+    reader = Reader.load(run / "best")
+    context = "Warsaw is the capital and largest city of Poland."
+    [answer] = reader.answer("What is the capital of Poland?", context)
+    assert context[answer.start : answer.end] == answer.text and answer.text
+    assert 0 < answer.score <= 1
+    [with_maps] = reader.answer("What is the capital of Poland?", context, with_attention=True)
+    maps = with_maps.attention
+    assert (with_maps.start, with_maps.end) == (answer.start, answer.end)
+    assert maps.general.shape == (len(maps.passage_tokens), len(maps.question_tokens))
+    assert maps.self_attention.shape == (len(maps.passage_tokens),) * 2
+    assert abs(maps.general.sum(-1) - 1).max() < 1e-5 and abs(maps.question.sum() - 1) < 1e-5
+    assert all(context[s:e] == text for text, s, e in maps.passage_tokens)
+
+
+def test_same_seed_gives_the_same_weights(squad_file, tmp_path):
+    train(_config(squad_file, tmp_path / "a", epochs=1))
+    train(_config(squad_file, tmp_path / "b", epochs=1))
+    first = load_file(str(tmp_path / "a" / "best" / "model.safetensors"))
+    second = load_file(str(tmp_path / "b" / "best" / "model.safetensors"))
+    assert all((first[k] == second[k]).all() for k in first)
+
+
+def test_cli_train_and_evaluate_write_official_files(squad_file, tmp_path, capsys):
+    _config(squad_file, tmp_path / "run", epochs=1)  # writes recipe-run.json
+    recipe = tmp_path / "recipe-run.json"
+    assert main(["train", "--config", str(recipe)]) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(squad_file), "--model", str(tmp_path / "run" / "best"), "--output", str(out)]) == 0
+    predictions = json.loads((out / "predictions.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(predictions) == {"n1", "n2", "n3", "w1", "w2", "o1", "o2", "o3"}
+    assert 0 <= metrics["exact_match"] <= 100 and 0 <= metrics["f1"] <= 100
