@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", help="folder for predictions.json and metrics.json")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    evaluate.add_argument("--predictions", help="score this predictions file ({id: answer}) instead of running a model")
+    evaluate.add_argument("--nbest", type=int, default=5, help="answers per question in nbest.json")
     return parser
 
 
@@ -84,8 +86,8 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from qa.evaluation import run_evaluation
 
-    run_evaluation(args.data, split=args.split, model=args.model, output=args.output,
-                   batch_size=args.batch_size, limit=args.limit)
+    run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
+                   limit=args.limit, predictions_file=args.predictions, nbest=args.nbest)
     return 0
 
 

@@ -15,9 +15,11 @@ def squad_metric():
     return evaluate.load(str(METRIC_DIR))
 
 
-def squad_scores(predictions: dict[str, str], references: list[dict]) -> dict[str, float]:
-    """EM and F1 (percent) of ``{id: answer text}`` against ``[{"id", "answers"}]``."""
+def squad_scores(predictions: dict[str, str], references: list[dict], per_question: bool = False) -> dict:
+    """EM and F1 (percent) of ``{id: answer text}`` against ``[{"id", "answers"}]``; with
+    ``per_question`` also each question's scores (0/1 and 0..1) under ``"per_question"``."""
     return squad_metric().compute(
         predictions=[{"id": r["id"], "prediction_text": predictions.get(r["id"], "")} for r in references],
         references=[{"id": r["id"], "answers": r["answers"]} for r in references],
+        per_question=per_question,
     )

@@ -16,6 +16,7 @@ _CITATION = "Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehensi
 _KWARGS = """
 predictions: list of {"id": str, "prediction_text": str}
 references: list of {"id": str, "answers": {"text": [str], "answer_start": [int]}}
+per_question: if True, also return "per_question": [{"id", "exact_match", "f1"}] (each 0 or 1 / 0..1)
 Returns {"exact_match": float, "f1": float} in percent.
 """
 
@@ -82,10 +83,15 @@ class SquadV1(evaluate.Metric):
             ),
         )
 
-    def _compute(self, predictions, references):
+    def _compute(self, predictions, references, per_question=False):
         scores = score_pairs(predictions, references)
         total = max(len(scores), 1)
-        return {
+        result = {
             "exact_match": 100.0 * sum(em for em, _ in scores) / total,
             "f1": 100.0 * sum(f1 for _, f1 in scores) / total,
         }
+        if per_question:
+            result["per_question"] = [
+                {"id": reference["id"], "exact_match": em, "f1": f1} for reference, (em, f1) in zip(references, scores)
+            ]
+        return result

@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from qa.cli import main
+from qa.evaluation import expected_calibration_error, question_type
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [("How many people live in Warsaw?", "how many/much"), ("How much did it cost?", "how many/much"),
+     ("What river is it on?", "what"), ("Whom did he marry?", "who"), ("When was it built?", "when"),
+     ("How did it end?", "how"), ("In which year?", "which"), ("Name the river.", "other")],
+)
+def test_question_types(question, kind):
+    assert question_type(question) == kind
+
+
+def test_expected_calibration_error_by_hand():
+    # bin 0.9-1.0: scores 0.9, 0.9 with one correct -> |0.5 - 0.9| * 2/4 = 0.2
+    # bin 0.1-0.2: scores 0.1, 0.1 with none correct -> |0 - 0.1| * 2/4 = 0.05
+    result = expected_calibration_error([0.9, 0.9, 0.1, 0.1], [1, 0, 0, 0])
+    assert result["ece"] == pytest.approx(0.25)
+    assert sum(b["count"] for b in result["bins"]) == 4
+
+
+def test_scoring_a_predictions_file_by_hand(squad_file, tmp_path, capsys):
+    predictions = {"n1": "Rollo", "n2": "in France", "w1": "the Vistula River", "o3": "1774"}
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps(predictions))
+    out = tmp_path / "scores"
+    assert main(["evaluate", str(squad_file), "--predictions", str(path), "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # 8 questions: n1 EM; n2 F1 2/3 (precision 1/2, recall 1); w1 EM after removing "the"; the rest 0.
+    assert metrics["exact_match"] == pytest.approx(100 * 2 / 8)
+    assert metrics["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1) / 8)
+    for buckets in metrics["breakdowns"].values():
+        assert sum(b["count"] for b in buckets.values()) == 8
+        total_f1 = sum(b["f1"] * b["count"] for b in buckets.values()) / 8
+        assert total_f1 == pytest.approx(metrics["f1"])
+    assert json.loads((out / "predictions.json").read_text()) == predictions
+
+
+def test_bad_predictions_file_is_refused(squad_file, tmp_path, capsys):
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps(["not", "a", "dict"]))
+    assert main(["evaluate", str(squad_file), "--predictions", str(path)]) == 2
+    assert "official predictions format" in capsys.readouterr().err
