@@ -1,22 +1,42 @@
-"""The ``qa`` command: ask, train, evaluate. ``main(argv)`` returns an exit code; user mistakes
-print one line to stderr and exit non-zero, never a traceback."""
+"""The ``qa`` command: ask, chat, train, evaluate. ``main(argv)`` returns an exit code; user
+mistakes print one line to stderr and exit non-zero, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+
+MAX_PASSAGE_CHARS = 1_000_000  # longer passages are refused (about 170,000 words)
+ATTENTION_HELP = (
+    "which attention to highlight: general (passage-question: passage token i gets sum_j q_j * a_ij, its "
+    "attention a_ij over question word j weighted by the question self-attention q_j), self (the mean "
+    "self-attention the answer's tokens pay to each passage token), or none. Contiguous tokens with at "
+    "least twice the uniform weight are merged into spans."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa", description="Attention-based reading-comprehension QA.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    ask = commands.add_parser("ask", help="answer a question about a passage")
+    ask = commands.add_parser("ask", help="answer a question about a passage",
+                              description="Answer QUESTION from a passage given with --context, --file or stdin.")
     ask.add_argument("question")
     source = ask.add_mutually_exclusive_group()
     source.add_argument("--context", help="the passage text")
-    source.add_argument("--file", help="read the passage from a file")
+    source.add_argument("--file", help="read the passage from a UTF-8 text file")
     ask.add_argument("--model", help="model folder (default: the shipped model)")
-    ask.add_argument("--top-k", type=int, default=1)
+    ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
+    ask.add_argument("--attention", choices=("general", "self", "none"), default="general", help=ATTENTION_HELP)
+    ask.add_argument("--json", action="store_true", help="print a JSON result instead of the rendering")
+
+    chat = commands.add_parser("chat", help="ask question after question about one passage")
+    chat_source = chat.add_mutually_exclusive_group()
+    chat_source.add_argument("--context", help="the passage text")
+    chat_source.add_argument("--file", help="read the passage from a UTF-8 text file")
+    chat.add_argument("--model", help="model folder (default: the shipped model)")
+    chat.add_argument("--attention", choices=("general", "self", "none"), default="general", help=ATTENTION_HELP)
 
     train = commands.add_parser("train", help="train a reader from a recipe in pipelines/")
     train.add_argument("--config", default="pipelines/default.json")
@@ -28,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
     evaluate.add_argument("--split", default="validation", help="split of a hub dataset")
     evaluate.add_argument("--model", help="model folder (default: the shipped model)")
-    evaluate.add_argument("--output", help="folder for predictions.json and metrics.json")
+    evaluate.add_argument("--output", help="folder for predictions.json, nbest.json and metrics.json")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N questions")
     evaluate.add_argument("--predictions", help="score this predictions file ({id: answer}) instead of running a model")
@@ -36,41 +56,72 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def read_text_file(path: str) -> str:
+    """A UTF-8 text file's contents, or a ``ValueError`` naming the file and the problem."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, not a file") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read ({error.strerror})") from None
+    if b"\x00" in raw:
+        raise ValueError(f"{path}: not a UTF-8 text file (binary data)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+
+
+def checked_passage(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the passage is empty")
+    if len(text) > MAX_PASSAGE_CHARS:
+        raise ValueError(f"the passage has {len(text):,} characters; the limit is {MAX_PASSAGE_CHARS:,}")
+    return text
+
+
 def _read_passage(args) -> str:
     if args.context is not None:
-        return args.context
+        return checked_passage(args.context)
     if args.file is not None:
-        from pathlib import Path
-
-        try:
-            return Path(args.file).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ValueError(f"{args.file}: no such file") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{args.file}: not a UTF-8 text file") from None
-        except OSError as error:
-            raise ValueError(f"{args.file}: cannot read ({error.strerror})") from None
+        return checked_passage(read_text_file(args.file))
     if sys.stdin.isatty():
         raise ValueError("give the passage with --context, --file or on standard input")
-    return sys.stdin.read()
+    try:
+        return checked_passage(sys.stdin.read())
+    except UnicodeDecodeError:
+        raise ValueError("standard input is not UTF-8 text") from None
 
 
 def _ask(args) -> int:
     from rich.console import Console
 
     from qa.reader import Reader
+    from qa.render import render, result_dict
 
     if not args.question.strip():
         raise ValueError("the question is empty")
+    if args.top_k < 1:
+        raise ValueError("--top-k must be at least 1")
     passage = _read_passage(args)
-    if not passage.strip():
-        raise ValueError("the passage is empty")
     reader = Reader.load(args.model)
-    answers = reader.answer(args.question, passage, top_k=args.top_k)
-    console = Console()
-    for rank, answer in enumerate(answers, 1):
-        console.print(f"{rank}. [bold green]{answer.text}[/] (score {answer.score:.3f}, characters {answer.start}-{answer.end})")
+    answers = reader.answer(args.question, passage, top_k=args.top_k, with_attention=args.attention != "none")
+    if args.json:
+        print(json.dumps(result_dict(args.question, passage, answers, args.attention), ensure_ascii=False))
+    else:
+        render(Console(), args.question, passage, answers, args.attention)
     return 0
+
+
+def _chat(args) -> int:
+    from qa.chat import Chat
+
+    passage = None
+    if args.context is not None or args.file is not None:
+        passage = _read_passage(args)
+    return Chat(args.model, passage, args.attention).run()
 
 
 def _train(args) -> int:
@@ -93,7 +144,7 @@ def _evaluate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"ask": _ask, "train": _train, "evaluate": _evaluate}
+    handlers = {"ask": _ask, "chat": _chat, "train": _train, "evaluate": _evaluate}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as error:

@@ -1,0 +1,116 @@
+"""``qa chat``: load a passage, then ask question after question about it.
+
+Lines starting with ``:`` are commands (``:help`` lists them); any other line is a question.
+With a terminal, input has line editing and history (readline) and a prompt; with piped input
+there are no prompts and exactly one result per question.
+"""
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+HELP = """commands:
+  :help                      this list
+  :passage                   paste a new passage (end it with an empty line)
+  :file PATH                 load a new passage from a UTF-8 text file
+  :show                      print the current passage
+  :attention [general|self|none]   choose the attention view (no argument: cycle through them)
+  :quit                      leave (also Ctrl-D)
+anything else is a question about the current passage"""
+VIEWS = ("general", "self", "none")
+
+
+class Chat:
+    """One interactive session over a model; holds the current passage and attention view."""
+
+    def __init__(self, model: str | None, passage: str | None, attention: str = "general"):
+        from qa.reader import Reader
+
+        self.reader = Reader.load(model)
+        self.passage = passage
+        self.attention = attention
+        self.interactive = sys.stdin.isatty()
+        self.console = Console()
+
+    def _input(self, prompt: str) -> str | None:
+        try:
+            return input(prompt if self.interactive else "")
+        except EOFError:
+            return None
+
+    def _read_passage(self) -> str | None:
+        """Lines up to an empty line (or end of input) as the new passage."""
+        if self.interactive:
+            self.console.print("[dim]paste the passage, then an empty line:[/]")
+        lines = []
+        while (line := self._input("")) is not None and line.strip():
+            lines.append(line)
+        return "\n".join(lines) if lines else None
+
+    def _set_passage(self, text: str | None) -> None:
+        from qa.cli import checked_passage
+
+        if text is None:
+            raise ValueError("no passage given")
+        self.passage = checked_passage(text)
+        if self.interactive:
+            self.console.print(f"[dim]passage loaded: {len(self.passage.split()):,} words[/]")
+
+    def _command(self, line: str) -> bool:
+        """Run one ``:command``; returns False to quit."""
+        from qa.cli import read_text_file
+
+        name, _, argument = line[1:].strip().partition(" ")
+        argument = argument.strip()
+        if name in ("quit", "q", "exit"):
+            return False
+        if name == "help":
+            self.console.print(HELP, markup=False, highlight=False)
+        elif name == "passage":
+            self._set_passage(self._read_passage())
+        elif name == "file":
+            self._set_passage(read_text_file(argument))
+        elif name == "show":
+            self.console.print(self.passage or "(no passage)", markup=False, highlight=False)
+        elif name == "attention":
+            if argument and argument not in VIEWS:
+                raise ValueError(f"unknown attention view {argument!r}; choose general, self or none")
+            self.attention = argument or VIEWS[(VIEWS.index(self.attention) + 1) % len(VIEWS)]
+            self.console.print(f"attention view: {self.attention}")
+        else:
+            raise ValueError(f"unknown command :{name} (:help lists the commands)")
+        return True
+
+    def _ask(self, question: str) -> None:
+        from qa.render import render
+
+        if self.passage is None:
+            raise ValueError("no passage yet: use :passage or :file PATH")
+        answers = self.reader.answer(question, self.passage, with_attention=self.attention != "none")
+        render(self.console, question, self.passage, answers, self.attention)
+
+    def run(self) -> int:
+        if self.interactive:
+            import readline  # noqa: F401  (line editing and history for input())
+
+            self.console.print("[bold]qa chat[/] — ask questions about a passage; :help lists commands")
+        if self.passage is None:
+            try:
+                self._set_passage(self._read_passage())
+            except ValueError as error:
+                self.console.print(f"error: {error}", style="red", markup=False)
+                return 2
+        while (line := self._input("question> ")) is not None:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                if line.startswith(":"):
+                    if not self._command(line):
+                        break
+                else:
+                    self._ask(line)
+            except ValueError as error:
+                self.console.print(f"error: {error}", style="red", markup=False)
+        return 0
