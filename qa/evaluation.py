@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 import time
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def _print_report(console, metrics: dict, data: str) -> None:
 
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
-                   console=None) -> dict:
+                   lenient: bool = False, console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -119,13 +120,17 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
     from qa.metric import squad_scores
 
     console = console or Console(stderr=False)
-    records = load_squad(data, split=split)
+    skipped: Counter = Counter()
+    records = load_squad(data, split=split, lenient=lenient, skipped=skipped)
+    if skipped:
+        console.print(f"[yellow]skipped {sum(skipped.values())} bad records:[/] "
+                      + ", ".join(f"{reason} ({count})" for reason, count in skipped.most_common()))
     if limit:
         records = records.select(range(min(limit, len(records))))
     with console.status(f"tokenizing {len(records)} questions"):
         prepared = prepare(records)
     references = [{"id": e.id, "answers": e.answers} for e in prepared.examples]
-    metrics: dict = {"data": data, "questions": len(references)}
+    metrics: dict = {"data": data, "questions": len(references), "skipped_records": dict(skipped)}
     nbest_lists = None
     if predictions_file:
         texts = _read_predictions(predictions_file)

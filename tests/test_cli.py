@@ -52,4 +52,4 @@ def test_malformed_dataset_is_named_without_traceback(tmp_path):
     path.write_text(json.dumps({"data": [{"paragraphs": [{"qas": []}]}]}))
     result = subprocess.run([sys.executable, "-m", "qa", "evaluate", str(path)], capture_output=True, text=True)
     assert result.returncode == 2
-    assert "article 0 paragraph 0: missing 'context'" in result.stderr and "Traceback" not in result.stderr
+    assert "article 0 paragraph 0: missing or empty 'context'" in result.stderr and "Traceback" not in result.stderr

@@ -20,7 +20,7 @@ def test_local_file_becomes_flat_records(squad_file):
     "payload, message",
     [
         ({"version": "1.1"}, "'data' list"),
-        ({"data": [{"paragraphs": [{"qas": []}]}]}, "article 0 paragraph 0: missing 'context'"),
+        ({"data": [{"paragraphs": [{"qas": []}]}]}, "article 0 paragraph 0: missing or empty 'context'"),
         ({"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "x"}]}]}]}, "question 0: missing"),
         ({"data": [{"paragraphs": [{"context": "abc", "qas": [
             {"id": "x", "question": "q?", "answers": [{"text": "zz", "answer_start": 0}]}]}]}]}, "not at answer_start"),
@@ -71,3 +71,17 @@ def test_repeated_answer_is_realigned_next_to_the_question_words(tmp_path):
     first, _ = data.examples[0].answer_span
     assert tokens.starts[first] == context.rindex("1900")
     assert data.stats["repeated_answers"] == 1
+
+
+def test_lenient_loading_skips_and_counts_bad_records(tmp_path):
+    good = {"id": "g", "question": "q?", "answers": [{"text": "abc", "answer_start": 0}]}
+    moved = {"id": "m", "question": "q?", "answers": [{"text": "zz", "answer_start": 0}]}
+    payload = {"data": [{"paragraphs": [{"context": "abc", "qas": [good, moved, dict(good)]}, {"context": " "}]}]}
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps(payload))
+    from collections import Counter
+
+    skipped = Counter()
+    records = load_squad(str(path), lenient=True, skipped=skipped)
+    assert records["id"] == ["g"]
+    assert sum(skipped.values()) == 3 and skipped["duplicate id"] == 1

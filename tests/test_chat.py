@@ -1,0 +1,50 @@
+"""``qa chat`` with the shipped model, through a pseudo-terminal and through a pipe."""
+import subprocess
+import sys
+
+import pexpect
+import pytest
+
+pytestmark = pytest.mark.slow
+
+NORMANS = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
+           "a region in France. They were led by Rollo, a Viking chieftain.")
+OXYGEN = "Oxygen is a chemical element. It was discovered by Carl Wilhelm Scheele in Uppsala in 1773."
+
+
+def test_interactive_session_through_a_terminal():
+    child = pexpect.spawn(sys.executable, ["-m", "qa", "chat"], encoding="utf-8", timeout=120,
+                          dimensions=(50, 120), env={"TERM": "xterm", "PATH": "/usr/bin:/bin"})
+    child.expect("paste the passage")
+    child.sendline(NORMANS)
+    child.sendline("")
+    child.expect("passage loaded")
+    child.expect("question> ")
+    child.sendline("Who led the Normans?")
+    child.expect("Rollo")
+    child.expect("question> ")
+    child.sendline("In what country is Normandy?")
+    child.expect("France")
+    child.expect("question> ")
+    child.sendline(":passage")
+    child.sendline(OXYGEN)
+    child.sendline("")
+    child.expect("passage loaded")
+    child.expect("question> ")
+    child.sendline("Who discovered oxygen?")
+    child.expect("Scheele")
+    child.expect("question> ")
+    child.sendline(":quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_piped_input_gives_one_result_per_question_and_no_prompts():
+    script = f"{NORMANS}\n\nWho led the Normans?\nIn what country is Normandy?\n"
+    result = subprocess.run([sys.executable, "-m", "qa", "chat"], input=script, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Answer:") == 2
+    assert "question>" not in result.stdout and "paste the passage" not in result.stdout
+    assert "Rollo" in result.stdout
