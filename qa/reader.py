@@ -65,14 +65,18 @@ class Reader:
         return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder)
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
-               with_attention: bool = False) -> list[Answer]:
-        """The ``top_k`` best answers to ``question`` in ``context``, best first; with
-        ``with_attention`` each carries the attention maps of the window it came from."""
+               min_score: float = 0.0, with_attention: bool = False) -> list[Answer]:
+        """The ``top_k`` best answers to ``question`` in ``context``, best first.
+
+        Answers scoring below ``min_score`` are left out, so an empty list means "abstain".
+        With ``with_attention`` each answer carries the attention maps of the window it came from.
+        """
         return self.answer_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
-                                 with_attention=with_attention)[0]
+                                 min_score=min_score, with_attention=with_attention)[0]
 
     def answer_batch(self, questions: list[str], contexts: list[str], batch_size: int = 64, top_k: int = 1,
-                     max_answer_len: int = 15, with_attention: bool = False) -> list[list[Answer]]:
+                     max_answer_len: int = 15, min_score: float = 0.0,
+                     with_attention: bool = False) -> list[list[Answer]]:
         """Answers for many (question, context) pairs, batched by length; same results as ``answer``.
 
         Contexts longer than ``window_tokens`` are cut into windows every ``window_stride`` tokens;
@@ -87,6 +91,8 @@ class Reader:
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
         if top_k < 1 or max_answer_len < 1 or batch_size < 1:
             raise ValueError("top_k, max_answer_len and batch_size must be at least 1")
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError("min_score must be between 0 and 1")
         for question, context in zip(questions, contexts):
             if not isinstance(question, str) or not question.strip():
                 raise ValueError("a question is empty")
@@ -109,4 +115,4 @@ class Reader:
         for owner, prediction in zip(owners, predictions):
             candidates[owner] += [Answer(t, s, e, score, prediction.attention) for t, s, e, score in
                                   zip(prediction.texts, prediction.starts, prediction.ends, prediction.scores)]
-        return [merge_ranked(found, top_k) for found in candidates]
+        return [[a for a in merge_ranked(found, top_k) if a.score >= min_score] for found in candidates]

@@ -41,3 +41,13 @@ def test_metric_is_an_evaluate_module():
         references=[{"id": "x", "answers": {"text": ["Rollo"], "answer_start": [0]}}],
     )
     assert result == {"exact_match": 100.0, "f1": 100.0}
+
+
+def test_unicode_is_kept_as_the_official_script_does():
+    # The official v1.1 script lower-cases and strips ASCII punctuation only: accents stay (and must
+    # match), and curly quotes are not removed, so a prediction without them does not match.
+    refs = _refs(["Café Müller"], ["\u201cHello\u201d"], ["Ŝtono"])
+    scores = squad_scores({"0": "café  müller.", "1": "Hello", "2": "ŝtono"}, refs, per_question=True)
+    assert [s["exact_match"] for s in scores["per_question"]] == [1.0, 0.0, 1.0]
+    # q1: prediction ["hello"] vs gold ["\u201chello\u201d"]: no common token -> F1 0.
+    assert [s["f1"] for s in scores["per_question"]] == [1.0, 0.0, 1.0]

@@ -80,6 +80,12 @@ def test_invalid_arguments_raise_value_errors(reader, kwargs, message):
         reader.answer(" ", PASSAGE)
 
 
+def test_min_score_lets_callers_abstain(reader):
+    [best] = reader.answer("What river?", PASSAGE)
+    assert reader.answer("What river?", PASSAGE, min_score=min(1.0, best.score * 1.01 + 1e-9)) == []
+    assert reader.answer("What river?", PASSAGE, min_score=best.score * 0.99)[0].text == best.text
+
+
 def test_window_stride_must_be_below_window_size(reader):
     with pytest.raises(ValueError, match="window_stride"):
         Reader(reader.net, reader.batcher, None, window_tokens=100, window_stride=100)
