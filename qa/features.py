@@ -12,10 +12,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from qa.tokenize import Tokens, tokenize_many
+
+if TYPE_CHECKING:  # imported lazily: answering a single question never needs it
+    import datasets
 
 PREPARE_VERSION = "2"
 _STOP = frozenset(
@@ -79,7 +81,9 @@ def _row_to_tokens(row: dict) -> Tokens:
     return Tokens(row["words"], row["lemmas"], row["starts"], row["ends"])
 
 
-def _prepare(records: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset]:
+def _prepare(records: "datasets.Dataset") -> tuple["datasets.Dataset", "datasets.Dataset"]:
+    import datasets
+
     contexts = list(dict.fromkeys(records["context"]))
     index = {c: i for i, c in enumerate(contexts)}
     context_tokens = tokenize_many(contexts)
@@ -106,7 +110,7 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("QA_CACHE", Path.home() / ".cache" / "qa")) / "features"
 
 
-def dataset_key(records: datasets.Dataset) -> str:
+def dataset_key(records: "datasets.Dataset") -> str:
     """Content hash of the records, so a cached preparation is reused only for the same data."""
     digest = hashlib.sha1(PREPARE_VERSION.encode())
     for column in ("id", "context", "question"):
@@ -115,8 +119,10 @@ def dataset_key(records: datasets.Dataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def prepare(records: datasets.Dataset, cache: bool = True) -> PreparedSet:
+def prepare(records: "datasets.Dataset", cache: bool = True) -> PreparedSet:
     """Tokenize records (or reuse the on-disk cache for identical records)."""
+    import datasets
+
     datasets.disable_progress_bars()
     folder = _cache_dir() / dataset_key(records)
     if cache and (folder / "examples").exists():

@@ -89,3 +89,25 @@ def test_min_score_lets_callers_abstain(reader):
 def test_window_stride_must_be_below_window_size(reader):
     with pytest.raises(ValueError, match="window_stride"):
         Reader(reader.net, reader.batcher, None, window_tokens=100, window_stride=100)
+
+
+def test_model_files_load_and_bad_ones_are_named(reader, tmp_path):
+    from qa.checkpoint import ModelFileError, save_model
+
+    folder = tmp_path / "model"
+    save_model(folder, reader.net, {"model": reader.net.config.to_dict()})
+    loaded = Reader.load(folder)
+    assert loaded.answer("What river?", PASSAGE)[0].text == reader.answer("What river?", PASSAGE)[0].text
+
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(ModelFileError, match="model.safetensors: not a readable safetensors file"):
+        Reader.load(folder)
+
+    save_model(folder, reader.net, {"model": {**reader.net.config.to_dict(), "hidden": 24}})
+    with pytest.raises(ModelFileError, match="does not match config.json"):
+        Reader.load(folder)
+
+    (folder / "config.json").write_text('{"model": {"colour": "blue"}}')
+    with pytest.raises(ModelFileError, match="not a reader config"):
+        Reader.load(folder)
