@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"qa: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("qa: interrupted", file=sys.stderr)
+    except FloatingPointError as error:  # training diverged; the last good checkpoint is kept
+        print(f"qa: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as interrupt:
+        print(f"qa: {interrupt or 'interrupted'}", file=sys.stderr)
         return 130

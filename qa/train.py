@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,6 +107,22 @@ def averaged_weights(net: torch.nn.Module, ema: EMA | None):
         net.load_state_dict(saved)
 
 
+class InterruptRequest:
+    """Turns Ctrl-C (SIGINT) into a request honoured between optimizer steps, so a checkpoint is
+    always taken at a step boundary and resuming stays exact."""
+
+    def __enter__(self) -> "InterruptRequest":
+        self.requested = False
+        self.previous = signal.signal(signal.SIGINT, self._request)
+        return self
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self.previous)
+
+
 def _training_pairs(data: PreparedSet, max_tokens: int) -> list[int]:
     """Indices of training examples whose passage fits ``max_tokens`` tokens."""
     return [i for i, e in enumerate(data.examples) if len(data.context_tokens[e.context_index]) <= max_tokens]
@@ -198,7 +215,7 @@ def train(config: TrainConfig, console=None) -> dict:
                    TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} ex/s"),
                    TimeElapsedColumn(), TimeRemainingColumn()]
         running, seen, tic = None, 0, time.monotonic()
-        with Progress(*columns, console=console, transient=False) as progress:
+        with Progress(*columns, console=console, transient=False) as progress, InterruptRequest() as interrupt:
             task = progress.add_task("train", total=len(batches), completed=position["step"], loss=0.0, speed=0.0)
             for step in range(position["step"], len(batches)):
                 chosen = [train_data.examples[usable[i]] for i in batches[step]]
@@ -217,6 +234,10 @@ def train(config: TrainConfig, console=None) -> dict:
                 seen += len(batch)
                 position["step"] = step + 1
                 progress.update(task, advance=1, loss=running, speed=seen / (time.monotonic() - tic))
+                if interrupt.requested:
+                    position["minutes"] = minutes()
+                    _save_last(last, net, ema, optimizer, position, full_config)
+                    raise KeyboardInterrupt(f"training interrupted; resumable checkpoint saved in {last}")
                 if config.max_minutes and minutes() >= config.max_minutes:
                     out_of_time = True
                     break

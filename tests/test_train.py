@@ -61,3 +61,23 @@ def test_cli_train_and_evaluate_write_official_files(squad_file, tmp_path, capsy
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(predictions) == {"n1", "n2", "n3", "w1", "w2", "o1", "o2", "o3"}
     assert 0 <= metrics["exact_match"] <= 100 and 0 <= metrics["f1"] <= 100
+
+
+def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(squad_file, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _config(squad_file, tmp_path / "run", epochs=500)
+    process = subprocess.Popen([sys.executable, "-u", "-m", "qa", "train", "--config", str(tmp_path / "recipe-run.json")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "run" / "best").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)  # the first epoch has finished: training is under way
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "resumable checkpoint saved" in err and "Traceback" not in err
+    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())
+    assert state["position"]["epoch"] >= 1
