@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from qa.predict import AttentionMaps
 
 DEFAULT_MODEL = Path(__file__).parent / "model"
+MAX_QUESTION_TOKENS = 64  # longer questions are cut to their first 64 tokens, with a warning
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Reader:
         """
         from qa.features import Example, PreparedSet
         from qa.predict import predict
-        from qa.tokenize import tokenize_many
+        from qa.tokenize import Tokens, tokenize_many
         from qa.windows import merge_ranked, split_windows
 
         if len(questions) != len(contexts):
@@ -103,11 +104,16 @@ class Reader:
                    for c, t in zip(unique, tokenize_many(unique))}
         data = PreparedSet([], [], [])
         owners = []
-        for n, (question, context) in enumerate(zip(questions, tokenize_many(questions))):
+        for n, question in enumerate(tokenize_many(questions)):
+            if len(question) > MAX_QUESTION_TOKENS:
+                warnings.warn(f"question {n} has {len(question)} tokens; only the first {MAX_QUESTION_TOKENS} are read",
+                              stacklevel=3)
+                question = Tokens(*(values[:MAX_QUESTION_TOKENS] for values in
+                                    (question.words, question.lemmas, question.starts, question.ends)))
             for window in windows[contexts[n]]:
                 data.contexts.append(contexts[n])
                 data.context_tokens.append(window)
-                data.examples.append(Example(str(n), len(data.contexts) - 1, context, (0, 0), {}))
+                data.examples.append(Example(str(n), len(data.contexts) - 1, question, (0, 0), {}))
                 owners.append(n)
         predictions = predict(self.net, self.batcher, data, batch_size=batch_size, max_answer_len=max_answer_len,
                               top_k=top_k, with_attention=with_attention)

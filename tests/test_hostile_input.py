@@ -1,0 +1,43 @@
+"""Arbitrary unicode in, valid answers out: offsets always slice the passage, nothing raises."""
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qa.batching import Batcher
+from qa.model import ReaderConfig, ReaderNet, glove_tensor
+from qa.reader import MAX_QUESTION_TOKENS, Reader
+from qa.vocab import Vocabulary
+
+PIECES = st.sampled_from(
+    ["Warsaw", "river", "e\u0301", "\U0001F600", "\u4e2d\u6587", "\u05e9\u05dc\u05d5\u05dd", "\u200b", "\u200d",
+     "\r\n", "\t", "   ", "\x07", "\x1f", "-", "/", "1990s.", "U.S.", "\u00a0", "'s", "\ufeff"]
+)
+TEXT = st.lists(st.one_of(PIECES, st.text(min_size=1, max_size=6)), min_size=1, max_size=40).map(" ".join)
+
+
+@pytest.fixture(scope="module")
+def reader():
+    torch.manual_seed(0)
+    config = ReaderConfig(hidden=8, char_filters=4)
+    return Reader(ReaderNet(config, glove_tensor()).eval(), Batcher(Vocabulary([]), config.max_word_chars), None)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(question=TEXT, context=TEXT)
+def test_answers_always_slice_the_passage(reader, question, context):
+    if not question.strip() or not context.strip():
+        with pytest.raises(ValueError, match="empty"):
+            reader.answer(question, context)
+        return
+    for answer in reader.answer(question, context, top_k=3):
+        assert 0 <= answer.start < answer.end <= len(context)
+        assert context[answer.start : answer.end] == answer.text
+        assert 0.0 <= answer.score <= 1.0
+
+
+def test_a_very_long_question_is_truncated_with_a_warning(reader):
+    question = "what " * 2000
+    with pytest.warns(UserWarning, match=f"only the first {MAX_QUESTION_TOKENS}"):
+        answers = reader.answer(question, "Warsaw is on the Vistula.")
+    assert answers and answers[0].text
