@@ -4,9 +4,9 @@
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from qa.checkpoint import CONFIG_FILE, ModelFileError, load_weights, read_json

