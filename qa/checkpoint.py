@@ -40,12 +40,12 @@ def write_json(path: Path, payload) -> None:
     _atomic_write(Path(path), lambda h: h.write(json.dumps(payload, indent=2, ensure_ascii=False).encode()))
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Write a safetensors file atomically."""
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file (with optional string metadata) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tensors")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     _atomic_write(path, lambda h: h.write(tmp.read_bytes()))
     tmp.unlink()
 
@@ -58,6 +58,34 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except Exception as error:  # safetensors raises several types for corrupt files
         raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def write_checkpoint(path: Path, groups: dict[str, dict[str, torch.Tensor]], state: dict) -> None:
+    """One safetensors file holding named tensor groups and a JSON state, so a resumable
+    checkpoint is replaced in a single atomic step (never half old, half new)."""
+    tensors = {f"{group}/{name}": tensor for group, members in groups.items() for name, tensor in members.items()}
+    write_tensors(path, tensors, metadata={"state": json.dumps(state)})
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+    """Inverse of ``write_checkpoint``: (tensor groups, state)."""
+    from safetensors import safe_open
+
+    if not Path(path).exists():
+        raise ModelFileError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:  # one handle: tensors and state of one version
+            state = json.loads((handle.metadata() or {}).get("state", "null"))
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as error:  # safetensors raises several types for corrupt files
+        raise ModelFileError(f"{path}: not a readable checkpoint ({error})") from None
+    if state is None:
+        raise ModelFileError(f"{path}: not a training checkpoint (no state)")
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
+        group, name = key.split("/", 1)
+        groups.setdefault(group, {})[name] = tensor
+    return groups, state
 
 
 def read_json(path: Path) -> dict:

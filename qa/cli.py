@@ -156,5 +156,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qa: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
-        print(f"qa: {interrupt or 'interrupted'}", file=sys.stderr)
+        print(f"qa: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130

@@ -162,11 +162,12 @@ def render(console: Console, question: str, context: str, answers: list, mode: s
     if maps is not None:
         spans = Table(title=f"most attended spans ({mode} attention)", title_justify="left", min_width=40)
         spans.add_column("span")
+        spans.add_column("characters", justify="right")
         spans.add_column("weight", justify="right")
         highlights = merge_spans(maps, weights, context)[:8]
         for highlight in highlights:
             style = "" if plain else LEVEL_STYLES[level(highlight.weight, highlights[0].weight)]
-            spans.add_row(Text(highlight.text, style), f"{highlight.weight:.3f}")
+            spans.add_row(Text(highlight.text, style), f"{highlight.start}-{highlight.end}", f"{highlight.weight:.3f}")
         parts += [spans, Text(f"weights: {ATTENTION_RULES[mode]}", style="dim")]
         aligned = Table(title="question words -> passage token attending to them most", title_justify="left",
                         min_width=40)

@@ -1,9 +1,9 @@
 """Training loop: length-bucketed batches, Adamax, clipping, EMA weights, per-epoch dev EM/F1,
 best-checkpoint keeping, resumable checkpoints and a time budget.
 
-A run folder holds ``log.jsonl`` (config, then one line per epoch), ``last/`` (resumable state:
-model, EMA, optimizer, RNG, position in the epoch) and ``best/`` (the EMA weights with the best
-dev F1, in the shipped-model format).
+A run folder holds ``log.jsonl`` (config, then one line per epoch), ``last.safetensors`` (the
+resumable state in one atomically replaced file: model, EMA, optimizer, RNG, position in the
+epoch) and ``best/`` (the EMA weights with the best dev F1, in the shipped-model format).
 """
 from __future__ import annotations
 
@@ -22,12 +22,10 @@ import torch
 from qa.batching import Batcher, bucketed_batches
 from qa.checkpoint import (
     optimizer_tensors,
-    read_json,
-    read_tensors,
+    read_checkpoint,
     restore_optimizer,
     save_model,
-    write_json,
-    write_tensors,
+    write_checkpoint,
 )
 from qa.data import load_squad
 from qa.features import PreparedSet, prepare
@@ -144,13 +142,12 @@ def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int) -> dict:
     return squad_scores(texts, [{"id": e.id, "answers": e.answers} for e in dev.examples])
 
 
-def _save_last(folder: Path, net, ema, optimizer, position: dict, config: dict) -> None:
+def _save_last(path: Path, net, ema, optimizer, position: dict, config: dict) -> None:
+    """The resumable state (weights, EMA, optimizer, RNG, position) as one atomic file."""
     opt_tensors, opt_meta = optimizer_tensors(optimizer)
-    rng = {"torch": torch.get_rng_state()}
-    write_tensors(folder / "model.safetensors", net.state_dict())
-    write_tensors(folder / "ema.safetensors", ema.shadow if ema else {})
-    write_tensors(folder / "optimizer.safetensors", {**opt_tensors, **{f"rng.{k}": v for k, v in rng.items()}})
-    write_json(folder / "state.json", {"position": position, "optimizer": opt_meta, "config": config})
+    groups = {"model": net.state_dict(), "ema": ema.shadow if ema else {}, "optimizer": opt_tensors,
+              "rng": {"torch": torch.get_rng_state()}}
+    write_checkpoint(path, groups, {"position": position, "optimizer": opt_meta, "config": config})
 
 
 def train(config: TrainConfig, console=None) -> dict:
@@ -163,13 +160,13 @@ def train(config: TrainConfig, console=None) -> dict:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     run = Path(config.run_dir)
-    last = run / "last"
+    last = run / "last.safetensors"
     train_data = _load(config.train, config.limit_train, console)
     dev_data = _load(config.dev, config.limit_dev, console)
 
-    resume = (last / "state.json").exists()
+    resume = last.exists()
     if resume:
-        state = read_json(last / "state.json")
+        groups, state = read_checkpoint(last)
         model_config = ReaderConfig.from_dict(state["config"]["model"])
         position = state["position"]
     else:
@@ -182,12 +179,11 @@ def train(config: TrainConfig, console=None) -> dict:
     optimizer = torch.optim.Adamax([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate)
     ema = EMA(net, config.ema_decay) if config.ema_decay else None
     if resume:
-        net.load_state_dict(read_tensors(last / "model.safetensors"))
+        net.load_state_dict(groups["model"])
         if ema:
-            ema.shadow = read_tensors(last / "ema.safetensors")
-        tensors = read_tensors(last / "optimizer.safetensors")
-        torch.set_rng_state(tensors.pop("rng.torch"))
-        restore_optimizer(optimizer, tensors, state["optimizer"])
+            ema.shadow = groups["ema"]
+        torch.set_rng_state(groups["rng"]["torch"])
+        restore_optimizer(optimizer, groups.get("optimizer", {}), state["optimizer"])
         console.print(f"resuming {run} at epoch {position['epoch'] + 1}, step {position['step']}")
     else:
         run.mkdir(parents=True, exist_ok=True)
@@ -207,64 +203,69 @@ def train(config: TrainConfig, console=None) -> dict:
     def minutes() -> float:
         return (time.monotonic() - started) / 60
 
-    while position["epoch"] < config.epochs and not out_of_time:
-        epoch = position["epoch"]
-        batches = bucketed_batches(lengths, config.batch_size, np.random.default_rng(config.seed + epoch))
-        net.train()
-        columns = [TextColumn(f"epoch {epoch + 1}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} ex/s"),
-                   TimeElapsedColumn(), TimeRemainingColumn()]
-        running, seen, tic = None, 0, time.monotonic()
-        with Progress(*columns, console=console, transient=False) as progress, InterruptRequest() as interrupt:
-            task = progress.add_task("train", total=len(batches), completed=position["step"], loss=0.0, speed=0.0)
-            for step in range(position["step"], len(batches)):
-                chosen = [train_data.examples[usable[i]] for i in batches[step]]
-                batch = batcher.batch([train_data.context_tokens[e.context_index] for e in chosen],
-                                      [e.question for e in chosen], [e.answer_span for e in chosen])
-                loss = span_loss(net(batch), batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}; last checkpoint kept in {last}")
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-                optimizer.step()
-                if ema:
-                    ema.update(net)
-                running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-                seen += len(batch)
-                position["step"] = step + 1
-                progress.update(task, advance=1, loss=running, speed=seen / (time.monotonic() - tic))
-                if interrupt.requested:
-                    position["minutes"] = minutes()
-                    _save_last(last, net, ema, optimizer, position, full_config)
-                    raise KeyboardInterrupt(f"training interrupted; resumable checkpoint saved in {last}")
-                if config.max_minutes and minutes() >= config.max_minutes:
-                    out_of_time = True
-                    break
-                if time.monotonic() - last_save > config.checkpoint_minutes * 60:
-                    position["minutes"] = minutes()
-                    _save_last(last, net, ema, optimizer, position, full_config)
-                    last_save = time.monotonic()
-        speed = seen / max(time.monotonic() - tic, 1e-9)
-        eval_tic = time.monotonic()
-        with averaged_weights(net, ema):
-            metrics = evaluate_dev(net, batcher, dev_data, config.max_answer_len)
-        record = {"event": "epoch", "epoch": epoch + 1, "steps": position["step"], "complete": not out_of_time,
-                  "minutes": round(minutes(), 2), "train_examples_per_s": round(speed, 1), "loss": running,
-                  "dev_eval_s": round(time.monotonic() - eval_tic, 1), **metrics}
-        console.print(f"epoch {epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
-                      f"({record['minutes']:.1f} min, {speed:.0f} ex/s)")
-        position["history"].append(record)
-        with open(run / "log.jsonl", "a") as log:
-            log.write(json.dumps(record) + "\n")
-        if metrics["f1"] > position["best_f1"]:
-            position["best_f1"] = metrics["f1"]
+    with InterruptRequest() as interrupt:  # Ctrl-C is honoured at the next step or epoch boundary
+        while position["epoch"] < config.epochs and not out_of_time and not interrupt.requested:
+            epoch = position["epoch"]
+            batches = bucketed_batches(lengths, config.batch_size, np.random.default_rng(config.seed + epoch))
+            net.train()
+            columns = [TextColumn(f"epoch {epoch + 1}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} ex/s"),
+                       TimeElapsedColumn(), TimeRemainingColumn()]
+            running, seen, tic = None, 0, time.monotonic()
+            with Progress(*columns, console=console, transient=False) as progress:
+                task = progress.add_task("train", total=len(batches), completed=position["step"], loss=0.0, speed=0.0)
+                for step in range(position["step"], len(batches)):
+                    chosen = [train_data.examples[usable[i]] for i in batches[step]]
+                    batch = batcher.batch([train_data.context_tokens[e.context_index] for e in chosen],
+                                          [e.question for e in chosen], [e.answer_span for e in chosen])
+                    loss = span_loss(net(batch), batch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}; last checkpoint kept in {last}")
+                    optimizer.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+                    optimizer.step()
+                    if ema:
+                        ema.update(net)
+                    running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+                    seen += len(batch)
+                    position["step"] = step + 1
+                    progress.update(task, advance=1, loss=running, speed=seen / (time.monotonic() - tic))
+                    if interrupt.requested:
+                        break
+                    if config.max_minutes and minutes() >= config.max_minutes:
+                        out_of_time = True
+                        break
+                    if time.monotonic() - last_save > config.checkpoint_minutes * 60:
+                        position["minutes"] = minutes()
+                        _save_last(last, net, ema, optimizer, position, full_config)
+                        last_save = time.monotonic()
+            if interrupt.requested:
+                break
+            speed = seen / max(time.monotonic() - tic, 1e-9)
+            eval_tic = time.monotonic()
             with averaged_weights(net, ema):
-                save_model(run / "best", net, {"model": model_config.to_dict(), "dev": metrics})
-        if not out_of_time:
-            position["epoch"], position["step"] = epoch + 1, 0
-        position["minutes"] = minutes()
-        _save_last(last, net, ema, optimizer, position, full_config)
-        last_save = time.monotonic()
+                metrics = evaluate_dev(net, batcher, dev_data, config.max_answer_len)
+            record = {"event": "epoch", "epoch": epoch + 1, "steps": position["step"], "complete": not out_of_time,
+                      "minutes": round(minutes(), 2), "train_examples_per_s": round(speed, 1), "loss": running,
+                      "dev_eval_s": round(time.monotonic() - eval_tic, 1), **metrics}
+            console.print(f"epoch {epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
+                          f"({record['minutes']:.1f} min, {speed:.0f} ex/s)")
+            position["history"].append(record)
+            with open(run / "log.jsonl", "a") as log:
+                log.write(json.dumps(record) + "\n")
+            if metrics["f1"] > position["best_f1"]:
+                position["best_f1"] = metrics["f1"]
+                with averaged_weights(net, ema):
+                    save_model(run / "best", net, {"model": model_config.to_dict(), "dev": metrics})
+            if not out_of_time:
+                position["epoch"], position["step"] = epoch + 1, 0
+            position["minutes"] = minutes()
+            _save_last(last, net, ema, optimizer, position, full_config)
+            last_save = time.monotonic()
+        if interrupt.requested:
+            position["minutes"] = minutes()
+            _save_last(last, net, ema, optimizer, position, full_config)
+            raise KeyboardInterrupt(f"training interrupted; resumable checkpoint saved in {last}")
     best = max(position["history"], key=lambda r: r["f1"]) if position["history"] else {}
     return best

@@ -3,6 +3,7 @@ import json
 import pytest
 from safetensors.torch import load_file
 
+from qa.checkpoint import read_checkpoint
 from qa.cli import main
 from qa.reader import Reader
 from qa.train import TrainConfig, train
@@ -79,5 +80,47 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(squad_file, tmp_p
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
     assert "resumable checkpoint saved" in err and "Traceback" not in err
-    state = json.loads((tmp_path / "run" / "last" / "state.json").read_text())
+    _, state = read_checkpoint(tmp_path / "run" / "last.safetensors")
     assert state["position"]["epoch"] >= 1
+
+
+def _epoch_f1(run) -> list[float]:
+    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    return [round(x["f1"], 6) for x in lines if x["event"] == "epoch"]
+
+
+def test_sigkill_and_resume_reach_the_same_weights_as_an_uninterrupted_run(squad_file, tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def recipe(name: str) -> str:
+        _config(squad_file, tmp_path / name, epochs=4)
+        path = tmp_path / f"recipe-{name}.json"
+        payload = json.loads(path.read_text())
+        payload["training"]["checkpoint_minutes"] = 0  # a checkpoint after every step
+        path.write_text(json.dumps(payload))
+        return str(path)
+
+    command = [sys.executable, "-m", "qa", "train", "--config"]
+    subprocess.run(command + [recipe("whole")], check=True, capture_output=True)
+    killed = recipe("killed")
+    process = subprocess.Popen(command + [killed], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "last.safetensors"
+    target = random.Random(7).randint(1, 5)  # steps into training, across epochs of 2 steps
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.exists():
+            position = read_checkpoint(last)[1]["position"]
+            if 2 * position["epoch"] + position["step"] >= target:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    subprocess.run(command + [killed], check=True, capture_output=True)
+    whole = read_checkpoint(tmp_path / "whole" / "last.safetensors")[0]["model"]
+    resumed = read_checkpoint(last)[0]["model"]
+    assert all(bool((whole[k] == resumed[k]).all()) for k in whole)
+    assert _epoch_f1(tmp_path / "killed")[-4:] == _epoch_f1(tmp_path / "whole")
