@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -42,12 +42,8 @@ def write_json(path: Path, payload) -> None:
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file (with optional string metadata) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tensors")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    _atomic_write(path, lambda h: h.write(tmp.read_bytes()))
-    tmp.unlink()
+    payload = save({k: v.detach().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    _atomic_write(Path(path), lambda h: h.write(payload))
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

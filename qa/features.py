@@ -14,16 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.tokenize import Tokens, tokenize_many
+from qa.tokenize import STOP_WORDS, Tokens, tokenize_many
 
 if TYPE_CHECKING:  # imported lazily: answering a single question never needs it
     import datasets
 
 PREPARE_VERSION = "2"
-_STOP = frozenset(
-    "a an the of in on at to for by with from and or is was are were be been what which who whom "
-    "whose when where why how did do does many much that this these those it its as".split()
-)
 
 
 @dataclass
@@ -61,7 +57,7 @@ def _answer_span(context: str, tokens: Tokens, question: Tokens, text: str, star
     stripped = text.strip()
     start += len(text) - len(text.lstrip())
     starts = [m.start() for m in re.finditer(re.escape(stripped), context)] or [start]
-    cues = {lemma for lemma in question.lemmas if lemma not in _STOP and lemma.isalnum()}
+    cues = {lemma for lemma in question.lemmas if lemma not in STOP_WORDS and lemma.isalnum()}
     best = None
     for candidate in starts:
         span, exact = covering_span(tokens, candidate, candidate + len(stripped))

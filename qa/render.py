@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from qa.predict import AttentionMaps
+from qa.tokenize import STOP_WORDS
 
 ATTENTION_RULES = {
     "general": "passage token i gets sum_j q_j * a_ij: its general attention a_ij over question word j, "
@@ -23,8 +24,6 @@ ATTENTION_RULES = {
 }
 ANSWER_STYLE = "bold black on green3"
 LEVEL_STYLES = ("on grey23", "on grey35", "on dark_goldenrod", "black on gold3", "black on yellow1")
-_STOP = frozenset("a an the of in on at to for by with from and or is was are were be what which who whom whose "
-                  "when where why how did do does many much that this these those it its as".split())
 
 
 @dataclass
@@ -76,7 +75,7 @@ def question_alignments(maps: AttentionMaps, context: str) -> list[tuple[str, st
     """For each content word of the question: the passage token that attends to it most, and that weight."""
     rows = []
     for j, (word, _, _) in enumerate(maps.question_tokens):
-        if word.lower() in _STOP or not any(c.isalnum() for c in word):
+        if word.lower() in STOP_WORDS or not any(c.isalnum() for c in word):
             continue
         i = int(maps.general[:, j].argmax())
         _, start, end = maps.passage_tokens[i]

@@ -26,6 +26,13 @@ _EXTRA_INFIXES = (
 )
 
 
+# Function words of questions: what is left are the question's content words.
+STOP_WORDS = frozenset(
+    "a an the of in on at to for by with from and or is was are were be been what which who whom "
+    "whose when where why how did do does many much that this these those it its as".split()
+)
+
+
 @dataclass(frozen=True)
 class Tokens:
     """Tokens of one text: surface strings, lower-case lemmas and ``[start, end)`` offsets."""
