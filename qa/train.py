@@ -150,6 +150,19 @@ def _save_last(path: Path, net, ema, optimizer, position: dict, config: dict) ->
     write_checkpoint(path, groups, {"position": position, "optimizer": opt_meta, "config": config})
 
 
+def _sync_log(path: Path, history: list[dict]) -> None:
+    """Make the log's epoch lines equal the checkpoint's history: a run killed between the
+    checkpoint and the log write would otherwise lose or (re-evaluating on resume) repeat a line."""
+    def is_start(line: str) -> bool:
+        try:
+            return json.loads(line).get("event") == "start"
+        except json.JSONDecodeError:  # a line cut short by the kill
+            return False
+
+    kept = [line for line in (path.read_text().splitlines() if path.exists() else []) if is_start(line)]
+    path.write_text("".join(line + "\n" for line in kept + [json.dumps(r) for r in history]))
+
+
 def train(config: TrainConfig, console=None) -> dict:
     """Train (or resume) a reader as configured; returns the best dev metrics."""
     from rich.console import Console
@@ -184,6 +197,7 @@ def train(config: TrainConfig, console=None) -> dict:
             ema.shadow = groups["ema"]
         torch.set_rng_state(groups["rng"]["torch"])
         restore_optimizer(optimizer, groups.get("optimizer", {}), state["optimizer"])
+        _sync_log(run / "log.jsonl", position["history"])
         console.print(f"resuming {run} at epoch {position['epoch'] + 1}, step {position['step']}")
     else:
         run.mkdir(parents=True, exist_ok=True)
@@ -252,8 +266,6 @@ def train(config: TrainConfig, console=None) -> dict:
             console.print(f"epoch {epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
                           f"({record['minutes']:.1f} min, {speed:.0f} ex/s)")
             position["history"].append(record)
-            with open(run / "log.jsonl", "a") as log:
-                log.write(json.dumps(record) + "\n")
             if metrics["f1"] > position["best_f1"]:
                 position["best_f1"] = metrics["f1"]
                 with averaged_weights(net, ema):
@@ -263,6 +275,8 @@ def train(config: TrainConfig, console=None) -> dict:
             position["minutes"] = minutes()
             _save_last(last, net, ema, optimizer, position, full_config)
             last_save = time.monotonic()
+            with open(run / "log.jsonl", "a") as log:  # after the checkpoint; a resume repairs a lost line
+                log.write(json.dumps(record) + "\n")
         if interrupt.requested:
             position["minutes"] = minutes()
             _save_last(last, net, ema, optimizer, position, full_config)

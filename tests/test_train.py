@@ -123,4 +123,16 @@ def test_sigkill_and_resume_reach_the_same_weights_as_an_uninterrupted_run(squad
     whole = read_checkpoint(tmp_path / "whole" / "last.safetensors")[0]["model"]
     resumed = read_checkpoint(last)[0]["model"]
     assert all(bool((whole[k] == resumed[k]).all()) for k in whole)
-    assert _epoch_f1(tmp_path / "killed")[-4:] == _epoch_f1(tmp_path / "whole")
+    assert _epoch_f1(tmp_path / "killed") == _epoch_f1(tmp_path / "whole")
+
+
+def test_resume_makes_the_log_match_the_checkpoint_history(tmp_path):
+    from qa.train import _sync_log
+
+    log = tmp_path / "log.jsonl"
+    start = json.dumps({"event": "start", "config": {}})
+    epoch_1 = {"event": "epoch", "epoch": 1, "f1": 40.0}
+    # killed after logging epoch 2 but before its checkpoint, mid-way through a line
+    log.write_text(start + "\n" + json.dumps(epoch_1) + "\n" + json.dumps({**epoch_1, "epoch": 2}) + "\n{\"ev")
+    _sync_log(log, [epoch_1])
+    assert [json.loads(x) for x in log.read_text().splitlines()] == [json.loads(start), epoch_1]
