@@ -51,6 +51,7 @@ class TrainConfig:
     max_train_passage_tokens: int = 400  # longer training passages are skipped (rare in SQuAD)
     max_answer_len: int = 15
     max_minutes: float = 0.0  # 0 = no budget
+    max_steps: int = 0  # stop after this many optimizer steps in all (0 = no limit); a load-independent budget
     checkpoint_minutes: float = 10.0
     seed: int = 13
     threads: int = 0  # 0 = torch default
@@ -199,12 +200,12 @@ def train(config: TrainConfig, console=None) -> dict:
         restore_optimizer(optimizer, groups.get("optimizer", {}), state["optimizer"])
         _sync_log(run / "log.jsonl", position["history"])
         console.print(f"resuming {run} at epoch {position['epoch'] + 1}, step {position['step']}")
-    else:
+    parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    if not resume:
         run.mkdir(parents=True, exist_ok=True)
         with open(run / "log.jsonl", "a") as log:
-            log.write(json.dumps({"event": "start", "config": full_config, "train_stats": train_data.stats,
-                                  "dev_stats": dev_data.stats}) + "\n")
-    parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
+            log.write(json.dumps({"event": "start", "config": full_config, "parameters": parameters,
+                                  "train_stats": train_data.stats, "dev_stats": dev_data.stats}) + "\n")
     console.print(f"model: {parameters:,} trainable parameters; threads {torch.get_num_threads()}")
 
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
@@ -212,13 +213,14 @@ def train(config: TrainConfig, console=None) -> dict:
     lengths = [len(train_data.context_tokens[train_data.examples[i].context_index]) for i in usable]
     started = time.monotonic() - position["minutes"] * 60
     last_save = time.monotonic()
-    out_of_time = False
+    out_of_time = False  # the minutes or steps budget is spent
 
     def minutes() -> float:
         return (time.monotonic() - started) / 60
 
     with InterruptRequest() as interrupt:  # Ctrl-C is honoured at the next step or epoch boundary
-        while position["epoch"] < config.epochs and not out_of_time and not interrupt.requested:
+        while position["epoch"] < config.epochs and not out_of_time and not interrupt.requested \
+                and not (config.max_steps and position.get("total_steps", 0) >= config.max_steps):
             epoch = position["epoch"]
             batches = bucketed_batches(lengths, config.batch_size, np.random.default_rng(config.seed + epoch))
             net.train()
@@ -247,7 +249,9 @@ def train(config: TrainConfig, console=None) -> dict:
                     progress.update(task, advance=1, loss=running, speed=seen / (time.monotonic() - tic))
                     if interrupt.requested:
                         break
-                    if config.max_minutes and minutes() >= config.max_minutes:
+                    position["total_steps"] = position.get("total_steps", 0) + 1
+                    if (config.max_minutes and minutes() >= config.max_minutes) or \
+                            (config.max_steps and position["total_steps"] >= config.max_steps):
                         out_of_time = True
                         break
                     if time.monotonic() - last_save > config.checkpoint_minutes * 60:
