@@ -6,7 +6,7 @@ form, in lower case, and by lemma, and the word's normalised term frequency in t
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -35,6 +35,11 @@ class Batch:
 
     def __len__(self) -> int:
         return self.passage_words.shape[0]
+
+    def to(self, device: torch.device) -> "Batch":
+        """The same batch with every tensor on ``device``."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Batch(**{k: v.to(device) if v is not None else None for k, v in moved.items()})
 
 
 def passage_features(passage: Tokens, question: Tokens) -> np.ndarray:

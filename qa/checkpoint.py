@@ -42,7 +42,7 @@ def write_json(path: Path, payload) -> None:
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Write a safetensors file (with optional string metadata) atomically."""
-    payload = save({k: v.detach().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    payload = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
     _atomic_write(Path(path), lambda h: h.write(payload))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="override the recipe's run folder")
     train.add_argument("--max-minutes", type=float, help="override the training time budget")
     train.add_argument("--seed", type=int, help="override the seed")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device (auto: CUDA if present)")
+    train.add_argument("--prepare-workers", type=int, help="processes for tokenizing the data")
 
     evaluate = commands.add_parser("evaluate", help="official SQuAD v1.1 EM/F1 on a SQuAD-format file")
     evaluate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
@@ -129,9 +132,12 @@ def _chat(args) -> int:
 def _train(args) -> int:
     from qa.train import TrainConfig, train
 
-    overrides = {k: v for k, v in {"run_dir": args.run_dir, "max_minutes": args.max_minutes, "seed": args.seed}.items()
+    overrides = {k: v for k, v in {"run_dir": args.run_dir, "max_minutes": args.max_minutes, "seed": args.seed,
+                                   "device": args.device, "prepare_workers": args.prepare_workers}.items()
                  if v is not None}
-    best = train(TrainConfig.from_file(args.config, overrides))
+    best = train(TrainConfig.from_file(args.config, overrides)).best
+    if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
+        return 0
     print(f"best dev: EM {best.get('exact_match', 0):.2f} F1 {best.get('f1', 0):.2f} (epoch {best.get('epoch')})")
     return 0
 

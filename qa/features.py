@@ -77,13 +77,29 @@ def _row_to_tokens(row: dict) -> Tokens:
     return Tokens(row["words"], row["lemmas"], row["starts"], row["ends"])
 
 
-def _prepare(records: "datasets.Dataset") -> tuple["datasets.Dataset", "datasets.Dataset"]:
+def _tokenize_rows(rows: dict) -> dict:
+    tokens = [_tokens_to_row(t) for t in tokenize_many(rows["text"])]
+    return {k: [t[k] for t in tokens] for k in ("words", "lemmas", "starts", "ends")}
+
+
+def _tokenize(texts: list[str], workers: int) -> list[Tokens]:
+    """Tokenize in this process, or in ``workers`` processes through ``datasets`` ``map``."""
+    import datasets
+
+    if workers <= 1:
+        return tokenize_many(texts)
+    rows = datasets.Dataset.from_dict({"text": texts}).map(
+        _tokenize_rows, batched=True, batch_size=1000, num_proc=workers, remove_columns=["text"])
+    return [_row_to_tokens(r) for r in rows]
+
+
+def _prepare(records: "datasets.Dataset", workers: int) -> tuple["datasets.Dataset", "datasets.Dataset"]:
     import datasets
 
     contexts = list(dict.fromkeys(records["context"]))
     index = {c: i for i, c in enumerate(contexts)}
-    context_tokens = tokenize_many(contexts)
-    question_tokens = tokenize_many(records["question"])
+    context_tokens = _tokenize(contexts, workers)
+    question_tokens = _tokenize(records["question"], workers)
     rows = []
     for record, question in zip(records, question_tokens):
         i = index[record["context"]]
@@ -115,8 +131,9 @@ def dataset_key(records: "datasets.Dataset") -> str:
     return digest.hexdigest()[:16]
 
 
-def prepare(records: "datasets.Dataset", cache: bool = True) -> PreparedSet:
-    """Tokenize records (or reuse the on-disk cache for identical records)."""
+def prepare(records: "datasets.Dataset", cache: bool = True, workers: int = 0) -> PreparedSet:
+    """Tokenize records (or reuse the on-disk cache for identical records), in ``workers``
+    processes when more than one."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -125,7 +142,7 @@ def prepare(records: "datasets.Dataset", cache: bool = True) -> PreparedSet:
         context_ds = datasets.load_from_disk(str(folder / "contexts"))
         example_ds = datasets.load_from_disk(str(folder / "examples"))
     else:
-        context_ds, example_ds = _prepare(records)
+        context_ds, example_ds = _prepare(records, workers)
         if cache:
             context_ds.save_to_disk(str(folder / "contexts"))
             example_ds.save_to_disk(str(folder / "examples"))

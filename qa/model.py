@@ -217,6 +217,9 @@ def glove_tensor() -> torch.Tensor:
     return torch.from_numpy(table)
 
 
-def span_loss(output: ReaderOutput, batch: Batch) -> torch.Tensor:
-    """Cross-entropy of the gold start and end token (mean over the batch)."""
-    return F.cross_entropy(output.start_logits, batch.answer_starts) + F.cross_entropy(output.end_logits, batch.answer_ends)
+def span_loss(output: ReaderOutput, batch: Batch, over: float | None = None) -> torch.Tensor:
+    """Cross-entropy of the gold start and end token, summed over the batch and divided by ``over``
+    (default: the batch size, i.e. the mean; a data-parallel rank passes its share of the global batch)."""
+    total = F.cross_entropy(output.start_logits.float(), batch.answer_starts, reduction="sum") + \
+        F.cross_entropy(output.end_logits.float(), batch.answer_ends, reduction="sum")
+    return total / (over or len(batch))

@@ -63,13 +63,14 @@ def predict(net: ReaderNet, batcher: Batcher, data: PreparedSet, batch_size: int
 
     With ``with_attention`` each prediction carries its ``AttentionMaps``."""
     net.eval()
+    device = next(net.parameters()).device
     order = sorted(range(len(data.examples)), key=lambda i: len(data.context_tokens[data.examples[i].context_index]))
     results: list[Prediction | None] = [None] * len(order)
     for first in range(0, len(order), batch_size):
         chunk = order[first : first + batch_size]
         examples = [data.examples[i] for i in chunk]
         passages = [data.context_tokens[e.context_index] for e in examples]
-        batch = batcher.batch(passages, [e.question for e in examples])
+        batch = batcher.batch(passages, [e.question for e in examples]).to(device)
         output = net(batch)
         starts, ends, scores = best_spans(output.start_logits, output.end_logits,
                                           batch.passage_mask, max_answer_len, top_k)

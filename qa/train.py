@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torch.nn.parallel import DistributedDataParallel
+
 from qa.batching import Batcher, bucketed_batches
 from qa.checkpoint import (
     optimizer_tensors,
@@ -28,6 +30,7 @@ from qa.checkpoint import (
     write_checkpoint,
 )
 from qa.data import load_squad
+from qa.distributed import World, join, leave
 from qa.features import PreparedSet, prepare
 from qa.metric import squad_scores
 from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
@@ -44,6 +47,7 @@ class TrainConfig:
     run_dir: str = "runs/default"
     epochs: int = 30
     batch_size: int = 32
+    optimizer: str = "adamax"  # adamax|sgd
     learning_rate: float = 0.002
     grad_clip: float = 10.0
     ema_decay: float = 0.999  # 0 disables the moving average
@@ -57,6 +61,9 @@ class TrainConfig:
     threads: int = 0  # 0 = torch default
     limit_train: int = 0  # use only the first N training questions (0 = all); for smoke tests
     limit_dev: int = 0
+    prepare_workers: int = 0  # processes for tokenizing the data (datasets map num_proc; 0 = this one)
+    device: str = "auto"  # auto|cpu|cuda
+    mixed_precision: bool = True  # float16 autocast and gradient scaling, on CUDA only
     model: ReaderConfig = field(default_factory=ReaderConfig)
 
     @classmethod
@@ -127,19 +134,38 @@ def _training_pairs(data: PreparedSet, max_tokens: int) -> list[int]:
     return [i for i, e in enumerate(data.examples) if len(data.context_tokens[e.context_index]) <= max_tokens]
 
 
-def _load(path: str, limit: int, console) -> PreparedSet:
+def _load(path: str, limit: int, workers: int, console) -> PreparedSet:
     records = load_squad(path)
     if limit:
         records = records.select(range(min(limit, len(records))))
     with console.status(f"preparing {path} ({len(records)} questions)"):
-        data = prepare(records)
+        data = prepare(records, workers=workers)
     console.print(f"{path}: {data.stats}")
     return data
 
 
-def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int) -> dict:
-    predictions = predict(net, batcher, dev, max_answer_len=max_answer_len)
-    texts = {p.id: (p.texts[0] if p.texts else "") for p in predictions}
+def make_optimizer(config: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adamax (the recipe's) or plain SGD over the trainable parameters."""
+    choices = {"adamax": torch.optim.Adamax, "sgd": torch.optim.SGD}
+    if config.optimizer not in choices:
+        raise ValueError(f"unknown optimizer {config.optimizer!r} ({' or '.join(choices)})")
+    return choices[config.optimizer]([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate)
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, ranks: int) -> list[list[int]]:
+    """One epoch's global batches, length-bucketed and shuffled by ``seed``; a batch too small to
+    give every rank an example is left out (only ever a bucket's last, when ranks > 1)."""
+    batches = bucketed_batches(lengths, batch_size, np.random.default_rng(seed))
+    return [b for b in batches if len(b) >= ranks]
+
+
+def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int, world: World = World()) -> dict:
+    """Dev EM/F1; each rank predicts its shard of the questions and the answers are gathered."""
+    shard = PreparedSet(dev.contexts, dev.context_tokens, world.shard(dev.examples), dev.stats)
+    texts = {}
+    for part in world.gather({p.id: (p.texts[0] if p.texts else "")
+                              for p in predict(net, batcher, shard, max_answer_len=max_answer_len)}):
+        texts.update(part)
     return squad_scores(texts, [{"id": e.id, "answers": e.answers} for e in dev.examples])
 
 
@@ -164,50 +190,79 @@ def _sync_log(path: Path, history: list[dict]) -> None:
     path.write_text("".join(line + "\n" for line in kept + [json.dumps(r) for r in history]))
 
 
-def train(config: TrainConfig, console=None) -> dict:
-    """Train (or resume) a reader as configured; returns the best dev metrics."""
+@dataclass
+class TrainingResult:
+    """What a training run leaves in memory: the best epoch's dev record and the last weights."""
+
+    best: dict  # {} when no epoch was evaluated
+    net: ReaderNet
+
+
+def train(config: TrainConfig, console=None) -> TrainingResult:
+    """Train (or resume) a reader as configured, as one process or as one rank under torchrun."""
+    world = join(config.device)
+    try:
+        return _train(config, world, console)
+    finally:
+        leave()
+
+
+def _train(config: TrainConfig, world: World, console) -> TrainingResult:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    console = console or Console()
+    console = console if console and world.main else Console(quiet=not world.main)
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     run = Path(config.run_dir)
     last = run / "last.safetensors"
-    train_data = _load(config.train, config.limit_train, console)
-    dev_data = _load(config.dev, config.limit_dev, console)
+    with world.main_first():  # rank 0 fills the preparation cache, the others read it
+        train_data = _load(config.train, config.limit_train, config.prepare_workers, console)
+        dev_data = _load(config.dev, config.limit_dev, config.prepare_workers, console)
 
-    resume = last.exists()
-    if resume:
-        groups, state = read_checkpoint(last)
+    saved = world.from_main(read_checkpoint(last) if world.main and last.exists() else None)
+    if saved:
+        groups, state = saved
         model_config = ReaderConfig.from_dict(state["config"]["model"])
         position = state["position"]
     else:
         tuned = most_frequent_words([e.question.words for e in train_data.examples], config.tune_top_words)
         model_config = ReaderConfig.from_dict({**config.model.to_dict(), "tuned_words": tuned})
-        position = {"epoch": 0, "step": 0, "minutes": 0.0, "best_f1": -1.0, "history": []}
+        position = {"epoch": 0, "step": 0, "total_steps": 0, "minutes": 0.0, "best_f1": -1.0, "history": []}
     full_config = {"training": {k: v for k, v in asdict(config).items() if k != "model"}, "model": model_config.to_dict()}
 
     net = ReaderNet(model_config, glove_tensor())
-    optimizer = torch.optim.Adamax([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate)
-    ema = EMA(net, config.ema_decay) if config.ema_decay else None
-    if resume:
+    if saved:
         net.load_state_dict(groups["model"])
-        if ema:
-            ema.shadow = groups["ema"]
         torch.set_rng_state(groups["rng"]["torch"])
+    net.to(world.device)
+    optimizer = make_optimizer(config, net)
+    ema = EMA(net, config.ema_decay) if config.ema_decay else None
+    if saved:
+        if ema:
+            ema.shadow = {k: v.to(world.device) for k, v in groups["ema"].items()}
         restore_optimizer(optimizer, groups.get("optimizer", {}), state["optimizer"])
-        _sync_log(run / "log.jsonl", position["history"])
-        console.print(f"resuming {run} at epoch {position['epoch'] + 1}, step {position['step']}")
     parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    if not resume:
+    if world.main:
         run.mkdir(parents=True, exist_ok=True)
-        with open(run / "log.jsonl", "a") as log:
-            log.write(json.dumps({"event": "start", "config": full_config, "parameters": parameters,
-                                  "train_stats": train_data.stats, "dev_stats": dev_data.stats}) + "\n")
-    console.print(f"model: {parameters:,} trainable parameters; threads {torch.get_num_threads()}")
+        if saved:
+            _sync_log(run / "log.jsonl", position["history"])
+        else:
+            with open(run / "log.jsonl", "a") as log:
+                log.write(json.dumps({"event": "start", "config": full_config, "parameters": parameters,
+                                      "processes": world.size, "train_stats": train_data.stats,
+                                      "dev_stats": dev_data.stats}) + "\n")
+    if saved:
+        console.print(f"resuming {run} at epoch {position['epoch'] + 1}, step {position['step']}")
+    console.print(f"model: {parameters:,} trainable parameters; {world.size} process(es) on {world.device}, "
+                  f"{torch.get_num_threads()} thread(s) each")
 
+    # DDP averages gradients over ranks; the frozen GloVe buffer never changes, so it is not re-broadcast
+    model = net if world.size == 1 else DistributedDataParallel(
+        net, device_ids=[world.device] if world.device.type == "cuda" else None, forward_sync_buffers=False)
+    mixed = config.mixed_precision and world.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed)
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
     usable = _training_pairs(train_data, config.max_train_passage_tokens)
     lengths = [len(train_data.context_tokens[train_data.examples[i].context_index]) for i in usable]
@@ -218,52 +273,63 @@ def train(config: TrainConfig, console=None) -> dict:
     def minutes() -> float:
         return (time.monotonic() - started) / 60
 
+    def save_last() -> None:
+        position["minutes"] = minutes()
+        if world.main:
+            _save_last(last, net, ema, optimizer, position, full_config)
+
     with InterruptRequest() as interrupt:  # Ctrl-C is honoured at the next step or epoch boundary
         while position["epoch"] < config.epochs and not out_of_time and not interrupt.requested \
-                and not (config.max_steps and position.get("total_steps", 0) >= config.max_steps):
+                and not (config.max_steps and position["total_steps"] >= config.max_steps):
             epoch = position["epoch"]
-            batches = bucketed_batches(lengths, config.batch_size, np.random.default_rng(config.seed + epoch))
+            batches = epoch_batches(lengths, config.batch_size, config.seed + epoch, world.size)
             net.train()
             columns = [TextColumn(f"epoch {epoch + 1}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} ex/s"),
                        TimeElapsedColumn(), TimeRemainingColumn()]
             running, seen, tic = None, 0, time.monotonic()
-            with Progress(*columns, console=console, transient=False) as progress:
+            with Progress(*columns, console=console, transient=False, disable=not world.main) as progress:
                 task = progress.add_task("train", total=len(batches), completed=position["step"], loss=0.0, speed=0.0)
                 for step in range(position["step"], len(batches)):
-                    chosen = [train_data.examples[usable[i]] for i in batches[step]]
+                    chosen = [train_data.examples[usable[i]] for i in world.split(batches[step])]
                     batch = batcher.batch([train_data.context_tokens[e.context_index] for e in chosen],
-                                          [e.question for e in chosen], [e.answer_span for e in chosen])
-                    loss = span_loss(net(batch), batch)
-                    if not torch.isfinite(loss):
+                                          [e.question for e in chosen], [e.answer_span for e in chosen]).to(world.device)
+                    with torch.autocast(world.device.type, dtype=torch.float16, enabled=mixed):
+                        # the global batch's mean loss once DDP averages the ranks' gradients
+                        loss = span_loss(model(batch), batch, over=len(batches[step]) / world.size)
+                    # every rank must agree on stopping before the gradient all-reduce
+                    total, stop, time_up = world.sum([loss.item(), float(interrupt.requested),
+                                                      float(bool(config.max_minutes and minutes() >= config.max_minutes))])
+                    if not math.isfinite(total):
                         raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}; last checkpoint kept in {last}")
                     optimizer.zero_grad()
-                    loss.backward()
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-                    optimizer.step()
+                    scaler.step(optimizer)
+                    scaler.update()
                     if ema:
                         ema.update(net)
-                    running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-                    seen += len(batch)
-                    position["step"] = step + 1
+                    mean_loss = total / world.size
+                    running = mean_loss if running is None else 0.98 * running + 0.02 * mean_loss
+                    seen += len(batches[step])
+                    position["step"], position["total_steps"] = step + 1, position["total_steps"] + 1
                     progress.update(task, advance=1, loss=running, speed=seen / (time.monotonic() - tic))
-                    if interrupt.requested:
+                    if stop:
+                        interrupt.requested = True
                         break
-                    position["total_steps"] = position.get("total_steps", 0) + 1
-                    if (config.max_minutes and minutes() >= config.max_minutes) or \
-                            (config.max_steps and position["total_steps"] >= config.max_steps):
+                    if time_up or (config.max_steps and position["total_steps"] >= config.max_steps):
                         out_of_time = True
                         break
                     if time.monotonic() - last_save > config.checkpoint_minutes * 60:
-                        position["minutes"] = minutes()
-                        _save_last(last, net, ema, optimizer, position, full_config)
+                        save_last()
                         last_save = time.monotonic()
             if interrupt.requested:
                 break
             speed = seen / max(time.monotonic() - tic, 1e-9)
             eval_tic = time.monotonic()
             with averaged_weights(net, ema):
-                metrics = evaluate_dev(net, batcher, dev_data, config.max_answer_len)
+                metrics = evaluate_dev(net, batcher, dev_data, config.max_answer_len, world)
             record = {"event": "epoch", "epoch": epoch + 1, "steps": position["step"], "complete": not out_of_time,
                       "minutes": round(minutes(), 2), "train_examples_per_s": round(speed, 1), "loss": running,
                       "dev_eval_s": round(time.monotonic() - eval_tic, 1), **metrics}
@@ -272,18 +338,18 @@ def train(config: TrainConfig, console=None) -> dict:
             position["history"].append(record)
             if metrics["f1"] > position["best_f1"]:
                 position["best_f1"] = metrics["f1"]
-                with averaged_weights(net, ema):
-                    save_model(run / "best", net, {"model": model_config.to_dict(), "dev": metrics})
+                if world.main:
+                    with averaged_weights(net, ema):
+                        save_model(run / "best", net, {"model": model_config.to_dict(), "dev": metrics})
             if not out_of_time:
                 position["epoch"], position["step"] = epoch + 1, 0
-            position["minutes"] = minutes()
-            _save_last(last, net, ema, optimizer, position, full_config)
+            save_last()
             last_save = time.monotonic()
-            with open(run / "log.jsonl", "a") as log:  # after the checkpoint; a resume repairs a lost line
-                log.write(json.dumps(record) + "\n")
+            if world.main:
+                with open(run / "log.jsonl", "a") as log:  # after the checkpoint; a resume repairs a lost line
+                    log.write(json.dumps(record) + "\n")
         if interrupt.requested:
-            position["minutes"] = minutes()
-            _save_last(last, net, ema, optimizer, position, full_config)
+            save_last()
             raise KeyboardInterrupt(f"training interrupted; resumable checkpoint saved in {last}")
     best = max(position["history"], key=lambda r: r["f1"]) if position["history"] else {}
-    return best
+    return TrainingResult(best, net)

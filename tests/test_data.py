@@ -58,6 +58,14 @@ def test_prepare_maps_answers_to_token_spans_and_caches(squad_file):
     assert [e.answer_span for e in again.examples] == [e.answer_span for e in data.examples]
 
 
+def test_preparing_in_two_processes_gives_the_same_tokens(squad_file):
+    records = load_squad(str(squad_file))
+    alone, parallel = prepare(records, cache=False), prepare(records, cache=False, workers=2)
+    assert parallel.context_tokens == alone.context_tokens
+    assert [e.question for e in parallel.examples] == [e.question for e in alone.examples]
+    assert [e.answer_span for e in parallel.examples] == [e.answer_span for e in alone.examples]
+
+
 def test_repeated_answer_is_realigned_next_to_the_question_words(tmp_path):
     filler = "Many other things happened in the region during those busy years of growth and change. " * 3
     context = "In 1900 the bridge opened. " + filler + "The tower was finished in 1900 by the city engineers."
