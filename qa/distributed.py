@@ -35,6 +35,7 @@ class World:
     rank: int = 0
     size: int = 1
     device: torch.device = torch.device("cpu")
+    local_rank: int = 0  # rank among the processes on this machine
 
     @property
     def main(self) -> bool:
@@ -73,12 +74,13 @@ class World:
         return box[0]
 
     @contextlib.contextmanager
-    def main_first(self):
-        """Rank 0 runs the block first (e.g. filling a cache), the others after it."""
-        if not self.main:
+    def machine_leader_first(self):
+        """The first process of each machine runs the block first (e.g. filling that machine's
+        cache), the other processes after it."""
+        if self.local_rank != 0:
             self.barrier()
         yield
-        if self.main:
+        if self.local_rank == 0:
             self.barrier()
 
     def barrier(self) -> None:
@@ -96,7 +98,7 @@ def join(device: str = "auto") -> World:
         if where.type == "cuda":
             torch.cuda.set_device(where)
         dist.init_process_group("nccl" if where.type == "cuda" else "gloo")
-    return World(dist.get_rank(), dist.get_world_size(), where)
+    return World(dist.get_rank(), dist.get_world_size(), where, int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def leave() -> None:

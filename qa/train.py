@@ -217,7 +217,7 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
     seed_everything(config.seed)
     run = Path(config.run_dir)
     last = run / "last.safetensors"
-    with world.main_first():  # rank 0 fills the preparation cache, the others read it
+    with world.machine_leader_first():  # one process per machine fills the preparation cache, the others read it
         train_data = _load(config.train, config.limit_train, config.prepare_workers, console)
         dev_data = _load(config.dev, config.limit_dev, config.prepare_workers, console)
 
