@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device (auto: CUDA if present)")
     train.add_argument("--prepare-workers", type=int, help="processes for tokenizing the data")
 
+    calibrate = commands.add_parser("calibrate", help="fit the score temperature of a model on questions it was not trained on")
+    calibrate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
+    calibrate.add_argument("--split", default="validation", help="split of a hub dataset")
+    calibrate.add_argument("--model", help="model folder to calibrate (default: the shipped model)")
+    calibrate.add_argument("--limit", type=int, default=0, help="only the first N questions")
     evaluate = commands.add_parser("evaluate", help="official SQuAD v1.1 EM/F1 on a SQuAD-format file")
     evaluate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
     evaluate.add_argument("--split", default="validation", help="split of a hub dataset")
@@ -150,9 +155,16 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    from qa.calibration import calibrate
+
+    calibrate(args.data, model=args.model, split=args.split, limit=args.limit)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"ask": _ask, "chat": _chat, "train": _train, "evaluate": _evaluate}
+    handlers = {"ask": _ask, "chat": _chat, "train": _train, "evaluate": _evaluate, "calibrate": _calibrate}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as error:

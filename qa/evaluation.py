@@ -13,6 +13,7 @@ from collections import Counter
 import time
 from pathlib import Path
 
+from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
 
 QUESTION_TYPES = ("how many/much", "what", "who", "when", "where", "why", "how", "which", "other")
@@ -57,23 +58,6 @@ def breakdowns(per_question: list[dict], questions: list[str], answer_words: lis
             for label, (n, em, f1) in sums.items()
         }
     return result
-
-
-def expected_calibration_error(confidences: list[float], correct: list[float], bins: int = 10) -> dict:
-    """ECE = sum over score bins of |accuracy - mean score| weighted by the bin's share of questions."""
-    table = []
-    total = max(len(confidences), 1)
-    ece = 0.0
-    for b in range(bins):
-        low, high = b / bins, (b + 1) / bins
-        members = [i for i, c in enumerate(confidences) if low <= c < high or (b == bins - 1 and c == 1.0)]
-        if not members:
-            continue
-        confidence = sum(confidences[i] for i in members) / len(members)
-        accuracy = sum(correct[i] for i in members) / len(members)
-        ece += len(members) / total * abs(accuracy - confidence)
-        table.append({"bin": f"{low:.1f}-{high:.1f}", "count": len(members), "mean_score": confidence, "exact_match": accuracy})
-    return {"ece": ece, "bins": table}
 
 
 def _read_predictions(path: str) -> dict[str, str]:
@@ -151,7 +135,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
                 progress.update(task, completed=done, speed=done / max(time.monotonic() - tic, 1e-9))
 
             predictions = predict(reader.net, reader.batcher, prepared, batch_size=batch_size, top_k=nbest,
-                                  progress=advance)
+                                  progress=advance, temperature=reader.temperature)
         seconds = time.monotonic() - tic
         texts = {p.id: (p.texts[0] if p.texts else "") for p in predictions}
         nbest_lists = {p.id: [{"text": t, "start": s, "end": e, "score": sc}

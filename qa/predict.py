@@ -43,6 +43,17 @@ class Prediction:
     ends: list[int]
     scores: list[float]
     attention: AttentionMaps | None = None
+    logits: SpanLogits | None = None
+
+
+@dataclass
+class SpanLogits:
+    """Raw start/end logits over the passage tokens and the logit sum of the top span, from which
+    the top answer's score at any temperature follows (see ``qa.calibration``)."""
+
+    start: np.ndarray  # (P,)
+    end: np.ndarray  # (P,)
+    best: float  # start[i] + end[j] of the top span
 
 
 def _attention_maps(output, row: int, passage, question) -> AttentionMaps:
@@ -58,10 +69,12 @@ def _attention_maps(output, row: int, passage, question) -> AttentionMaps:
 
 @torch.inference_mode()
 def predict(net: ReaderNet, batcher: Batcher, data: PreparedSet, batch_size: int = 64,
-            max_answer_len: int = 15, top_k: int = 1, progress=None, with_attention: bool = False) -> list[Prediction]:
+            max_answer_len: int = 15, top_k: int = 1, progress=None, with_attention: bool = False,
+            temperature: float = 1.0, with_logits: bool = False) -> list[Prediction]:
     """Predictions in the order of ``data.examples``; batches group passages of similar length.
 
-    With ``with_attention`` each prediction carries its ``AttentionMaps``."""
+    Scores are taken at ``temperature``. With ``with_attention`` each prediction carries its
+    ``AttentionMaps``, with ``with_logits`` its ``SpanLogits``."""
     net.eval()
     device = next(net.parameters()).device
     order = sorted(range(len(data.examples)), key=lambda i: len(data.context_tokens[data.examples[i].context_index]))
@@ -73,7 +86,7 @@ def predict(net: ReaderNet, batcher: Batcher, data: PreparedSet, batch_size: int
         batch = batcher.batch(passages, [e.question for e in examples]).to(device)
         output = net(batch)
         starts, ends, scores = best_spans(output.start_logits, output.end_logits,
-                                          batch.passage_mask, max_answer_len, top_k)
+                                          batch.passage_mask, max_answer_len, top_k, temperature)
         for row, (i, example, tokens) in enumerate(zip(chunk, examples, passages)):
             context = data.contexts[example.context_index]
             keep = [j for j in range(starts.shape[1]) if scores[row, j] > 0 and int(ends[row, j]) < len(tokens)]
@@ -83,6 +96,10 @@ def predict(net: ReaderNet, batcher: Batcher, data: PreparedSet, batch_size: int
                                     char_starts, char_ends, [float(scores[row, j]) for j in keep])
             if with_attention:
                 results[i].attention = _attention_maps(output, row, tokens, example.question)
+            if with_logits:
+                start, end = output.start_logits[row, : len(tokens)], output.end_logits[row, : len(tokens)]
+                best = float(start[starts[row, 0]] + end[ends[row, 0]])
+                results[i].logits = SpanLogits(start.float().cpu().numpy(), end.float().cpu().numpy(), best)
         if progress is not None:
             progress(len(chunk))
     return results

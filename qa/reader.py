@@ -36,7 +36,10 @@ class Answer:
 class Reader:
     """A trained reader network with its vocabulary, ready to answer questions."""
 
-    def __init__(self, net, batcher, folder: Path, window_tokens: int = 400, window_stride: int = 300):
+    def __init__(self, net, batcher, folder: Path, window_tokens: int = 400, window_stride: int = 300,
+                 temperature: float = 1.0):
+        if not temperature > 0:
+            raise ValueError("temperature must be positive")
         if not 0 < window_stride < window_tokens:
             raise ValueError(f"window_stride must be between 1 and window_tokens - 1 ({window_tokens - 1})")
         self.net = net
@@ -44,6 +47,7 @@ class Reader:
         self.folder = folder
         self.window_tokens = window_tokens  # longest passage read in one piece
         self.window_stride = window_stride  # tokens between the starts of consecutive windows
+        self.temperature = temperature  # divides the span logits so that scores are calibrated
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Reader":
@@ -63,7 +67,8 @@ class Reader:
         net = ReaderNet(config, glove_tensor())
         load_weights(folder, net)
         net.eval()
-        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder)
+        temperature = float(settings.get("calibration", {}).get("temperature", 1.0))
+        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, temperature=temperature)
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
                min_score: float = 0.0, with_attention: bool = False) -> list[Answer]:
@@ -116,7 +121,7 @@ class Reader:
                 data.examples.append(Example(str(n), len(data.contexts) - 1, question, (0, 0), {}))
                 owners.append(n)
         predictions = predict(self.net, self.batcher, data, batch_size=batch_size, max_answer_len=max_answer_len,
-                              top_k=top_k, with_attention=with_attention)
+                              top_k=top_k, with_attention=with_attention, temperature=self.temperature)
         candidates: list[list[Answer]] = [[] for _ in questions]
         for owner, prediction in zip(owners, predictions):
             candidates[owner] += [Answer(t, s, e, score, prediction.attention) for t, s, e, score in

@@ -1,0 +1,100 @@
+"""Is the top answer's score a probability of being right? Expected calibration error, and a
+temperature on the span logits fitted so that it is.
+
+The score is p(start) x p(end) with both softmaxes taken over the passage. Dividing the logits
+by a temperature T changes the scores but never which span wins, so T is fitted after training,
+on questions the model was not trained on, by minimising the log-loss of "the top answer is an
+exact match" under the score (``fit_temperature``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import logsumexp
+
+from qa.predict import SpanLogits
+
+TEMPERATURE_RANGE = (0.2, 5.0)
+
+
+def expected_calibration_error(confidences: list[float], correct: list[float], bins: int = 10) -> dict:
+    """ECE = sum over score bins of |accuracy - mean score| weighted by the bin's share of questions."""
+    table = []
+    total = max(len(confidences), 1)
+    ece = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        members = [i for i, c in enumerate(confidences) if low <= c < high or (b == bins - 1 and c == 1.0)]
+        if not members:
+            continue
+        confidence = sum(confidences[i] for i in members) / len(members)
+        accuracy = sum(correct[i] for i in members) / len(members)
+        ece += len(members) / total * abs(accuracy - confidence)
+        table.append({"bin": f"{low:.1f}-{high:.1f}", "count": len(members), "mean_score": confidence, "exact_match": accuracy})
+    return {"ece": ece, "bins": table}
+
+
+def top_scores(logits: list[SpanLogits], temperature: float) -> np.ndarray:
+    """The top answer's score of each question at ``temperature``."""
+    return np.exp([x.best / temperature - logsumexp(x.start / temperature) - logsumexp(x.end / temperature)
+                   for x in logits])
+
+
+def log_loss(scores: np.ndarray, correct: np.ndarray) -> float:
+    """Mean negative log-likelihood of the outcomes under the scores (clipped away from 0 and 1)."""
+    p = np.clip(scores, 1e-7, 1 - 1e-7)
+    return float(-np.mean(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
+
+
+def fit_temperature(logits: list[SpanLogits], correct: list[float]) -> float:
+    """The temperature (within ``TEMPERATURE_RANGE``) that minimises the log-loss of exact match."""
+    outcomes = np.asarray(correct, dtype=np.float64)
+    low, high = np.log(TEMPERATURE_RANGE)
+    found = minimize_scalar(lambda t: log_loss(top_scores(logits, float(np.exp(t))), outcomes),
+                            bounds=(low, high), method="bounded", options={"xatol": 1e-3})
+    return float(np.exp(found.x))
+
+
+def calibrate(data: str, model: str | None = None, split: str = "validation", limit: int = 0,
+              batch_size: int = 64, console=None) -> dict:
+    """Fit the temperature of a model folder on ``data`` and store it in the folder's config.json.
+
+    Returns the fitted temperature with the log-loss and ECE of the top score before and after."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from qa.checkpoint import CONFIG_FILE, read_json, write_json
+    from qa.data import load_squad
+    from qa.features import prepare
+    from qa.metric import squad_scores
+    from qa.predict import predict
+    from qa.reader import Reader
+
+    console = console or Console()
+    records = load_squad(data, split)
+    if limit:
+        records = records.select(range(min(limit, len(records))))
+    reader = Reader.load(model)
+    with console.status(f"reading {len(records)} questions"):
+        prepared = prepare(records)
+        predictions = predict(reader.net, reader.batcher, prepared, batch_size=batch_size, with_logits=True)
+    texts = {p.id: (p.texts[0] if p.texts else "") for p in predictions}
+    references = [{"id": e.id, "answers": e.answers} for e in prepared.examples]
+    correct = [q["exact_match"] for q in squad_scores(texts, references, per_question=True)["per_question"]]
+    logits = [p.logits for p in predictions]
+    temperature = fit_temperature(logits, correct)
+    result = {"temperature": round(temperature, 4), "fitted_on": data, "questions": len(correct)}
+    table = Table(title=f"calibration of the top answer's score on {data} ({len(correct)} questions)")
+    for column in ("temperature", "log-loss", "ECE", "mean score", "exact match"):
+        table.add_column(column, justify="right")
+    for name, t in (("before", 1.0), ("after", temperature)):
+        scores = top_scores(logits, t)
+        result[f"log_loss_{name}"] = round(log_loss(scores, np.asarray(correct)), 4)
+        result[f"ece_{name}"] = round(expected_calibration_error(scores.tolist(), correct)["ece"], 4)
+        table.add_row(f"{t:.3f}", f"{result[f'log_loss_{name}']:.4f}", f"{result[f'ece_{name}']:.4f}",
+                      f"{scores.mean():.3f}", f"{np.mean(correct):.3f}")
+    console.print(table)
+    settings = read_json(reader.folder / CONFIG_FILE)
+    write_json(reader.folder / CONFIG_FILE, {**settings, "calibration": result})
+    console.print(f"wrote temperature {temperature:.3f} to {reader.folder / CONFIG_FILE}")
+    return result

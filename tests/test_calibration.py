@@ -1,0 +1,65 @@
+"""Score calibration: the temperature-scaled top score, its fit, and where the reader uses it."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from qa.calibration import expected_calibration_error, fit_temperature, top_scores
+from qa.cli import main
+from qa.predict import SpanLogits
+from qa.reader import DEFAULT_MODEL, Reader
+
+
+def _synthetic(temperature: float, count: int, seed: int = 0):
+    """Questions whose top answer is right with exactly the probability its score has at ``temperature``."""
+    rng = np.random.default_rng(seed)
+    logits, correct = [], []
+    for _ in range(count):
+        start, end = rng.normal(0, 4, 30), rng.normal(0, 4, 30)
+        i, j = int(start.argmax()), int(end.argmax())
+        span = SpanLogits(start, end, float(start[i] + end[j]))
+        logits.append(span)
+        correct.append(float(rng.random() < top_scores([span], temperature)[0]))
+    return logits, correct
+
+
+def test_top_score_is_the_product_of_the_two_softmaxes():
+    start, end = np.array([2.0, 0.0, -1.0]), np.array([0.5, 3.0, 0.0])
+    span = SpanLogits(start, end, float(start[0] + end[1]))
+    expected = (np.exp(start) / np.exp(start).sum())[0] * (np.exp(end) / np.exp(end).sum())[1]
+    assert top_scores([span], 1.0)[0] == pytest.approx(expected)
+    assert top_scores([span], 3.0)[0] < expected  # a higher temperature flattens the softmaxes
+
+
+def test_fitted_temperature_recovers_the_true_one_and_lowers_the_error():
+    logits, correct = _synthetic(2.5, 4000)
+    fitted = fit_temperature(logits, correct)
+    assert fitted == pytest.approx(2.5, rel=0.15)
+    before = expected_calibration_error(top_scores(logits, 1.0).tolist(), correct)["ece"]
+    after = expected_calibration_error(top_scores(logits, fitted).tolist(), correct)["ece"]
+    assert after < 0.05 < before
+
+
+def test_ece_weights_bins_by_their_share():
+    result = expected_calibration_error([0.95, 0.95, 0.15, 0.15], [1, 1, 0, 1])
+    assert result["ece"] == pytest.approx(0.5 * 0.05 + 0.5 * 0.35)
+    assert [b["count"] for b in result["bins"]] == [2, 2]
+
+
+def test_calibrate_writes_the_temperature_the_reader_then_uses(squad_file, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL, model)
+    passage = "The Normans were led by Rollo, a Viking chieftain, in the 10th century."
+    [plain] = Reader.load(model).answer("Who led the Normans?", passage)
+    assert main(["calibrate", str(squad_file), "--model", str(model)]) == 0
+    calibration = json.loads((model / "config.json").read_text())["calibration"]
+    assert calibration["questions"] == 8 and calibration["temperature"] > 0
+    assert calibration["log_loss_after"] <= calibration["log_loss_before"]
+    assert Reader.load(model).temperature == pytest.approx(calibration["temperature"])
+
+    settings = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**settings, "calibration": {"temperature": 2.0}}))
+    [flatter] = Reader.load(model).answer("Who led the Normans?", passage)
+    assert (flatter.text, flatter.start, flatter.end) == (plain.text, plain.start, plain.end)
+    assert flatter.score < plain.score  # the same answer, less sure at a higher temperature
