@@ -225,7 +225,7 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
     if saved:
         groups, state = saved
         model_config = ReaderConfig.from_dict(state["config"]["model"])
-        position = state["position"]
+        position = {"total_steps": 0, **state["position"]}  # checkpoints before step budgets lack the count
     else:
         tuned = most_frequent_words([e.question.words for e in train_data.examples], config.tune_top_words)
         model_config = ReaderConfig.from_dict({**config.model.to_dict(), "tuned_words": tuned})
