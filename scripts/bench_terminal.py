@@ -2,7 +2,9 @@
 
 1. cold start: ``qa ask`` from process launch to printed answer (median of --runs);
 2. a long passage: the first dev article's paragraphs joined (5,000+ words), answered in-process
-   through the same windowing as the terminal.
+   through the same windowing as the terminal;
+3. the largest passage ``qa ask`` accepts (1,000,000 characters of dev paragraphs, in a file):
+   wall time and the peak RSS of that ``qa ask`` process.
 
 Usage: python scripts/bench_terminal.py [--runs 5] [--dev ../shared/data/squad-v1.1/dev.json]
 """
@@ -11,6 +13,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +48,28 @@ def long_passage(dev: str, min_words: int = 5000) -> tuple[int, float, str]:
     return len(text.split()), time.perf_counter() - tic, f"{question} -> {answer.text}"
 
 
+def largest_passage(dev: str, folder: Path) -> tuple[int, float, float]:
+    """Characters, seconds and peak RSS (MB) of ``qa ask --file`` on a passage at the size limit."""
+    from qa.cli import MAX_PASSAGE_CHARS
+
+    paragraphs = [p["context"] for a in json.loads(Path(dev).read_text())["data"] for p in a["paragraphs"]]
+    text = ""
+    for paragraph in paragraphs * 2:
+        if len(text) + len(paragraph) + 2 > MAX_PASSAGE_CHARS:
+            break
+        text += paragraph + "\n\n"
+    path = folder / "largest-passage.txt"
+    path.write_text(text)
+    # run it from a child so that RUSAGE_CHILDREN holds that one process only
+    probe = ("import resource, subprocess, sys, time; tic = time.perf_counter(); "
+             f"subprocess.run([sys.executable, '-m', 'qa', 'ask', 'Who led the Normans?', '--file', {str(path)!r}], "
+             "check=True, capture_output=True); "
+             "print(time.perf_counter() - tic, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    seconds, kilobytes = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                                        text=True).stdout.split()
+    return len(text), float(seconds), int(kilobytes) / 1024
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -55,6 +80,9 @@ def main() -> int:
           f"({', '.join(f'{s:.2f}' for s in seconds)})")
     words, elapsed, example = long_passage(args.dev)
     print(f"{words:,}-word passage answered in {elapsed:.2f} s ({example})")
+    with tempfile.TemporaryDirectory() as folder:
+        chars, elapsed, peak = largest_passage(args.dev, Path(folder))
+    print(f"{chars:,}-character passage (the limit is 1,000,000): qa ask took {elapsed:.1f} s, peak RSS {peak:.0f} MB")
     return 0
 
 
