@@ -67,7 +67,7 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     from qa.data import load_squad
     from qa.features import prepare
     from qa.metric import squad_scores
-    from qa.predict import predict
+    from qa.predict import best_texts, predict
     from qa.reader import Reader
 
     console = console or Console()
@@ -78,7 +78,7 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     with console.status(f"reading {len(records)} questions"):
         prepared = prepare(records)
         predictions = predict(reader.net, reader.batcher, prepared, batch_size=batch_size, with_logits=True)
-    texts = {p.id: (p.texts[0] if p.texts else "") for p in predictions}
+    texts = best_texts(predictions)
     references = [{"id": e.id, "answers": e.answers} for e in prepared.examples]
     correct = [q["exact_match"] for q in squad_scores(texts, references, per_question=True)["per_question"]]
     logits = [p.logits for p in predictions]

@@ -120,7 +120,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         texts = _read_predictions(predictions_file)
         metrics["predictions"] = predictions_file
     else:
-        from qa.predict import predict
+        from qa.predict import best_texts, predict
         from qa.reader import Reader
 
         reader = Reader.load(model)
@@ -137,7 +137,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             predictions = predict(reader.net, reader.batcher, prepared, batch_size=batch_size, top_k=nbest,
                                   progress=advance, temperature=reader.temperature)
         seconds = time.monotonic() - tic
-        texts = {p.id: (p.texts[0] if p.texts else "") for p in predictions}
+        texts = best_texts(predictions)
         nbest_lists = {p.id: [{"text": t, "start": s, "end": e, "score": sc}
                               for t, s, e, sc in zip(p.texts, p.starts, p.ends, p.scores)] for p in predictions}
         metrics.update({"model": str(reader.folder), "seconds": round(seconds, 2),

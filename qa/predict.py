@@ -56,6 +56,11 @@ class SpanLogits:
     best: float  # start[i] + end[j] of the top span
 
 
+def best_texts(predictions: list[Prediction]) -> dict[str, str]:
+    """Question id -> top answer text ("" when there is none): the official predictions format."""
+    return {p.id: (p.texts[0] if p.texts else "") for p in predictions}
+
+
 def _attention_maps(output, row: int, passage, question) -> AttentionMaps:
     p, q = len(passage), len(question)
     self_weights = output.self_attention

@@ -34,7 +34,7 @@ from qa.distributed import World, join, leave
 from qa.features import PreparedSet, prepare
 from qa.metric import squad_scores
 from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
-from qa.predict import predict
+from qa.predict import best_texts, predict
 from qa.vocab import Vocabulary, most_frequent_words
 
 
@@ -163,8 +163,7 @@ def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int, world: Wor
     """Dev EM/F1; each rank predicts its shard of the questions and the answers are gathered."""
     shard = PreparedSet(dev.contexts, dev.context_tokens, world.shard(dev.examples), dev.stats)
     texts = {}
-    for part in world.gather({p.id: (p.texts[0] if p.texts else "")
-                              for p in predict(net, batcher, shard, max_answer_len=max_answer_len)}):
+    for part in world.gather(best_texts(predict(net, batcher, shard, max_answer_len=max_answer_len))):
         texts.update(part)
     return squad_scores(texts, [{"id": e.id, "answers": e.answers} for e in dev.examples])
 
