@@ -63,7 +63,7 @@ class TrainConfig:
     limit_dev: int = 0
     prepare_workers: int = 0  # processes for tokenizing the data (datasets map num_proc; 0 = this one)
     device: str = "auto"  # auto|cpu|cuda
-    mixed_precision: bool = True  # float16 autocast and gradient scaling, on CUDA only
+    mixed_precision: bool = False  # autocast: float16 with gradient scaling on CUDA, bfloat16 on CPU
     model: ReaderConfig = field(default_factory=ReaderConfig)
 
     @classmethod
@@ -260,8 +260,9 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
     # DDP averages gradients over ranks; the frozen GloVe buffer never changes, so it is not re-broadcast
     model = net if world.size == 1 else DistributedDataParallel(
         net, device_ids=[world.device] if world.device.type == "cuda" else None, forward_sync_buffers=False)
-    mixed = config.mixed_precision and world.device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=mixed)
+    on_cuda = world.device.type == "cuda"
+    autocast_dtype = torch.float16 if on_cuda else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision and on_cuda)
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
     usable = _training_pairs(train_data, config.max_train_passage_tokens)
     lengths = [len(train_data.context_tokens[train_data.examples[i].context_index]) for i in usable]
@@ -293,7 +294,7 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
                     chosen = [train_data.examples[usable[i]] for i in world.split(batches[step])]
                     batch = batcher.batch([train_data.context_tokens[e.context_index] for e in chosen],
                                           [e.question for e in chosen], [e.answer_span for e in chosen]).to(world.device)
-                    with torch.autocast(world.device.type, dtype=torch.float16, enabled=mixed):
+                    with torch.autocast(world.device.type, dtype=autocast_dtype, enabled=config.mixed_precision):
                         # the global batch's mean loss once DDP averages the ranks' gradients
                         loss = span_loss(model(batch), batch, over=len(batches[step]) / world.size)
                     # every rank must agree on stopping before the gradient all-reduce
