@@ -5,6 +5,7 @@ old file or the new one, never a torn one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,6 +16,7 @@ from safetensors.torch import load_file, save
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+DIGEST_KEY = "weights_sha256"  # config.json's record of the exact bytes of model.safetensors
 
 
 class ModelFileError(ValueError):
@@ -40,10 +42,11 @@ def write_json(path: Path, payload) -> None:
     _atomic_write(Path(path), lambda h: h.write(json.dumps(payload, indent=2, ensure_ascii=False).encode()))
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file (with optional string metadata) atomically."""
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    """Write a safetensors file (with optional string metadata) atomically; returns its SHA-256."""
     payload = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
     _atomic_write(Path(path), lambda h: h.write(payload))
+    return hashlib.sha256(payload).hexdigest()
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -94,15 +97,20 @@ def read_json(path: Path) -> dict:
 
 
 def save_model(folder: Path, model: torch.nn.Module, config: dict) -> None:
-    """Write ``model.safetensors`` (trainable weights only) and ``config.json`` into ``folder``."""
+    """Write ``model.safetensors`` (trainable weights only) and ``config.json`` into ``folder``;
+    the config records the weights' SHA-256 so that a changed or damaged weights file is caught."""
     folder = Path(folder)
-    write_tensors(folder / MODEL_FILE, model.state_dict())
-    write_json(folder / CONFIG_FILE, config)
+    digest = write_tensors(folder / MODEL_FILE, model.state_dict())
+    write_json(folder / CONFIG_FILE, {**config, DIGEST_KEY: digest})
 
 
-def load_weights(folder: Path, model: torch.nn.Module) -> None:
-    """Load ``model.safetensors`` into ``model``, naming missing, extra or mis-shaped tensors."""
+def load_weights(folder: Path, model: torch.nn.Module, sha256: str | None = None) -> None:
+    """Load ``model.safetensors`` into ``model``, naming a digest mismatch (when ``sha256`` is given),
+    missing, extra or mis-shaped tensors, wrong dtypes and non-finite values."""
     path = Path(folder) / MODEL_FILE
+    if sha256 is not None and path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        raise ModelFileError(f"{path}: contents do not match the SHA-256 in {CONFIG_FILE} "
+                             "(the file was changed or damaged after it was saved)")
     tensors = read_tensors(path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -113,6 +121,12 @@ def load_weights(folder: Path, model: torch.nn.Module) -> None:
             f"{path}: does not match {CONFIG_FILE} (missing {missing[:3]}, unexpected {extra[:3]}, "
             f"wrong shape {shapes[:3]})"
         )
+    dtypes = [f"{k} is {tensors[k].dtype}, expected {v.dtype}" for k, v in expected.items() if tensors[k].dtype != v.dtype]
+    if dtypes:
+        raise ModelFileError(f"{path}: wrong tensor type ({'; '.join(dtypes[:3])})")
+    broken = [k for k, v in tensors.items() if v.dtype.is_floating_point and not torch.isfinite(v).all()]
+    if broken:
+        raise ModelFileError(f"{path}: non-finite values (NaN or infinity) in {broken[:3]}")
     model.load_state_dict(tensors)
 
 

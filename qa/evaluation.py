@@ -15,6 +15,7 @@ from pathlib import Path
 
 from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
+from qa.interrupts import InterruptRequest
 
 QUESTION_TYPES = ("how many/much", "what", "who", "when", "where", "why", "how", "which", "other")
 ANSWER_LENGTHS = ((1, 1, "1 word"), (2, 2, "2 words"), (3, 3, "3 words"), (4, 5, "4-5 words"), (6, 10**9, "6+ words"))
@@ -156,10 +157,17 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for s in per_question])
     _print_report(console, metrics, data)
     if output:
-        folder = Path(output)
+        _write_results(Path(output), texts, nbest_lists, metrics)
+        console.print(f"wrote {output}/predictions.json, metrics.json" + (", nbest.json" if nbest_lists else ""))
+    return metrics
+
+
+def _write_results(folder: Path, texts: dict, nbest_lists: dict | None, metrics: dict) -> None:
+    """Write the result files as one set: each atomically, with Ctrl-C held back until all are written."""
+    with InterruptRequest() as interrupt:
         write_json(folder / "predictions.json", texts)
         if nbest_lists is not None:
             write_json(folder / "nbest.json", nbest_lists)
         write_json(folder / "metrics.json", metrics)
-        console.print(f"wrote {folder}/predictions.json, metrics.json" + (", nbest.json" if nbest_lists else ""))
-    return metrics
+    if interrupt.requested:
+        raise KeyboardInterrupt(f"interrupted after the complete results were written to {folder}")

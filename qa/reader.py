@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.checkpoint import CONFIG_FILE, ModelFileError, load_weights, read_json
+from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, ModelFileError, load_weights, read_json
 
 if TYPE_CHECKING:
     from qa.predict import AttentionMaps
@@ -65,7 +65,7 @@ class Reader:
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f"{folder / CONFIG_FILE}: not a reader config ({error})") from None
         net = ReaderNet(config, glove_tensor())
-        load_weights(folder, net)
+        load_weights(folder, net, settings.get(DIGEST_KEY))
         net.eval()
         temperature = float(settings.get("calibration", {}).get("temperature", 1.0))
         return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, temperature=temperature)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import math
 import random
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from qa.checkpoint import (
 )
 from qa.data import load_squad
 from qa.distributed import World, join, leave
+from qa.interrupts import InterruptRequest
 from qa.features import PreparedSet, prepare
 from qa.metric import squad_scores
 from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
@@ -111,22 +111,6 @@ def averaged_weights(net: torch.nn.Module, ema: EMA | None):
         yield
     finally:
         net.load_state_dict(saved)
-
-
-class InterruptRequest:
-    """Turns Ctrl-C (SIGINT) into a request honoured between optimizer steps, so a checkpoint is
-    always taken at a step boundary and resuming stays exact."""
-
-    def __enter__(self) -> "InterruptRequest":
-        self.requested = False
-        self.previous = signal.signal(signal.SIGINT, self._request)
-        return self
-
-    def _request(self, signum, frame) -> None:
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self.previous)
 
 
 def _training_pairs(data: PreparedSet, max_tokens: int) -> list[int]:
@@ -301,7 +285,8 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
                     total, stop, time_up = world.sum([loss.item(), float(interrupt.requested),
                                                       float(bool(config.max_minutes and minutes() >= config.max_minutes))])
                     if not math.isfinite(total):
-                        raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}; last checkpoint kept in {last}")
+                        kept = f"the last good checkpoint is kept in {last}" if last.exists() else "no checkpoint had been saved yet"
+                        raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}; {kept}")
                     optimizer.zero_grad()
                     scaler.scale(loss).backward()
                     scaler.unscale_(optimizer)

@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qa.checkpoint import CONFIG_FILE, MODEL_FILE, read_json, write_json  # noqa: E402
+from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, MODEL_FILE, read_json, read_tensors, write_json, write_tensors  # noqa: E402
 from qa.reader import DEFAULT_MODEL, Reader  # noqa: E402
 
 
@@ -28,8 +28,7 @@ def main() -> int:
     config = read_json(source / CONFIG_FILE)
     if args.metrics:
         config["dev"] = json.loads(Path(args.metrics).read_text())
-    DEFAULT_MODEL.mkdir(exist_ok=True)
-    shutil.copyfile(source / MODEL_FILE, DEFAULT_MODEL / MODEL_FILE)
+    config[DIGEST_KEY] = write_tensors(DEFAULT_MODEL / MODEL_FILE, read_tensors(source / MODEL_FILE))
     write_json(DEFAULT_MODEL / CONFIG_FILE, config)
     size = (DEFAULT_MODEL / MODEL_FILE).stat().st_size / 1e6
     print(f"exported {source} -> {DEFAULT_MODEL} ({size:.1f} MB)")

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from conftest import squad_payload
 from qa.cli import main
 from qa.evaluation import expected_calibration_error, question_type
 
@@ -46,3 +47,42 @@ def test_bad_predictions_file_is_refused(squad_file, tmp_path, capsys):
     path.write_text(json.dumps(["not", "a", "dict"]))
     assert main(["evaluate", str(squad_file), "--predictions", str(path)]) == 2
     assert "official predictions format" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_predicting_writes_nothing(squad_file, tmp_path, monkeypatch, capsys):
+    import qa.predict
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qa.predict, "predict", interrupted)
+    output = tmp_path / "out"
+    assert main(["evaluate", str(squad_file), "--output", str(output)]) == 130
+    assert not output.exists()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_ctrl_c_while_writing_results_still_writes_the_whole_set(squad_file, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import qa.evaluation
+
+    real_write = qa.evaluation.write_json
+    written = []
+
+    def write_then_ctrl_c(path, payload):
+        if not written:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C right as the first file is written
+        real_write(path, payload)
+        written.append(path.name)
+
+    monkeypatch.setattr(qa.evaluation, "write_json", write_then_ctrl_c)
+    output = tmp_path / "out"
+    assert main(["evaluate", str(squad_file), "--output", str(output)]) == 130
+    assert written == ["predictions.json", "nbest.json", "metrics.json"]
+    ids = {q["id"] for article in squad_payload()["data"] for p in article["paragraphs"] for q in p["qas"]}
+    assert set(json.loads((output / "predictions.json").read_text())) == ids
+    assert set(json.loads((output / "nbest.json").read_text())) == ids
+    assert 0 <= json.loads((output / "metrics.json").read_text())["f1"] <= 100
+    assert "interrupted after the complete results were written" in capsys.readouterr().err

@@ -1,6 +1,9 @@
 """The library API on a small untrained network (behaviour, not accuracy)."""
+import json
+
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from qa.batching import Batcher
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
@@ -100,8 +103,25 @@ def test_model_files_load_and_bad_ones_are_named(reader, tmp_path):
     assert loaded.answer("What river?", PASSAGE)[0].text == reader.answer("What river?", PASSAGE)[0].text
 
     weights = (folder / "model.safetensors").read_bytes()
+    tampered = bytearray(weights)
+    tampered[-5] ^= 0x40  # one bit of one weight: still a well-formed safetensors file
+    (folder / "model.safetensors").write_bytes(bytes(tampered))
+    with pytest.raises(ModelFileError, match="model.safetensors: contents do not match the SHA-256 in config.json"):
+        Reader.load(folder)
+
     (folder / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "weights_sha256"}))
     with pytest.raises(ModelFileError, match="model.safetensors: not a readable safetensors file"):
+        Reader.load(folder)
+
+    state = reader.net.state_dict()
+    name = next(iter(state))
+    save_file({**state, name: state[name].double()}, str(folder / "model.safetensors"))
+    with pytest.raises(ModelFileError, match=f"wrong tensor type .*{name} is torch.float64"):
+        Reader.load(folder)
+    save_file({**state, name: torch.full_like(state[name], float("nan"))}, str(folder / "model.safetensors"))
+    with pytest.raises(ModelFileError, match=f"non-finite values \\(NaN or infinity\\) in \\['{name}'\\]"):
         Reader.load(folder)
 
     save_model(folder, reader.net, {"model": {**reader.net.config.to_dict(), "hidden": 24}})

@@ -136,3 +136,27 @@ def test_resume_makes_the_log_match_the_checkpoint_history(tmp_path):
     log.write_text(start + "\n" + json.dumps(epoch_1) + "\n" + json.dumps({**epoch_1, "epoch": 2}) + "\n{\"ev")
     _sync_log(log, [epoch_1])
     assert [json.loads(x) for x in log.read_text().splitlines()] == [json.loads(start), epoch_1]
+
+
+def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(squad_file, tmp_path, monkeypatch, capsys):
+    import qa.train
+
+    run = tmp_path / "run"
+    train(_config(squad_file, run, epochs=1))  # ends with a good checkpoint after epoch 1
+    good = (run / "last.safetensors").read_bytes()
+    real_loss, calls = qa.train.span_loss, []
+
+    def diverging(output, batch, over=None):
+        calls.append(1)
+        loss = real_loss(output, batch, over)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(qa.train, "span_loss", diverging)
+    _config(squad_file, run, epochs=3)
+    assert main(["train", "--config", str(tmp_path / "recipe-run.json")]) == 1
+    err = capsys.readouterr().err
+    assert f"non-finite loss at epoch 2 step 1; the last good checkpoint is kept in {run / 'last.safetensors'}" in err
+    assert "Traceback" not in err
+    assert (run / "last.safetensors").read_bytes() == good
+    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines if line["event"] == "epoch"] == [1]
