@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N questions")
     evaluate.add_argument("--predictions", help="score this predictions file ({id: answer}) instead of running a model")
     evaluate.add_argument("--nbest", type=int, default=5, help="answers per question in nbest.json")
+    evaluate.add_argument("--bfloat16", action="store_true",
+                          help="run the network under bfloat16 autocast: faster on CPUs with AVX512-BF16 or AMX")
     evaluate.add_argument("--lenient", action="store_true",
                           help="skip malformed records (counted and reported) instead of stopping at the first")
     return parser
@@ -151,7 +153,8 @@ def _evaluate(args) -> int:
     from qa.evaluation import run_evaluation
 
     run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
-                   limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient)
+                   limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient,
+                   bfloat16=args.bfloat16)
     return 0
 
 

@@ -95,7 +95,7 @@ def _print_report(console, metrics: dict, data: str) -> None:
 
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
-                   lenient: bool = False, console=None) -> dict:
+                   lenient: bool = False, bfloat16: bool = False, console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -124,7 +124,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         from qa.predict import best_texts, predict
         from qa.reader import Reader
 
-        reader = Reader.load(model)
+        reader = Reader.load(model, bfloat16=bfloat16)
         tic = time.monotonic()
         columns = [TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[speed]:.0f} questions/s"), TimeRemainingColumn()]
@@ -136,12 +136,13 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
                 progress.update(task, completed=done, speed=done / max(time.monotonic() - tic, 1e-9))
 
             predictions = predict(reader.net, reader.batcher, prepared, batch_size=batch_size, top_k=nbest,
-                                  progress=advance, temperature=reader.temperature)
+                                  progress=advance, temperature=reader.temperature, bfloat16=bfloat16)
         seconds = time.monotonic() - tic
         texts = best_texts(predictions)
         nbest_lists = {p.id: [{"text": t, "start": s, "end": e, "score": sc}
                               for t, s, e, sc in zip(p.texts, p.starts, p.ends, p.scores)] for p in predictions}
-        metrics.update({"model": str(reader.folder), "seconds": round(seconds, 2),
+        metrics.update({"model": str(reader.folder), "precision": "bfloat16" if bfloat16 else "float32",
+                        "seconds": round(seconds, 2),
                         "questions_per_s": round(len(predictions) / max(seconds, 1e-9), 1)})
     scored = squad_scores(texts, references, per_question=True)
     per_question = scored.pop("per_question")

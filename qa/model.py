@@ -204,9 +204,11 @@ class ReaderNet(nn.Module):
             matched = matched + F.relu(self.fuse(self.dropout(fused)))
         summary, question_weights = self.pool(q, q_mask)  # (B, 2H), (B, Q)
         matched = self.dropout(matched)
-        neg = torch.finfo(matched.dtype).min
-        start = (matched @ self.start(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~p_mask, neg)  # (B, P)
-        end = (matched @ self.end(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~p_mask, neg)  # (B, P)
+        with torch.autocast(matched.device.type, enabled=False):  # the scores that rank answers stay float32
+            matched, summary = matched.float(), summary.float()
+            neg = torch.finfo(matched.dtype).min
+            start = (matched @ self.start(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~p_mask, neg)  # (B, P)
+            end = (matched @ self.end(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~p_mask, neg)  # (B, P)
         return ReaderOutput(start, end, general_weights, self_weights, question_weights)
 
 

@@ -37,7 +37,7 @@ class Reader:
     """A trained reader network with its vocabulary, ready to answer questions."""
 
     def __init__(self, net, batcher, folder: Path, window_tokens: int = 400, window_stride: int = 300,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, bfloat16: bool = False):
         if not temperature > 0:
             raise ValueError("temperature must be positive")
         if not 0 < window_stride < window_tokens:
@@ -48,9 +48,10 @@ class Reader:
         self.window_tokens = window_tokens  # longest passage read in one piece
         self.window_stride = window_stride  # tokens between the starts of consecutive windows
         self.temperature = temperature  # divides the span logits so that scores are calibrated
+        self.bfloat16 = bfloat16  # run the network under bfloat16 autocast (see qa.predict.predict)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Reader":
+    def load(cls, path: str | Path | None = None, bfloat16: bool = False) -> "Reader":
         """Load a model folder (``config.json`` + ``model.safetensors``); default: the shipped model."""
         from qa.batching import Batcher
         from qa.model import ReaderConfig, ReaderNet, glove_tensor
@@ -68,7 +69,8 @@ class Reader:
         load_weights(folder, net, settings.get(DIGEST_KEY))
         net.eval()
         temperature = float(settings.get("calibration", {}).get("temperature", 1.0))
-        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, temperature=temperature)
+        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, temperature=temperature,
+                   bfloat16=bfloat16)
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
                min_score: float = 0.0, with_attention: bool = False) -> list[Answer]:
@@ -121,7 +123,8 @@ class Reader:
                 data.examples.append(Example(str(n), len(data.contexts) - 1, question, (0, 0), {}))
                 owners.append(n)
         predictions = predict(self.net, self.batcher, data, batch_size=batch_size, max_answer_len=max_answer_len,
-                              top_k=top_k, with_attention=with_attention, temperature=self.temperature)
+                              top_k=top_k, with_attention=with_attention, temperature=self.temperature,
+                              bfloat16=self.bfloat16)
         candidates: list[list[Answer]] = [[] for _ in questions]
         for owner, prediction in zip(owners, predictions):
             candidates[owner] += [Answer(t, s, e, score, prediction.attention) for t, s, e, score in

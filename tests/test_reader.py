@@ -1,6 +1,7 @@
 """The library API on a small untrained network (behaviour, not accuracy)."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -70,6 +71,15 @@ def test_with_attention_maps_match_the_tokens(reader):
     maps = answer.attention
     assert maps.general.shape == (len(maps.passage_tokens), len(maps.question_tokens))
     assert all(PASSAGE[s:e] == text for text, s, e in maps.passage_tokens)
+
+
+def test_bfloat16_reader_gives_slices_with_float32_scores_and_maps(reader):
+    fast = Reader(reader.net, reader.batcher, folder=None, bfloat16=True)
+    answers = fast.answer("What river?", PASSAGE, top_k=3, with_attention=True)
+    assert answers and all(PASSAGE[a.start : a.end] == a.text and 0 < a.score <= 1 for a in answers)
+    assert answers[0].attention.general.dtype == np.float32
+    exact = reader.answer("What river?", PASSAGE, top_k=3)
+    assert [a.score for a in answers] == pytest.approx([a.score for a in exact], abs=0.05)
 
 
 @pytest.mark.parametrize(
