@@ -49,7 +49,12 @@ def test_binary_file_is_refused(tmp_path, capsys):
 
 def test_malformed_dataset_is_named_without_traceback(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"data": [{"paragraphs": [{"qas": []}]}]}))
-    result = subprocess.run([sys.executable, "-m", "qa", "evaluate", str(path)], capture_output=True, text=True)
+    good = {"paragraphs": [{"context": "Warsaw is in Poland.", "qas": [
+        {"id": "w", "question": "Where is Warsaw?", "answers": [{"text": "Poland", "answer_start": 13}]}]}]}
+    path.write_text(json.dumps({"data": [good, {"paragraphs": [{"qas": []}]}]}))  # the second article is broken
+    output = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "qa", "evaluate", str(path), "--output", str(output)],
+                            capture_output=True, text=True)
     assert result.returncode == 2
-    assert "article 0 paragraph 0: missing or empty 'context'" in result.stderr and "Traceback" not in result.stderr
+    assert "article 1 paragraph 0: missing or empty 'context'" in result.stderr and "Traceback" not in result.stderr
+    assert not output.exists()  # nothing half-written
