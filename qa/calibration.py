@@ -71,9 +71,7 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     from qa.reader import Reader
 
     console = console or Console()
-    records = load_squad(data, split)
-    if limit:
-        records = records.select(range(min(limit, len(records))))
+    records = load_squad(data, split, limit=limit)
     reader = Reader.load(model)
     with console.status(f"reading {len(records)} questions"):
         prepared = prepare(records)

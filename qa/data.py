@@ -76,11 +76,17 @@ def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Coun
 
 
 def load_squad(source: str, split: str = "validation", lenient: bool = False,
-               skipped: Counter | None = None) -> datasets.Dataset:
+               skipped: Counter | None = None, limit: int = 0) -> datasets.Dataset:
     """Flat SQuAD records from a local JSON file, or from a hub dataset name and split.
 
-    With ``lenient``, bad records are skipped and counted by reason into ``skipped``.
+    With ``lenient``, bad records are skipped and counted by reason into ``skipped``;
+    with ``limit``, only the first ``limit`` questions are kept (0 = all).
     """
+    records = _load_records(source, split, lenient, skipped)
+    return records.select(range(min(limit, len(records)))) if limit else records
+
+
+def _load_records(source: str, split: str, lenient: bool, skipped: Counter | None) -> datasets.Dataset:
     path = Path(source)
     if path.is_dir():
         raise DataError(f"{source}: is a folder, not a SQuAD JSON file")

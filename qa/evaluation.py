@@ -106,12 +106,10 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
 
     console = console or Console(stderr=False)
     skipped: Counter = Counter()
-    records = load_squad(data, split=split, lenient=lenient, skipped=skipped)
+    records = load_squad(data, split=split, lenient=lenient, skipped=skipped, limit=limit)
     if skipped:
         console.print(f"[yellow]skipped {sum(skipped.values())} bad records:[/] "
                       + ", ".join(f"{reason} ({count})" for reason, count in skipped.most_common()))
-    if limit:
-        records = records.select(range(min(limit, len(records))))
     with console.status(f"tokenizing {len(records)} questions"):
         prepared = prepare(records)
     references = [{"id": e.id, "answers": e.answers} for e in prepared.examples]

@@ -119,9 +119,7 @@ def _training_pairs(data: PreparedSet, max_tokens: int) -> list[int]:
 
 
 def _load(path: str, limit: int, workers: int, console) -> PreparedSet:
-    records = load_squad(path)
-    if limit:
-        records = records.select(range(min(limit, len(records))))
+    records = load_squad(path, limit=limit)
     with console.status(f"preparing {path} ({len(records)} questions)"):
         data = prepare(records, workers=workers)
     console.print(f"{path}: {data.stats}")
