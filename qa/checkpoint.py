@@ -37,9 +37,14 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    _atomic_write(Path(path), lambda h: h.write(text.encode()))
+
+
 def write_json(path: Path, payload) -> None:
     """Write JSON atomically."""
-    _atomic_write(Path(path), lambda h: h.write(json.dumps(payload, indent=2, ensure_ascii=False).encode()))
+    write_text(path, json.dumps(payload, indent=2, ensure_ascii=False))
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:

@@ -27,6 +27,7 @@ from qa.checkpoint import (
     restore_optimizer,
     save_model,
     write_checkpoint,
+    write_text,
 )
 from qa.data import load_squad
 from qa.distributed import World, join, leave
@@ -168,7 +169,7 @@ def _sync_log(path: Path, history: list[dict]) -> None:
             return False
 
     kept = [line for line in (path.read_text().splitlines() if path.exists() else []) if is_start(line)]
-    path.write_text("".join(line + "\n" for line in kept + [json.dumps(r) for r in history]))
+    write_text(path, "".join(line + "\n" for line in kept + [json.dumps(r) for r in history]))
 
 
 @dataclass
