@@ -108,16 +108,16 @@ def _read_passage(args) -> str:
 
 
 def _ask(args) -> int:
+    if not args.question.strip():
+        raise ValueError("the question is empty")
+    if args.top_k < 1:
+        raise ValueError("--top-k must be at least 1")
+    passage = _read_passage(args)  # input errors are reported before the slow imports below
     from rich.console import Console
 
     from qa.reader import Reader
     from qa.render import render, result_dict
 
-    if not args.question.strip():
-        raise ValueError("the question is empty")
-    if args.top_k < 1:
-        raise ValueError("--top-k must be at least 1")
-    passage = _read_passage(args)
     reader = Reader.load(args.model)
     answers = reader.answer(args.question, passage, top_k=args.top_k, with_attention=args.attention != "none")
     if args.json:
