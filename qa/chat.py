@@ -72,7 +72,9 @@ class Chat:
         elif name == "file":
             self._set_passage(read_text_file(argument))
         elif name == "show":
-            self.console.print(self.passage or "(no passage)", markup=False, highlight=False)
+            from qa.render import visible
+
+            self.console.print(visible(self.passage) if self.passage else "(no passage)", markup=False, highlight=False)
         elif name == "attention":
             if argument and argument not in VIEWS:
                 raise ValueError(f"unknown attention view {argument!r}; choose general, self or none")

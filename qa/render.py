@@ -2,7 +2,8 @@
 
 The highlighted weights are the model's own attention weights from the forward pass that
 produced the answer (``AttentionMaps``), aggregated per passage token by ``ATTENTION_RULES``;
-contiguous tokens at or above twice the uniform weight are merged into spans.
+contiguous tokens at or above twice the uniform weight are merged into spans. Text from the user
+is shown through ``visible``, so a passage can neither carry rich markup nor terminal escape codes.
 """
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ ATTENTION_RULES = {
 }
 ANSWER_STYLE = "bold black on green3"
 LEVEL_STYLES = ("on grey23", "on grey35", "on dark_goldenrod", "black on gold3", "black on yellow1")
+# One character for one, so offsets still hold: C0 controls become their Unicode control pictures
+# (ESC shows as U+241B), carriage returns spaces, DEL U+2421 and C1 controls U+FFFD.
+_VISIBLE = {**{c: 0x2400 + c for c in range(0x20) if c not in (9, 10)}, 13: " ", 0x7F: 0x2421,
+            **{c: 0xFFFD for c in range(0x80, 0xA0)}}
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters replaced one for one by visible ones (tabs and newlines kept)."""
+    return text.translate(_VISIBLE)
 
 
 @dataclass
@@ -92,7 +102,7 @@ def passage_text(context: str, answer, maps: AttentionMaps | None, weights: np.n
                  region: tuple[int, int], markers: bool) -> Text:
     """The passage region as rich ``Text``: attended tokens styled by weight, the answer on top."""
     first, last = region
-    text = Text(context[first:last])
+    text = Text(visible(context[first:last]))
     if maps is not None and weights is not None:
         threshold, highest = 2.0 / max(len(weights), 1), float(weights.max())
         for (_, s, e), w in zip(maps.passage_tokens, weights):
@@ -145,8 +155,8 @@ def render(console: Console, question: str, context: str, answers: list, mode: s
         weights = token_weights(maps, mode, answer_token_range(maps, best.start, best.end))
     region = passage_region(context, best.start, best.end)
     plain = console.no_color or not console.is_terminal
-    header = Text.assemble(("Question: ", "bold"), question, "\n", ("Answer: ", "bold"),
-                           (best.text, ANSWER_STYLE if not plain else "bold"),
+    header = Text.assemble(("Question: ", "bold"), visible(question), "\n", ("Answer: ", "bold"),
+                           (visible(best.text), ANSWER_STYLE if not plain else "bold"),
                            f"   score {best.score:.3f}   characters {best.start}-{best.end}")
     where = "" if region == (0, len(context)) else f" (characters {region[0]:,}-{region[1]:,} of {len(context):,})"
     parts = [header, Panel(passage_text(context, best, maps, weights, region, plain),
@@ -156,7 +166,7 @@ def render(console: Console, question: str, context: str, answers: list, mode: s
         for column in ("#", "answer", "score", "characters"):
             alternatives.add_column(column, justify="right" if column != "answer" else "left")
         for rank, answer in enumerate(answers[1:], 2):
-            alternatives.add_row(str(rank), answer.text, f"{answer.score:.3f}", f"{answer.start}-{answer.end}")
+            alternatives.add_row(str(rank), Text(visible(answer.text)), f"{answer.score:.3f}", f"{answer.start}-{answer.end}")
         parts.append(alternatives)
     if maps is not None:
         spans = Table(title=f"most attended spans ({mode} attention)", title_justify="left", min_width=40)
@@ -166,13 +176,13 @@ def render(console: Console, question: str, context: str, answers: list, mode: s
         highlights = merge_spans(maps, weights, context)[:8]
         for highlight in highlights:
             style = "" if plain else LEVEL_STYLES[level(highlight.weight, highlights[0].weight)]
-            spans.add_row(Text(highlight.text, style), f"{highlight.start}-{highlight.end}", f"{highlight.weight:.3f}")
+            spans.add_row(Text(visible(highlight.text), style), f"{highlight.start}-{highlight.end}", f"{highlight.weight:.3f}")
         parts += [spans, Text(f"weights: {ATTENTION_RULES[mode]}", style="dim")]
         aligned = Table(title="question words -> passage token attending to them most", title_justify="left",
                         min_width=40)
         for column in ("question word", "passage token", "weight"):
             aligned.add_column(column, justify="right" if column == "weight" else "left")
         for word, phrase, weight in question_alignments(maps, context):
-            aligned.add_row(word, phrase, f"{weight:.3f}")
+            aligned.add_row(Text(visible(word)), Text(visible(phrase)), f"{weight:.3f}")
         parts.append(aligned)
     console.print(Group(*parts))

@@ -15,6 +15,7 @@ from qa.render import (
     render,
     result_dict,
     token_weights,
+    visible,
 )
 from qa.tokenize import tokenize
 
@@ -91,3 +92,23 @@ def test_long_passages_show_the_region_around_the_answer():
     start = context.index("Vistula")
     first, last = passage_region(context, start, start + 13, limit=200)
     assert first <= start and start + 13 <= last and last - first < 300
+
+
+def test_passage_markup_and_terminal_escapes_are_shown_not_obeyed():
+    context = "The box [/] holds [bold]gold[/bold]\x1b[31m and\r red\x07 text."
+    question = "What does the [red]box[/red] hold?\x1b]0;title\x07"
+    passage, asked = tokenize(context), tokenize(question)
+    p, q = len(passage), len(asked)
+    maps = AttentionMaps(list(zip(passage.words, passage.starts, passage.ends)),
+                         list(zip(asked.words, asked.starts, asked.ends)),
+                         np.full((p, q), 1.0 / q), np.full((p, p), 1.0 / p), np.full(q, 1.0 / q))
+    start = context.index("gold")
+    answers = [Answer("gold", start, start + 4, 0.9, maps), Answer(context[8:11], 8, 11, 0.1, maps)]
+    for colour in (True, False):
+        console = Console(record=True, width=100, force_terminal=colour, no_color=not colour)
+        render(console, question, context, answers, "general")
+        shown = console.export_text()
+        assert "[/] holds [bold]" in shown and "[red]box[/red]" in shown  # markup printed literally
+        assert "\u241b[31m" in shown and "\u241b]0;title\u2407" in shown  # ESC and BEL as control pictures
+        assert not any(c in shown for c in "\x1b\x07\r")
+    assert visible(context)[start : start + 4] == "gold" and len(visible(context)) == len(context)
