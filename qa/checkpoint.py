@@ -26,6 +26,9 @@ class ModelFileError(ValueError):
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # the permissions of a plain open(), not mkstemp's owner-only 0600
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
