@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -57,12 +57,17 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
     return hashlib.sha256(payload).hexdigest()
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, naming the file in any error."""
+def read_tensors(path: Path, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, naming the file in any error; with ``sha256``, its bytes must have
+    that digest (the file is read once for both)."""
     if not Path(path).exists():
         raise ModelFileError(f"{path}: no such file")
+    payload = Path(path).read_bytes()
+    if sha256 is not None and hashlib.sha256(payload).hexdigest() != sha256:
+        raise ModelFileError(f"{path}: contents do not match the SHA-256 in {CONFIG_FILE} "
+                             "(the file was changed or damaged after it was saved)")
     try:
-        return load_file(str(path))
+        return load(payload)
     except Exception as error:  # safetensors raises several types for corrupt files
         raise ModelFileError(f"{path}: not a readable safetensors file ({error})") from None
 
@@ -116,10 +121,7 @@ def load_weights(folder: Path, model: torch.nn.Module, sha256: str | None = None
     """Load ``model.safetensors`` into ``model``, naming a digest mismatch (when ``sha256`` is given),
     missing, extra or mis-shaped tensors, wrong dtypes and non-finite values."""
     path = Path(folder) / MODEL_FILE
-    if sha256 is not None and path.exists() and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
-        raise ModelFileError(f"{path}: contents do not match the SHA-256 in {CONFIG_FILE} "
-                             "(the file was changed or damaged after it was saved)")
-    tensors = read_tensors(path)
+    tensors = read_tensors(path, sha256)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))

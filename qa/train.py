@@ -31,8 +31,8 @@ from qa.checkpoint import (
 )
 from qa.data import load_squad
 from qa.distributed import World, join, leave
-from qa.interrupts import InterruptRequest
 from qa.features import PreparedSet, prepare
+from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
 from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
 from qa.predict import best_texts, predict

@@ -217,10 +217,15 @@ def side_by_side_latency(reader, minilm: MiniLM, pairs, progress: Progress) -> d
             "transformer_latency_ms_p50": percentile(theirs, 50)}
 
 
+def batches_of(pairs: list) -> list[list]:
+    """``pairs`` cut into consecutive batches of ``BATCH_SIZE``."""
+    return [pairs[i: i + BATCH_SIZE] for i in range(0, len(pairs), BATCH_SIZE)]
+
+
 def side_by_side_throughput(reader, minilm: MiniLM, pairs, progress: Progress) -> dict:
     """Batched questions/s of the reader and the transformer, alternating batch by batch on the same pairs."""
     ours = theirs = 0.0
-    chunks = [pairs[i: i + BATCH_SIZE] for i in range(0, len(pairs), BATCH_SIZE)]
+    chunks = batches_of(pairs)
     for chunk in tracked(progress, chunks, "batches of 64, both models"):
         questions, passages = [q for q, _ in chunk], [p for _, p in chunk]
         tic = time.perf_counter()
@@ -237,7 +242,7 @@ def where_batched_time_goes(reader, pairs, top: int = 6) -> dict:
     the most self CPU time, and the rest, which is Python (tokenizing, batching, span decoding)."""
     from torch.profiler import ProfilerActivity, profile
 
-    chunks = [pairs[i: i + BATCH_SIZE] for i in range(0, len(pairs), BATCH_SIZE)]
+    chunks = batches_of(pairs)
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         tic = time.perf_counter()
         for chunk in chunks:

@@ -7,7 +7,6 @@ dev metrics measured by ``qa evaluate`` when given), after checking the weights 
 """
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
