@@ -50,6 +50,7 @@ class TrainConfig:
     batch_size: int = 32
     optimizer: str = "adamax"  # adamax|sgd
     learning_rate: float = 0.002
+    decay_fraction: float = 0.0  # the learning rate falls linearly to 0 over this last share of the budget (0 = constant)
     grad_clip: float = 10.0
     ema_decay: float = 0.999  # 0 disables the moving average
     tune_top_words: int = 1000  # most frequent question words whose vectors are fine-tuned
@@ -133,6 +134,25 @@ def make_optimizer(config: TrainConfig, net: torch.nn.Module) -> torch.optim.Opt
     if config.optimizer not in choices:
         raise ValueError(f"unknown optimizer {config.optimizer!r} ({' or '.join(choices)})")
     return choices[config.optimizer]([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate)
+
+
+def budget_progress(config: TrainConfig, position: dict, minutes: float, steps_per_epoch: int) -> float:
+    """How much of the training budget is spent, in [0, 1]: the furthest along of the epochs, the
+    minutes (when ``max_minutes`` is set) and the steps (when ``max_steps`` is set)."""
+    done = [(position["epoch"] + position["step"] / max(steps_per_epoch, 1)) / config.epochs]
+    if config.max_minutes:
+        done.append(minutes / config.max_minutes)
+    if config.max_steps:
+        done.append(position["total_steps"] / config.max_steps)
+    return min(max(done), 1.0)
+
+
+def scheduled_learning_rate(config: TrainConfig, progress: float) -> float:
+    """Constant, then a linear fall to 0 over the final ``decay_fraction`` of the budget, so a
+    run that stops on its budget ends with small, averaging steps instead of being cut mid-stride."""
+    if not config.decay_fraction:
+        return config.learning_rate
+    return config.learning_rate * min(1.0, (1.0 - progress) / config.decay_fraction)
 
 
 def epoch_batches(lengths: list[int], batch_size: int, seed: int, ranks: int) -> list[list[int]]:
@@ -281,11 +301,17 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
                         # the global batch's mean loss once DDP averages the ranks' gradients
                         loss = span_loss(model(batch), batch, over=len(batches[step]) / world.size)
                     # every rank must agree on stopping before the gradient all-reduce
-                    total, stop, time_up = world.sum([loss.item(), float(interrupt.requested),
-                                                      float(bool(config.max_minutes and minutes() >= config.max_minutes))])
+                    total, stop, time_up, spent = world.sum([
+                        loss.item(), float(interrupt.requested),
+                        float(bool(config.max_minutes and minutes() >= config.max_minutes)),
+                        budget_progress(config, position, minutes(), len(batches))])
                     if not math.isfinite(total):
                         kept = f"the last good checkpoint is kept in {last}" if last.exists() else "no checkpoint had been saved yet"
                         raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}; {kept}")
+                    # ranks' clocks differ a little: they agree on the mean, so their weights stay identical
+                    rate = scheduled_learning_rate(config, spent / world.size)
+                    for group in optimizer.param_groups:
+                        group["lr"] = rate
                     optimizer.zero_grad()
                     scaler.scale(loss).backward()
                     scaler.unscale_(optimizer)
