@@ -160,3 +160,16 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
     assert (run / "last.safetensors").read_bytes() == good
     lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines if line["event"] == "epoch"] == [1]
+
+
+def test_learning_rate_falls_to_the_end_of_a_step_budget(squad_file, tmp_path):
+    from dataclasses import replace
+
+    run = tmp_path / "run"
+    config = replace(_config(squad_file, run, epochs=30), max_steps=6, decay_fraction=0.5)
+    train(config)
+    state = read_checkpoint(run / "last.safetensors")[1]
+    assert state["position"]["total_steps"] == 6
+    # the sixth step is taken with 5 of 6 steps spent: a third of the way down the last half
+    [group] = state["optimizer"]["param_groups"]
+    assert group["lr"] == pytest.approx(0.01 * (1 - 5 / 6) / 0.5)
