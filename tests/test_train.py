@@ -173,3 +173,14 @@ def test_learning_rate_falls_to_the_end_of_a_step_budget(squad_file, tmp_path):
     # the sixth step is taken with 5 of 6 steps spent: a third of the way down the last half
     [group] = state["optimizer"]["param_groups"]
     assert group["lr"] == pytest.approx(0.01 * (1 - 5 / 6) / 0.5)
+
+
+def test_mixed_precision_run_evaluates_its_epochs_in_bfloat16(squad_file, tmp_path):
+    from dataclasses import replace
+
+    run = tmp_path / "run"
+    train(replace(_config(squad_file, run, epochs=1), mixed_precision=True))
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(squad_file), "--model", str(run / "best"), "--bfloat16", "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert _epoch_f1(run) == [round(metrics["f1"], 6)]
