@@ -77,6 +77,10 @@ class TrainConfig:
             raise ValueError(f"{path}: unknown training settings: {', '.join(sorted(unknown))}")
         return cls(**values, model=ReaderConfig.from_dict(recipe.get("model", {})))
 
+    def __post_init__(self):
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction must be between 0 and 1, not {self.decay_fraction}")
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -305,10 +309,11 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
                         # the global batch's mean loss once DDP averages the ranks' gradients
                         loss = span_loss(model(batch), batch, over=len(batches[step]) / world.size)
                     # every rank must agree on stopping before the gradient all-reduce
+                    now = minutes()
                     total, stop, time_up, spent = world.sum([
                         loss.item(), float(interrupt.requested),
-                        float(bool(config.max_minutes and minutes() >= config.max_minutes)),
-                        budget_progress(config, position, minutes(), len(batches))])
+                        float(bool(config.max_minutes and now >= config.max_minutes)),
+                        budget_progress(config, position, now, len(batches))])
                     if not math.isfinite(total):
                         kept = f"the last good checkpoint is kept in {last}" if last.exists() else "no checkpoint had been saved yet"
                         raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}; {kept}")

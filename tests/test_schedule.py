@@ -23,3 +23,9 @@ def test_learning_rate_is_constant_then_falls_linearly_to_zero():
     decayed = TrainConfig(learning_rate=0.002, decay_fraction=0.25)
     rates = [scheduled_learning_rate(decayed, p) for p in (0.0, 0.5, 0.75, 0.875, 1.0)]
     assert rates == pytest.approx([0.002, 0.002, 0.002, 0.001, 0.0])
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
+def test_a_decay_fraction_outside_0_to_1_is_refused(fraction):
+    with pytest.raises(ValueError, match="decay_fraction must be between 0 and 1"):
+        TrainConfig(decay_fraction=fraction)

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 from safetensors.torch import load_file
@@ -163,21 +164,17 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
 
 
 def test_learning_rate_falls_to_the_end_of_a_step_budget(squad_file, tmp_path):
-    from dataclasses import replace
-
     run = tmp_path / "run"
     config = replace(_config(squad_file, run, epochs=30), max_steps=6, decay_fraction=0.5)
     train(config)
     state = read_checkpoint(run / "last.safetensors")[1]
     assert state["position"]["total_steps"] == 6
-    # the sixth step is taken with 5 of 6 steps spent: a third of the way down the last half
+    # the sixth step is taken with 5 of 6 steps spent: two thirds of the way down the last half
     [group] = state["optimizer"]["param_groups"]
     assert group["lr"] == pytest.approx(0.01 * (1 - 5 / 6) / 0.5)
 
 
 def test_mixed_precision_run_evaluates_its_epochs_in_bfloat16(squad_file, tmp_path):
-    from dataclasses import replace
-
     run = tmp_path / "run"
     train(replace(_config(squad_file, run, epochs=1), mixed_precision=True))
     out = tmp_path / "eval"
