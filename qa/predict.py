@@ -85,11 +85,13 @@ def predict(net: ReaderNet, batcher: Batcher, data: PreparedSet, batch_size: int
     device = next(net.parameters()).device
     order = sorted(range(len(data.examples)), key=lambda i: len(data.context_tokens[data.examples[i].context_index]))
     results: list[Prediction | None] = [None] * len(order)
+    encoded = [batcher.encode(tokens) for tokens in data.context_tokens]  # each passage once, not per question
     for first in range(0, len(order), batch_size):
         chunk = order[first : first + batch_size]
         examples = [data.examples[i] for i in chunk]
         passages = [data.context_tokens[e.context_index] for e in examples]
-        batch = batcher.batch(passages, [e.question for e in examples]).to(device)
+        batch = batcher.collate([encoded[e.context_index] for e in examples],
+                                [batcher.encode(e.question) for e in examples]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
             output = net(batch)
         starts, ends, scores = best_spans(output.start_logits, output.end_logits,

@@ -65,9 +65,15 @@ def answer_token_range(maps: AttentionMaps, start: int, end: int) -> range:
     return range(inside[0], inside[-1] + 1) if inside else range(0)
 
 
+def highlight_threshold(weights: np.ndarray) -> float:
+    """The weight a passage token needs to be highlighted: twice the uniform 1 / P, but never
+    above the heaviest token's, so a passage of one or two tokens still shows where it looked."""
+    return min(2.0 / max(len(weights), 1), float(weights.max(initial=0.0)))
+
+
 def merge_spans(maps: AttentionMaps, weights: np.ndarray, context: str) -> list[Highlight]:
-    """Contiguous tokens with weight >= 2 / P merged into spans, heaviest first."""
-    threshold = 2.0 / max(len(weights), 1)
+    """Contiguous tokens with weight at or above ``highlight_threshold`` merged into spans, heaviest first."""
+    threshold = highlight_threshold(weights)
     spans: list[Highlight] = []
     run: list[int] = []
     for i in list(range(len(weights))) + [None]:
@@ -104,7 +110,7 @@ def passage_text(context: str, answer, maps: AttentionMaps | None, weights: np.n
     first, last = region
     text = Text(visible(context[first:last]))
     if maps is not None and weights is not None:
-        threshold, highest = 2.0 / max(len(weights), 1), float(weights.max())
+        threshold, highest = highlight_threshold(weights), float(weights.max())
         for (_, s, e), w in zip(maps.passage_tokens, weights):
             if w >= threshold and s >= first and e <= last:
                 text.stylize(LEVEL_STYLES[level(float(w), highest)], s - first, e - first)

@@ -276,6 +276,10 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
     scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision and on_cuda)
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
     usable = _training_pairs(train_data, config.max_train_passage_tokens)
+    with console.status(f"encoding {len(train_data.context_tokens)} passages and {len(usable)} questions"):
+        # every text is encoded once, so a training step only pads arrays
+        passages = [batcher.encode(tokens) for tokens in train_data.context_tokens]
+        questions = {i: batcher.encode(train_data.examples[i].question) for i in usable}
     lengths = [len(train_data.context_tokens[train_data.examples[i].context_index]) for i in usable]
     started = time.monotonic() - position["minutes"] * 60
     last_save = time.monotonic()
@@ -302,9 +306,10 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
             with Progress(*columns, console=console, transient=False, disable=not world.main) as progress:
                 task = progress.add_task("train", total=len(batches), completed=position["step"], loss=0.0, speed=0.0)
                 for step in range(position["step"], len(batches)):
-                    chosen = [train_data.examples[usable[i]] for i in world.split(batches[step])]
-                    batch = batcher.batch([train_data.context_tokens[e.context_index] for e in chosen],
-                                          [e.question for e in chosen], [e.answer_span for e in chosen]).to(world.device)
+                    chosen = [usable[i] for i in world.split(batches[step])]
+                    examples = [train_data.examples[i] for i in chosen]
+                    batch = batcher.collate([passages[e.context_index] for e in examples], [questions[i] for i in chosen],
+                                            [e.answer_span for e in examples]).to(world.device)
                     with torch.autocast(world.device.type, dtype=autocast_dtype, enabled=config.mixed_precision):
                         # the global batch's mean loss once DDP averages the ranks' gradients
                         loss = span_loss(model(batch), batch, over=len(batches[step]) / world.size)

@@ -340,12 +340,14 @@ def training_speed(reader, records, sizes: Sizes, progress: Progress, bfloat16: 
     torch.manual_seed(defaults.seed)
     net = ReaderNet(reader.net.config, reader.net.words.vectors).train()
     optimizer = torch.optim.Adamax([p for p in net.parameters() if p.requires_grad], lr=defaults.learning_rate)
+    passages = [reader.batcher.encode(tokens) for tokens in data.context_tokens]  # once, as qa.train does
+    questions = [reader.batcher.encode(e.question) for e in usable]
     for step, order in enumerate(tracked(progress, orders, "training steps")):
         if step == sizes.train_warmup:
             tic = time.perf_counter()
         chosen = [usable[i] for i in order]
-        batch = reader.batcher.batch([data.context_tokens[e.context_index] for e in chosen],
-                                     [e.question for e in chosen], [e.answer_span for e in chosen])
+        batch = reader.batcher.collate([passages[e.context_index] for e in chosen], [questions[i] for i in order],
+                                       [e.answer_span for e in chosen])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
             loss = span_loss(net(batch), batch)
         optimizer.zero_grad()

@@ -112,3 +112,17 @@ def test_passage_markup_and_terminal_escapes_are_shown_not_obeyed():
         assert "\u241b[31m" in shown and "\u241b]0;title\u2407" in shown  # ESC and BEL as control pictures
         assert not any(c in shown for c in "\x1b\x07\r")
     assert visible(context)[start : start + 4] == "gold" and len(visible(context)) == len(context)
+
+
+def test_a_two_token_passage_still_shows_where_it_looked():
+    context, question = "Vistula River", "What river ?"
+    passage, asked = tokenize(context), tokenize(question)
+    general = np.array([[0.2, 0.2, 0.6], [0.1, 0.8, 0.1]])  # "River" attends to "river"
+    maps = AttentionMaps(list(zip(passage.words, passage.starts, passage.ends)),
+                         list(zip(asked.words, asked.starts, asked.ends)), general, None, np.array([0.0, 1.0, 0.0]))
+    weights = token_weights(maps, "general", range(0, 2))
+    assert weights.max() < 2 / len(weights)  # the old 2 / P threshold highlighted nothing here
+    spans = merge_spans(maps, weights, context)
+    assert spans and spans[0].text == "River"
+    payload = result_dict(question, context, [Answer(context, 0, len(context), 0.9, maps)], "general")
+    assert payload["attended_spans"][0]["text"] == "River"
