@@ -300,17 +300,23 @@ def dev_evaluation(dev: str, model: str | None, limit: int) -> dict:
     return results
 
 
+def timed_process(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one process, from launch to exit. A launcher process runs
+    it, so that the launcher's RUSAGE_CHILDREN holds that one process only."""
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{shlex.join(command[1:4])} failed ({done.returncode}): {done.stderr.strip()}")
+    seconds, max_rss = done.stdout.split()
+    kilobytes = int(max_rss) / (1024 if sys.platform == "darwin" else 1)  # macOS reports bytes
+    return float(seconds), kilobytes / 1024
+
+
 def ask_once(model: str | None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one ``python -m qa ask`` process, from launch to exit."""
     command = [sys.executable, "-m", "qa", "ask", ASK_QUESTION, "--context", ASK_PASSAGE]
     if model:
         command += ["--model", model]
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"qa ask failed ({done.returncode}): {done.stderr.strip()}")
-    seconds, max_rss = done.stdout.split()
-    kilobytes = int(max_rss) / (1024 if sys.platform == "darwin" else 1)  # macOS reports bytes
-    return float(seconds), kilobytes / 1024
+    return timed_process(command)
 
 
 def cold_start(model: str | None, runs: int, progress: Progress) -> dict:

@@ -11,24 +11,21 @@ Usage: python scripts/bench_terminal.py [--runs 5] [--dev ../shared/data/squad-v
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench import timed_process  # scripts/ is on the path when a script here runs
 
 PASSAGE = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
            "a region in France. They were led by Rollo, a Viking chieftain.")
 
 
 def cold_start(runs: int) -> list[float]:
-    seconds = []
-    for _ in range(runs):
-        tic = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "qa", "ask", "Who led the Normans?", "--context", PASSAGE],
-                       check=True, capture_output=True)
-        seconds.append(time.perf_counter() - tic)
-    return seconds
+    """Seconds of each of ``runs`` ``qa ask`` processes, from launch to exit."""
+    command = [sys.executable, "-m", "qa", "ask", "Who led the Normans?", "--context", PASSAGE]
+    return [timed_process(command)[0] for _ in range(runs)]
 
 
 def long_passage(dev: str, min_words: int = 5000) -> tuple[int, float, str]:
@@ -60,14 +57,8 @@ def largest_passage(dev: str, folder: Path) -> tuple[int, float, float]:
         text += paragraph + "\n\n"
     path = folder / "largest-passage.txt"
     path.write_text(text)
-    # run it from a child so that RUSAGE_CHILDREN holds that one process only
-    probe = ("import resource, subprocess, sys, time; tic = time.perf_counter(); "
-             f"subprocess.run([sys.executable, '-m', 'qa', 'ask', 'Who led the Normans?', '--file', {str(path)!r}], "
-             "check=True, capture_output=True); "
-             "print(time.perf_counter() - tic, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    seconds, kilobytes = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
-                                        text=True).stdout.split()
-    return len(text), float(seconds), int(kilobytes) / 1024
+    seconds, peak_mb = timed_process([sys.executable, "-m", "qa", "ask", "Who led the Normans?", "--file", str(path)])
+    return len(text), seconds, peak_mb
 
 
 def main() -> int:
