@@ -40,6 +40,7 @@ class ReaderConfig:
     self_attention_window: int = 15  # tokens each side for local self-attention
     self_attention_heads: int = 4  # heads for multihead self-attention
     question_self_attention: bool = True  # self-attentive question summary (else mean)
+    answer_pointer: bool = False  # end query updated from the start-weighted passage (R-Net pointer step)
     dropout: float = 0.3
     tuned_words: list[str] = field(default_factory=list)  # fine-tuned frequent words
 
@@ -179,10 +180,11 @@ class ReaderNet(nn.Module):
                 heads=config.self_attention_heads if mode == "multihead" else 1,
             )
             self.fuse = nn.Linear(3 * h2, h2)
-        # Stage 4: question summary and bilinear start/end scores against it.
+        # Stage 4: question summary and bilinear start/end scores against it (optionally a pointer step).
         self.pool = SelfAttentivePooling(h2) if config.question_self_attention else UniformPooling()
         self.start = nn.Linear(h2, h2, bias=False)
         self.end = nn.Linear(h2, h2, bias=False)
+        self.pointer = nn.GRUCell(h2, h2) if config.answer_pointer else None
         self.dropout = SequenceDropout(config.dropout)
 
     def _embed(self, words, tuned, chars):
@@ -203,13 +205,22 @@ class ReaderNet(nn.Module):
             fused = torch.cat([matched, context, matched * context], -1)  # (B, P, 6H)
             matched = matched + F.relu(self.fuse(self.dropout(fused)))
         summary, question_weights = self.pool(q, q_mask)  # (B, 2H), (B, Q)
-        matched = self.dropout(matched)
+        start, end = self._span_logits(self.dropout(matched), summary, p_mask)
+        return ReaderOutput(start, end, general_weights, self_weights, question_weights)
+
+    def _span_logits(self, matched: torch.Tensor, summary: torch.Tensor, mask: torch.Tensor):
+        """Bilinear start and end logits (B, P) of passage states (B, P, 2H) against the question
+        summary (B, 2H). With ``answer_pointer`` a GRU cell first reads the start-weighted passage
+        into the end's query, so the end is scored knowing where the answer starts."""
         with torch.autocast(matched.device.type, enabled=False):  # the scores that rank answers stay float32
             matched, summary = matched.float(), summary.float()
             neg = torch.finfo(matched.dtype).min
-            start = (matched @ self.start(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~p_mask, neg)  # (B, P)
-            end = (matched @ self.end(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~p_mask, neg)  # (B, P)
-        return ReaderOutput(start, end, general_weights, self_weights, question_weights)
+            start = (matched @ self.start(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~mask, neg)
+            if self.pointer is not None:
+                read = (start.softmax(-1).unsqueeze(1) @ matched).squeeze(1)  # (B, 2H)
+                summary = self.pointer(read, summary)
+            end = (matched @ self.end(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~mask, neg)
+        return start, end
 
 
 def glove_tensor() -> torch.Tensor:

@@ -33,6 +33,7 @@ def _batch(data, batcher, indices, with_answers=True):
         {"score": "cosine", "passage_self_attention": "multihead"},
         {"passage_self_attention": "off", "question_self_attention": False},
         {"hard_attention": True},
+        {"answer_pointer": True},
     ],
 )
 def test_forward_shapes_and_attention_maps(squad_file, vectors, overrides):
@@ -52,9 +53,10 @@ def test_forward_shapes_and_attention_maps(squad_file, vectors, overrides):
         assert output.self_attention.shape == (b, p, p)
 
 
-def test_batched_and_single_predictions_agree(squad_file, vectors):
+@pytest.mark.parametrize("pointer", [False, True])
+def test_batched_and_single_predictions_agree(squad_file, vectors, pointer):
     data = prepare(load_squad(str(squad_file)))
-    config = _small()
+    config = _small(answer_pointer=pointer)
     net = ReaderNet(config, vectors).eval()
     batcher = Batcher(Vocabulary([]), config.max_word_chars)
     together = net(_batch(data, batcher, range(8), with_answers=False))
@@ -65,10 +67,11 @@ def test_batched_and_single_predictions_agree(squad_file, vectors):
         assert torch.allclose(together.end_logits[i, :length], alone.end_logits[0], atol=1e-4)
 
 
-def test_a_few_steps_memorise_a_tiny_set(squad_file, vectors):
+@pytest.mark.parametrize("pointer", [False, True])
+def test_a_few_steps_memorise_a_tiny_set(squad_file, vectors, pointer):
     torch.manual_seed(0)
     data = prepare(load_squad(str(squad_file)))
-    config = _small(dropout=0.0, tuned_words=["who", "what"])
+    config = _small(dropout=0.0, tuned_words=["who", "what"], answer_pointer=pointer)
     net = ReaderNet(config, vectors)
     batcher = Batcher(Vocabulary(config.tuned_words), config.max_word_chars)
     batch = _batch(data, batcher, range(8))
@@ -85,3 +88,18 @@ def test_a_few_steps_memorise_a_tiny_set(squad_file, vectors):
     output = net(batch)
     assert (output.start_logits.argmax(-1) == batch.answer_starts).all()
     assert (output.end_logits.argmax(-1) == batch.answer_ends).all()
+
+
+@pytest.mark.parametrize("pointer", [False, True])
+def test_the_answer_pointer_scores_the_end_knowing_the_start(squad_file, vectors, pointer):
+    torch.manual_seed(0)
+    data = prepare(load_squad(str(squad_file)))
+    config = _small(answer_pointer=pointer)
+    net = ReaderNet(config, vectors).eval()
+    batch = _batch(data, Batcher(Vocabulary([]), config.max_word_chars), range(4), with_answers=False)
+    before = net(batch)
+    with torch.no_grad():
+        net.start.weight.mul_(-3.0)  # move the start distribution only
+    after = net(batch)
+    assert not torch.allclose(before.start_logits, after.start_logits)
+    assert torch.allclose(before.end_logits, after.end_logits) != pointer
