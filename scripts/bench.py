@@ -493,7 +493,8 @@ def notes(results: dict, sizes: Sizes, load: float) -> list[str]:
         "cold_start_s and peak_rss_mb are measured on separate `python -m qa ask` processes, launch to exit.",
         f"train_examples_per_s: a fresh reader with the model's config, {sizes.train_steps} Adamax steps "
         f"of {sizes.train_batch} length-bucketed dev questions after {sizes.train_warmup} warm-up steps, "
-        "batch building included, under bfloat16 autocast as the default recipe trains; "
+        "padding each batch included (texts encoded once beforehand, as qa train does), "
+        "under bfloat16 autocast as the default recipe trains; "
         "train_examples_per_s_float32 repeats it in float32.",
     ]
     if results["flops_lstm_added"]:
