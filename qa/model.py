@@ -41,7 +41,6 @@ class ReaderConfig:
     self_attention_heads: int = 4  # heads for multihead self-attention
     question_self_attention: bool = True  # self-attentive question summary (else mean)
     answer_pointer: bool = False  # end query updated from the start-weighted passage (R-Net pointer step)
-    modeling_layers: int = 0  # BiLSTM layers over the self-attended passage before scoring (R-Net, BiDAF)
     dropout: float = 0.3
     tuned_words: list[str] = field(default_factory=list)  # fine-tuned frequent words
 
@@ -181,9 +180,6 @@ class ReaderNet(nn.Module):
                 heads=config.self_attention_heads if mode == "multihead" else 1,
             )
             self.fuse = nn.Linear(3 * h2, h2)
-        # Stage 3b (optional): a modeling BiLSTM re-reads the fused passage, so each token's state
-        # carries what self-attention found elsewhere in its neighbours' context too.
-        self.modeler = BiLSTM(h2, config.hidden, config.modeling_layers, config.dropout) if config.modeling_layers else None
         # Stage 4: question summary and bilinear start/end scores against it (optionally a pointer step).
         self.pool = SelfAttentivePooling(h2) if config.question_self_attention else UniformPooling()
         self.start = nn.Linear(h2, h2, bias=False)
@@ -208,8 +204,6 @@ class ReaderNet(nn.Module):
             context, self_weights = self.self_attention(self.dropout(matched), p_mask)  # (B, P, 2H), (B, P, P)
             fused = torch.cat([matched, context, matched * context], -1)  # (B, P, 6H)
             matched = matched + F.relu(self.fuse(self.dropout(fused)))
-        if self.modeler is not None:
-            matched = self.modeler(matched, p_mask)  # (B, P, 2H)
         summary, question_weights = self.pool(q, q_mask)  # (B, 2H), (B, Q)
         start, end = self._span_logits(self.dropout(matched), summary, p_mask)
         return ReaderOutput(start, end, general_weights, self_weights, question_weights)
