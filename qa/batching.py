@@ -25,13 +25,14 @@ class Batch:
 
     passage_words: torch.Tensor  # (B, P) word ids
     passage_tuned: torch.Tensor  # (B, P) fine-tuned word slots
-    passage_chars: torch.Tensor  # (B, P, C) character ids
+    passage_spellings: torch.Tensor  # (B, P) row of each token in ``spellings``
     passage_features: torch.Tensor  # (B, P, NUM_FEATURES)
     passage_mask: torch.Tensor  # (B, P) bool
     question_words: torch.Tensor  # (B, Q)
     question_tuned: torch.Tensor  # (B, Q)
-    question_chars: torch.Tensor  # (B, Q, C)
+    question_spellings: torch.Tensor  # (B, Q)
     question_mask: torch.Tensor  # (B, Q) bool
+    spellings: torch.Tensor  # (U, C) character ids of the batch's distinct words; row 0 is padding
     answer_starts: torch.Tensor | None = None  # (B,) token index, training only
     answer_ends: torch.Tensor | None = None  # (B,)
 
@@ -90,6 +91,34 @@ def passage_features(passages: list[EncodedText], questions: list[EncodedText], 
     return np.stack(matches + [_padded(passages, "frequency", length, np.float32)], axis=-1).astype(np.float32)
 
 
+def distinct_spellings(groups: list[list[EncodedText]], lengths: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The character rows (U, C) of the distinct words in all ``groups`` of texts (row 0: the
+    padding word), and for each group a (B, L) index of every token's row, padding at 0.
+
+    A batch repeats most words (passages are shared by several questions), so the character CNN
+    runs once per distinct word instead of once per token."""
+    texts = [t for group in groups for t in group]
+    keys = np.concatenate([t.surface for t in texts])
+    chars = np.concatenate([t.chars for t in texts])
+    _, first, rows = np.unique(keys, return_index=True, return_inverse=True)
+    # rows in order of first appearance: string hashes are salted per process, and a batch must
+    # be the same batch in every process (a resumed run repeats the uninterrupted one bit for bit)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    rows = rank[rows.reshape(-1)]
+    spellings = np.zeros((len(first) + 1, chars.shape[1]), dtype=np.int64)
+    spellings[1:] = chars[first[order]]
+    indices, offset = [], 0
+    for group, length in zip(groups, lengths):
+        index = np.zeros((len(group), length), dtype=np.int64)
+        for b, text in enumerate(group):
+            index[b, : len(text)] = rows[offset : offset + len(text)] + 1
+            offset += len(text)
+        indices.append(torch.from_numpy(index))
+    return torch.from_numpy(spellings), indices
+
+
 class Batcher:
     """Encodes texts for one vocabulary and pads encoded (passage, question) pairs into a ``Batch``."""
 
@@ -130,22 +159,25 @@ class Batcher:
         )
 
     def _inputs(self, texts: list[EncodedText]) -> tuple[torch.Tensor, ...]:
-        """Word ids, tuned slots (B, L), character ids (B, L, C) and the mask (B, L); an empty
-        text still gets one (masked-in) slot so softmaxes stay finite."""
+        """Word ids, tuned slots and the mask (B, L); an empty text still gets one (masked-in)
+        slot so softmaxes stay finite."""
         length = max(1, max(len(t) for t in texts))
         words = _padded(texts, "words", length)
         mask = words != 0
         mask[:, 0] = True
-        return tuple(torch.from_numpy(a) for a in (
-            words, _padded(texts, "tuned", length), _padded(texts, "chars", length), mask))
+        return torch.from_numpy(words), torch.from_numpy(_padded(texts, "tuned", length)), torch.from_numpy(mask)
 
     def collate(self, passages: list[EncodedText], questions: list[EncodedText],
                 spans: list[tuple[int, int]] | None = None) -> Batch:
         """One padded batch of encoded pairs, with answer token spans when training."""
-        p_words, p_tuned, p_chars, p_mask = self._inputs(passages)
-        q_words, q_tuned, q_chars, q_mask = self._inputs(questions)
+        p_words, p_tuned, p_mask = self._inputs(passages)
+        q_words, q_tuned, q_mask = self._inputs(questions)
+        spellings, (p_spellings, q_spellings) = distinct_spellings([passages, questions], [p_words.shape[1], q_words.shape[1]])
         features = torch.from_numpy(passage_features(passages, questions, p_words.shape[1]))
-        batch = Batch(p_words, p_tuned, p_chars, features, p_mask, q_words, q_tuned, q_chars, q_mask)
+        batch = Batch(passage_words=p_words, passage_tuned=p_tuned, passage_spellings=p_spellings,
+                      passage_features=features, passage_mask=p_mask, question_words=q_words,
+                      question_tuned=q_tuned, question_spellings=q_spellings, question_mask=q_mask,
+                      spellings=spellings)
         if spans is not None:
             batch.answer_starts = torch.tensor([s for s, _ in spans])
             batch.answer_ends = torch.tensor([e for _, e in spans])

@@ -57,7 +57,7 @@ class ReaderConfig:
 
 
 class CharCNN(nn.Module):
-    """Character CNN: (B, L, C) char ids -> (B, L, filters), max-pooled over each word."""
+    """Character CNN: (U, C) char ids of distinct words -> (U, filters), max-pooled over each word."""
 
     def __init__(self, config: ReaderConfig):
         super().__init__()
@@ -67,10 +67,8 @@ class CharCNN(nn.Module):
         self.conv = nn.Conv1d(config.char_dim, config.char_filters, config.char_width, padding=config.char_width // 2)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
-        b, length, c = chars.shape
-        x = self.embed(chars.view(b * length, c)).transpose(1, 2)  # (B*L, char_dim, C)
-        x = F.relu(self.conv(x)).max(dim=-1).values  # (B*L, filters)
-        return x.view(b, length, -1)
+        x = self.embed(chars).transpose(1, 2)  # (U, char_dim, C)
+        return F.relu(self.conv(x)).max(dim=-1).values  # (U, filters)
 
 
 class WordEmbedding(nn.Module):
@@ -187,13 +185,15 @@ class ReaderNet(nn.Module):
         self.pointer = nn.GRUCell(h2, h2) if config.answer_pointer else None
         self.dropout = SequenceDropout(config.dropout)
 
-    def _embed(self, words, tuned, chars):
-        return torch.cat([self.words(words, tuned), self.chars(chars)], dim=-1)  # (B, L, 50 + filters)
+    def _embed(self, words, tuned, spellings, spelled):
+        """Word vectors and the character features of each token's spelling: (B, L, 50 + filters)."""
+        return torch.cat([self.words(words, tuned), F.embedding(spellings, spelled)], dim=-1)
 
     def forward(self, batch: Batch) -> ReaderOutput:
         p_mask, q_mask = batch.passage_mask, batch.question_mask
-        passage = self._embed(batch.passage_words, batch.passage_tuned, batch.passage_chars)  # (B, P, E)
-        question = self._embed(batch.question_words, batch.question_tuned, batch.question_chars)  # (B, Q, E)
+        spelled = self.chars(batch.spellings)  # (U, filters), once per distinct word of the batch
+        passage = self._embed(batch.passage_words, batch.passage_tuned, batch.passage_spellings, spelled)  # (B, P, E)
+        question = self._embed(batch.question_words, batch.question_tuned, batch.question_spellings, spelled)  # (B, Q, E)
         aligned, _ = self.aligned(passage, question, q_mask)  # (B, P, E)
         p = self.passage_encoder(torch.cat([passage, aligned, batch.passage_features], -1), p_mask)  # (B, P, 2H)
         q = self.question_encoder(question, q_mask)  # (B, Q, 2H)

@@ -44,11 +44,32 @@ def test_a_row_does_not_depend_on_the_rest_of_its_batch(batcher):
     together = batcher.batch([long, short], [tokenize("Who sat on the long mat today?"), question])
     n, q = len(short), len(question)
     assert together.passage_mask[1].sum() == n and together.question_mask[1].sum() == q
-    for name in ("passage_words", "passage_tuned", "passage_chars", "passage_features"):
-        assert torch.equal(getattr(together, name)[1, :n], getattr(alone, name)[0, :n])
+    for name in ("passage_words", "passage_tuned", "passage_features", "passage_spellings"):
         assert not getattr(together, name)[1, n:].any()  # padding is zero, features included
-    for name in ("question_words", "question_chars"):
+    for name in ("passage_words", "passage_tuned", "passage_features"):
+        assert torch.equal(getattr(together, name)[1, :n], getattr(alone, name)[0, :n])
+    assert torch.equal(spelled(together, "passage")[1, :n], spelled(alone, "passage")[0, :n])
+    for name in ("question_words", "question_tuned"):
         assert torch.equal(getattr(together, name)[1, :q], getattr(alone, name)[0, :q])
+    assert torch.equal(spelled(together, "question")[1, :q], spelled(alone, "question")[0, :q])
+
+
+def spelled(batch, text: str) -> torch.Tensor:
+    """The (B, L, C) character ids of each token of the batch's passages or questions."""
+    return batch.spellings[getattr(batch, f"{text}_spellings")]
+
+
+def test_each_distinct_word_is_spelled_once_and_padding_is_row_zero(batcher):
+    passages = [tokenize("The cat sat on the mat."), tokenize("The cat")]
+    questions = [tokenize("Where did the cat sit?"), tokenize("The cat?")]
+    batch = batcher.batch(passages, questions)
+    words = {w for text in passages + questions for w in text.words}
+    assert batch.spellings.shape == (len(words) + 1, 4) and not batch.spellings[0].any()
+    assert len({tuple(row) for row in batch.spellings.tolist()}) == len(words) + 1
+    for b, text in enumerate(passages):
+        expected = [batcher.encode(text).chars.tolist()[i] for i in range(len(text))]
+        assert spelled(batch, "passage")[b, : len(text)].tolist() == expected
+    assert batch.passage_spellings[1, 2:].tolist() == [0] * 5  # 7 tokens, then padding
 
 
 def test_empty_texts_get_one_masked_in_slot_and_no_features(batcher):
