@@ -65,13 +65,17 @@ class EncodedText:
         return len(self.words)
 
 
+def _pad(arrays: list[np.ndarray], length: int, dtype=np.int64) -> np.ndarray:
+    """Arrays of shape (L_b,) or (L_b, C), zero-padded to ``length`` and stacked: (B, L) or (B, L, C)."""
+    out = np.zeros((len(arrays), length) + arrays[0].shape[1:], dtype=dtype)
+    for b, array in enumerate(arrays):
+        out[b, : len(array)] = array
+    return out
+
+
 def _padded(texts: list[EncodedText], name: str, length: int, dtype=np.int64) -> np.ndarray:
     """Field ``name`` of each text, zero-padded to ``length``: (B, L) or (B, L, C)."""
-    first = getattr(texts[0], name)
-    out = np.zeros((len(texts), length) + first.shape[1:], dtype=dtype)
-    for b, text in enumerate(texts):
-        out[b, : len(text)] = getattr(text, name)
-    return out
+    return _pad([getattr(t, name) for t in texts], length, dtype)
 
 
 def _matches(passage_keys: np.ndarray, question_keys: np.ndarray, question_real: np.ndarray) -> np.ndarray:
@@ -109,13 +113,8 @@ def distinct_spellings(groups: list[list[EncodedText]], lengths: list[int]) -> t
     rows = rank[rows.reshape(-1)]
     spellings = np.zeros((len(first) + 1, chars.shape[1]), dtype=np.int64)
     spellings[1:] = chars[first[order]]
-    indices, offset = [], 0
-    for group, length in zip(groups, lengths):
-        index = np.zeros((len(group), length), dtype=np.int64)
-        for b, text in enumerate(group):
-            index[b, : len(text)] = rows[offset : offset + len(text)] + 1
-            offset += len(text)
-        indices.append(torch.from_numpy(index))
+    per_text = iter(np.split(rows + 1, np.cumsum([len(t) for t in texts])[:-1]))  # each text's rows
+    indices = [torch.from_numpy(_pad([next(per_text) for _ in group], length)) for group, length in zip(groups, lengths)]
     return torch.from_numpy(spellings), indices
 
 

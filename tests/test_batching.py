@@ -67,8 +67,7 @@ def test_each_distinct_word_is_spelled_once_and_padding_is_row_zero(batcher):
     assert batch.spellings.shape == (len(words) + 1, 4) and not batch.spellings[0].any()
     assert len({tuple(row) for row in batch.spellings.tolist()}) == len(words) + 1
     for b, text in enumerate(passages):
-        expected = [batcher.encode(text).chars.tolist()[i] for i in range(len(text))]
-        assert spelled(batch, "passage")[b, : len(text)].tolist() == expected
+        assert spelled(batch, "passage")[b, : len(text)].tolist() == batcher.encode(text).chars.tolist()
     assert batch.passage_spellings[1, 2:].tolist() == [0] * 5  # 7 tokens, then padding
 
 
