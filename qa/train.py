@@ -89,17 +89,24 @@ def seed_everything(seed: int) -> None:
 
 
 class EMA:
-    """Exponential moving average of trainable weights; evaluation uses the averaged copy."""
+    """Exponential moving average of trainable weights; evaluation uses the averaged copy.
+
+    The decay warms up as ``min(decay, (1 + t) / (10 + t))`` after ``t`` earlier updates (as in
+    TensorFlow's ``ExponentialMovingAverage(num_updates=t)``). Without it the random initial weights
+    keep a share ``decay ** t`` of the average: at 0.999 that is 27% after 1,310 steps, which drags
+    down every early evaluation and short screen.
+    """
 
     def __init__(self, net: torch.nn.Module, decay: float):
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
-    def update(self, net: torch.nn.Module) -> None:
+    def update(self, net: torch.nn.Module, updates_before: int) -> None:
+        decay = min(self.decay, (1 + updates_before) / (10 + updates_before))
         with torch.no_grad():
             for k, v in net.state_dict().items():
                 if v.dtype.is_floating_point:
-                    self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+                    self.shadow[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
                 else:
                     self.shadow[k].copy_(v)
 
@@ -333,7 +340,7 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
                     scaler.step(optimizer)
                     scaler.update()
                     if ema:
-                        ema.update(net)
+                        ema.update(net, position["total_steps"])
                     mean_loss = total / world.size
                     running = mean_loss if running is None else 0.98 * running + 0.02 * mean_loss
                     seen += len(batches[step])

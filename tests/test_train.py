@@ -2,12 +2,13 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from qa.checkpoint import read_checkpoint
 from qa.cli import main
 from qa.reader import Reader
-from qa.train import TrainConfig, train
+from qa.train import EMA, TrainConfig, train
 
 pytestmark = pytest.mark.slow
 
@@ -181,3 +182,19 @@ def test_mixed_precision_run_evaluates_its_epochs_in_bfloat16(squad_file, tmp_pa
     assert main(["evaluate", str(squad_file), "--model", str(run / "best"), "--bfloat16", "--output", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert _epoch_f1(run) == [round(metrics["f1"], 6)]
+
+
+def test_moving_average_forgets_the_initial_weights_within_its_warm_up():
+    """After 1,310 updates at decay 0.999 a plain EMA would still hold 27% of the random start;
+    the warmed-up one holds almost none of it and follows the trained weights."""
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(1.0)  # the "initial weights"
+    ema = EMA(net, 0.999)
+    with torch.no_grad():
+        net.weight.fill_(0.0)  # training moved away from them and stays
+    for step in range(1310):
+        ema.update(net, step)
+    share_of_start = ema.shadow["weight"].item()
+    assert share_of_start < 0.02
+    assert 0.999 ** 1310 > 0.25  # what the old, cold average kept
