@@ -41,7 +41,6 @@ class ReaderConfig:
     self_attention_heads: int = 4  # heads for multihead self-attention
     question_self_attention: bool = True  # self-attentive question summary (else mean)
     answer_pointer: bool = False  # end query updated from the start-weighted passage (R-Net pointer step)
-    match_product: bool = False  # matcher reads [p; attended; p * attended] (BiDAF/ESIM) instead of [p; attended]
     dropout: float = 0.3
     tuned_words: list[str] = field(default_factory=list)  # fine-tuned frequent words
 
@@ -165,9 +164,8 @@ class ReaderNet(nn.Module):
         self.question_encoder = BiLSTM(token_dim, config.hidden, config.encoder_layers, config.dropout)
         # Stage 2: gated passage-to-question attention over encoded states (R-Net), then a matching RNN.
         self.general = GeneralAttention(h2, h2, config.score, config.hidden, project=False, hard=config.hard_attention)
-        match_dim = (3 if config.match_product else 2) * h2
-        self.gate = Gate(match_dim) if config.gate else nn.Identity()
-        self.matcher = BiLSTM(match_dim, config.hidden, 1, config.dropout)
+        self.gate = Gate(2 * h2) if config.gate else nn.Identity()
+        self.matcher = BiLSTM(2 * h2, config.hidden, 1, config.dropout)
         # Stage 3: self-matching attention within the passage, fused with a residual connection.
         mode = config.passage_self_attention
         if mode not in ("off", "global", "local", "multihead"):
@@ -200,8 +198,7 @@ class ReaderNet(nn.Module):
         p = self.passage_encoder(torch.cat([passage, aligned, batch.passage_features], -1), p_mask)  # (B, P, 2H)
         q = self.question_encoder(question, q_mask)  # (B, Q, 2H)
         attended, general_weights = self.general(p, q, q_mask)  # (B, P, 2H), (B, P, Q)
-        match = [p, attended, p * attended] if self.config.match_product else [p, attended]
-        matched = self.matcher(self.gate(torch.cat(match, -1)), p_mask)  # (B, P, 2H)
+        matched = self.matcher(self.gate(torch.cat([p, attended], -1)), p_mask)  # (B, P, 2H)
         self_weights = None
         if self.self_attention is not None:
             context, self_weights = self.self_attention(self.dropout(matched), p_mask)  # (B, P, 2H), (B, P, P)

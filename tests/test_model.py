@@ -34,7 +34,6 @@ def _batch(data, batcher, indices, with_answers=True):
         {"passage_self_attention": "off", "question_self_attention": False},
         {"hard_attention": True},
         {"answer_pointer": True},
-        {"match_product": True, "gate": True},
     ],
 )
 def test_forward_shapes_and_attention_maps(squad_file, vectors, overrides):
