@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from rich.progress import Progress
 from rich.table import Table
 from torch.profiler import ProfilerActivity, profile
 
-from bench import Sizes, training_speed  # scripts/ is on the path when a script here runs
+from bench import Sizes, elapsed_ms, training_speed  # scripts/ is on the path when a script here runs
 
 
 def lstm_share(reader, records, sizes: Sizes) -> dict:
@@ -51,10 +50,7 @@ def forward_backward_ms(module: torch.nn.Module, inputs: torch.Tensor, repeats: 
 
     for _ in range(3):
         once()
-    tic = time.perf_counter()
-    for _ in range(repeats):
-        once()
-    return (time.perf_counter() - tic) / repeats * 1000
+    return sum(elapsed_ms(once) for _ in range(repeats)) / repeats
 
 
 def recurrence_cost(net, batch: int, length: int, question_length: int, repeats: int) -> list[dict]:
