@@ -8,11 +8,13 @@ exact match" under the score (``fit_temperature``).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from qa.predict import SpanLogits
+from qa.answers import SpanLogits
 
 TEMPERATURE_RANGE = (0.2, 5.0)
 
@@ -63,23 +65,27 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     from rich.console import Console
     from rich.table import Table
 
+    from qa.answers import best_texts
     from qa.checkpoint import CONFIG_FILE, read_json, write_json
     from qa.data import load_squad
     from qa.features import prepare
+    from qa.inference import read_examples
     from qa.metric import squad_scores
-    from qa.predict import best_texts, predict
     from qa.reader import Reader
 
     console = console or Console()
     records = load_squad(data, split, limit=limit)
     reader = Reader.load(model)
+    # logits at temperature 1: the fit starts from the raw scores, whatever the folder's current temperature
+    options = replace(reader.options, batch_size=batch_size, temperature=1.0, with_logits=True)
     with console.status(f"reading {len(records)} questions"):
-        prepared = prepare(records)
-        predictions = predict(reader.net, reader.batcher, prepared, batch_size=batch_size, with_logits=True)
-    texts = best_texts(predictions)
-    references = [{"id": e.id, "answers": e.answers} for e in prepared.examples]
-    correct = [q["exact_match"] for q in squad_scores(texts, references, per_question=True)["per_question"]]
-    logits = [p.logits for p in predictions]
+        predictions = read_examples(reader.net, reader.batcher, prepare(records), options)
+    answered = [p for p in predictions if p.answers]
+    references = {i: a for i, a in zip(records["id"], records["answers"])}
+    correct = [q["exact_match"] for q in squad_scores(best_texts(answered), [{"id": p.id, "answers": references[p.id]}
+                                                                             for p in answered],
+                                                      per_question=True)["per_question"]]
+    logits = [p.answers[0].logits for p in answered]
     temperature = fit_temperature(logits, correct)
     result = {"temperature": round(temperature, 4), "fitted_on": data, "questions": len(correct)}
     table = Table(title=f"calibration of the top answer's score on {data} ({len(correct)} questions)")

@@ -2,13 +2,17 @@
 
 Lines starting with ``:`` are commands (``:help`` lists them); any other line is a question.
 With a terminal, input has line editing and history (readline) and a prompt; with piped input
-there are no prompts and exactly one result per question.
+there are no prompts and exactly one result per question. A line's ``UserError`` is printed and
+the session goes on; any other exception is a bug and ends it with a traceback.
 """
 from __future__ import annotations
 
 import sys
 
 from rich.console import Console
+
+from qa.errors import UserError
+from qa.inputs import checked_passage, read_text_file
 
 HELP = """commands:
   :help                      this list
@@ -49,18 +53,14 @@ class Chat:
         return "\n".join(lines) if lines else None
 
     def _set_passage(self, text: str | None) -> None:
-        from qa.cli import checked_passage
-
         if text is None:
-            raise ValueError("no passage given")
+            raise UserError("no passage given")
         self.passage = checked_passage(text)
         if self.interactive:
             self.console.print(f"[dim]passage loaded: {len(self.passage.split()):,} words[/]")
 
     def _command(self, line: str) -> bool:
         """Run one ``:command``; returns False to quit."""
-        from qa.cli import read_text_file
-
         name, _, argument = line[1:].strip().partition(" ")
         argument = argument.strip()
         if name in ("quit", "q", "exit"):
@@ -70,6 +70,8 @@ class Chat:
         elif name == "passage":
             self._set_passage(self._read_passage())
         elif name == "file":
+            if not argument:
+                raise UserError(":file needs a PATH")
             self._set_passage(read_text_file(argument))
         elif name == "show":
             from qa.render import visible
@@ -77,18 +79,18 @@ class Chat:
             self.console.print(visible(self.passage) if self.passage else "(no passage)", markup=False, highlight=False)
         elif name == "attention":
             if argument and argument not in VIEWS:
-                raise ValueError(f"unknown attention view {argument!r}; choose general, self or none")
+                raise UserError(f"unknown attention view {argument!r}; choose general, self or none")
             self.attention = argument or VIEWS[(VIEWS.index(self.attention) + 1) % len(VIEWS)]
             self.console.print(f"attention view: {self.attention}")
         else:
-            raise ValueError(f"unknown command :{name} (:help lists the commands)")
+            raise UserError(f"unknown command :{name} (:help lists the commands)")
         return True
 
     def _ask(self, question: str) -> None:
         from qa.render import render
 
         if self.passage is None:
-            raise ValueError("no passage yet: use :passage or :file PATH")
+            raise UserError("no passage yet: use :passage or :file PATH")
         answers = self.reader.answer(question, self.passage, with_attention=self.attention != "none")
         render(self.console, question, self.passage, answers, self.attention)
 
@@ -100,7 +102,7 @@ class Chat:
         if self.passage is None:
             try:
                 self._set_passage(self._read_passage())
-            except ValueError as error:
+            except UserError as error:
                 self.console.print(f"error: {error}", style="red", markup=False)
                 return 2
         while (line := self._input("question> ")) is not None:
@@ -113,6 +115,6 @@ class Chat:
                         break
                 else:
                     self._ask(line)
-            except ValueError as error:
+            except UserError as error:
                 self.console.print(f"error: {error}", style="red", markup=False)
         return 0

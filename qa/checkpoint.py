@@ -14,12 +14,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save
 
+from qa.errors import UserError
+
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 DIGEST_KEY = "weights_sha256"  # config.json's record of the exact bytes of model.safetensors
 
 
-class ModelFileError(ValueError):
+class ModelFileError(UserError):
     """A model or checkpoint file that is missing, unreadable or does not match its config."""
 
 

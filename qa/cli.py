@@ -1,14 +1,16 @@
-"""The ``qa`` command: ask, chat, train, evaluate. ``main(argv)`` returns an exit code; user
-mistakes print one line to stderr and exit non-zero, never a traceback."""
+"""The ``qa`` command: ask, chat, train, evaluate, calibrate. ``main(argv)`` returns an exit code;
+user mistakes (``UserError``) print one line to stderr and exit 2, never a traceback; any other
+exception is a bug and propagates with its traceback."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-MAX_PASSAGE_CHARS = 1_000_000  # longer passages are refused (about 170,000 words)
+from qa.errors import UserError
+from qa.inputs import checked_passage, read_text_file
+
 ATTENTION_HELP = (
     "which attention to highlight: general (passage-question: passage token i gets sum_j q_j * a_ij, its "
     "attention a_ij over question word j weighted by the question self-attention q_j), self (the mean "
@@ -68,50 +70,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_text_file(path: str) -> str:
-    """A UTF-8 text file's contents, or a ``ValueError`` naming the file and the problem."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a folder, not a file") from None
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read ({error.strerror})") from None
-    if b"\x00" in raw:
-        raise ValueError(f"{path}: not a UTF-8 text file (binary data)")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file") from None
-
-
-def checked_passage(text: str) -> str:
-    if not text.strip():
-        raise ValueError("the passage is empty")
-    if len(text) > MAX_PASSAGE_CHARS:
-        raise ValueError(f"the passage has {len(text):,} characters; the limit is {MAX_PASSAGE_CHARS:,}")
-    return text
-
-
 def _read_passage(args) -> str:
     if args.context is not None:
         return checked_passage(args.context)
     if args.file is not None:
         return checked_passage(read_text_file(args.file))
     if sys.stdin.isatty():
-        raise ValueError("give the passage with --context, --file or on standard input")
+        raise UserError("give the passage with --context, --file or on standard input")
     try:
         return checked_passage(sys.stdin.read())
     except UnicodeDecodeError:
-        raise ValueError("standard input is not UTF-8 text") from None
+        raise UserError("standard input is not UTF-8 text") from None
 
 
 def _ask(args) -> int:
     if not args.question.strip():
-        raise ValueError("the question is empty")
+        raise UserError("the question is empty")
     if args.top_k < 1:
-        raise ValueError("--top-k must be at least 1")
+        raise UserError("--top-k must be at least 1")
     passage = _read_passage(args)  # input errors are reported before the slow imports below
     from rich.console import Console
 
@@ -170,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"ask": _ask, "chat": _chat, "train": _train, "evaluate": _evaluate, "calibrate": _calibrate}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
+    except UserError as error:
         print(f"qa: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:  # training diverged; the last good checkpoint is kept

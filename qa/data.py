@@ -2,70 +2,99 @@
 
 A local file in the official nested layout and a Hugging Face hub dataset both end up as a
 ``datasets.Dataset`` with the same columns, ``answers`` being ``{"text": [...], "answer_start": [...]}``.
+Question ids are text; numeric ids (found in some files in the wild) are converted to text.
 Strict loading stops at the first bad record with an error naming it; lenient loading skips bad
-records and counts them by reason (``Dataset.info.description`` is left alone; counts are returned).
+records and counts them by category (``Dataset.info.description`` is left alone; counts are returned).
 """
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
+from qa.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """A data file that cannot be read as SQuAD; the message names the file and the record."""
 
 
-def _check_question(qa, context: str, seen: set[str]) -> str | None:
-    """The problem with one question record, or None when it is well-formed."""
-    if not isinstance(qa, dict) or not isinstance(qa.get("id"), str) or not isinstance(qa.get("question"), str):
-        return "missing 'id' or 'question'"
-    if qa["id"] in seen:
-        return f"duplicate id {qa['id']!r}"
+@dataclass(frozen=True)
+class Problem:
+    """Why a record is bad: ``category`` keys lenient mode's skip counts, ``message`` says it in full."""
+
+    category: str
+    message: str
+
+    @classmethod
+    def of(cls, category: str) -> "Problem":
+        """A problem whose category says all there is to say."""
+        return cls(category, category)
+
+
+def _whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true/false are not numbers
+
+
+def _check_question(qa, context: str, seen: dict[str, str | int]) -> Problem | None:
+    """The problem with one question record, or None when it is well-formed.
+
+    ``seen`` maps each earlier id, as text, to the id as written; numeric ids count by their text.
+    """
+    qid = qa.get("id") if isinstance(qa, dict) else None
+    if not (isinstance(qid, str) or _whole_number(qid)) or not isinstance(qa.get("question"), str):
+        return Problem.of("missing 'id' or 'question'")
+    key = str(qid)
+    if key in seen:
+        mixed = isinstance(seen[key], str) != isinstance(qid, str)  # one of the two was written as a number
+        note = f" (after converting the number {key} to text)" if mixed else ""
+        return Problem("duplicate id", f"duplicate id {key!r}{note}")
     if not isinstance(qa.get("answers", []), list):
-        return "'answers' is not a list"
+        return Problem.of("'answers' is not a list")
     for answer in qa.get("answers", []):
         start, text = (answer.get("answer_start"), answer.get("text")) if isinstance(answer, dict) else (None, None)
-        if not isinstance(start, int) or not isinstance(text, str):
-            return "answer without 'text' and 'answer_start'"
+        if not _whole_number(start) or not isinstance(text, str):
+            return Problem.of("answer without 'text' and 'answer_start'")
         if context[start : start + len(text)] != text:
-            return f"answer {text!r} is not at answer_start {start}"
+            return Problem("answer not at its answer_start", f"answer {text!r} is not at answer_start {start}")
     return None
 
 
 def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Counter]:
-    """Nested SQuAD JSON -> column lists; strict mode raises on the first bad record."""
+    """Nested SQuAD JSON -> column lists (ids as text); strict mode raises on the first bad record."""
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         raise DataError(f"{source}: expected a JSON object with a 'data' list (SQuAD layout)")
     columns: dict[str, list] = {k: [] for k in ("id", "title", "context", "question", "answers")}
     skipped: Counter = Counter()
-    seen: set[str] = set()
+    seen: dict[str, str | int] = {}
 
-    def reject(where: str, problem: str) -> None:
+    def reject(where: str, problem: Problem) -> None:
         if not lenient:
-            raise DataError(f"{source}: {where}: {problem}")
-        skipped[problem.split(" '")[0] if problem.startswith("duplicate") else problem.split(" at ")[0]] += 1
+            raise DataError(f"{source}: {where}: {problem.message}")
+        skipped[problem.category] += 1
 
     for a, article in enumerate(payload["data"]):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
-            reject(f"article {a}", "missing 'paragraphs'")
+            reject(f"article {a}", Problem.of("missing 'paragraphs'"))
             continue
         for p, paragraph in enumerate(paragraphs):
             context = paragraph.get("context") if isinstance(paragraph, dict) else None
             if not isinstance(context, str) or not context.strip():
-                reject(f"article {a} paragraph {p}", "missing or empty 'context'")
+                reject(f"article {a} paragraph {p}", Problem.of("missing or empty 'context'"))
                 continue
             for q, qa in enumerate(paragraph.get("qas", [])):
                 problem = _check_question(qa, context, seen)
                 if problem:
                     reject(f"article {a} paragraph {p} question {q}", problem)
                     continue
-                seen.add(qa["id"])
+                qid = str(qa["id"])
+                seen[qid] = qa["id"]
                 answers = qa.get("answers", [])
-                columns["id"].append(qa["id"])
+                columns["id"].append(qid)
                 columns["title"].append(article.get("title", ""))
                 columns["context"].append(context)
                 columns["question"].append(qa["question"])

@@ -14,13 +14,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from qa.errors import UserError
+
 
 def pick_device(name: str) -> torch.device:
     """``auto`` means CUDA when there is a GPU, else CPU; asking for a missing GPU is an error."""
     if name not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r} (auto, cpu or cuda)")
+        raise UserError(f"unknown device {name!r} (auto, cpu or cuda)")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine")
+        raise UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU on this machine")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":

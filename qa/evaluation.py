@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 import time
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
+from qa.answers import best_texts
 from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
+from qa.errors import UserError
 from qa.interrupts import InterruptRequest
 
 QUESTION_TYPES = ("how many/much", "what", "who", "when", "where", "why", "how", "which", "other")
@@ -65,11 +68,11 @@ def _read_predictions(path: str) -> dict[str, str]:
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
+        raise UserError(f"{path}: no such file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a UTF-8 JSON file ({error})") from None
+        raise UserError(f"{path}: not a UTF-8 JSON file ({error})") from None
     if not isinstance(payload, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in payload.items()):
-        raise ValueError(f"{path}: expected the official predictions format, a JSON object {{question id: answer text}}")
+        raise UserError(f"{path}: expected the official predictions format, a JSON object {{question id: answer text}}")
     return payload
 
 
@@ -93,72 +96,104 @@ def _print_report(console, metrics: dict, data: str) -> None:
         console.print(detail)
 
 
+def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, world, console) -> dict:
+    """Run the shipped or given model over ``records`` along the one inference path (``qa.inference``),
+    this rank's share of the batches; returns the predictions and timing entries of ``metrics.json``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from qa.features import prepare
+    from qa.inference import read_examples
+    from qa.reader import Reader
+
+    with console.status(f"tokenizing {len(records)} questions"):
+        prepared = prepare(records)
+    reader = Reader.load(model, bfloat16=bfloat16)
+    reader.net.to(world.device)
+    options = replace(reader.options, top_k=nbest, batch_size=batch_size)
+    tic = time.monotonic()
+    columns = [TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("question-windows"),
+               TextColumn("{task.fields[speed]:.0f}/s"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True, disable=not world.main) as progress:
+        task = progress.add_task("evaluate", total=None, speed=0.0)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total, speed=done / max(time.monotonic() - tic, 1e-9))
+
+        predictions = read_examples(reader.net, reader.batcher, prepared, options, world, advance)
+    seconds = time.monotonic() - tic
+    return {"predictions": predictions, "passage_tokens": [len(prepared.context_tokens[e.context_index])
+                                                           for e in prepared.examples],
+            "metrics": {"model": str(reader.folder), "precision": "bfloat16" if bfloat16 else "float32",
+                        "processes": world.size, "seconds": round(seconds, 2),
+                        "questions_per_s": round(len(predictions) / max(seconds, 1e-9), 1)}}
+
+
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
                    lenient: bool = False, bfloat16: bool = False, console=None) -> dict:
-    """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``."""
+    """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``.
+
+    Under ``torchrun`` the model's batches are shared among the processes; rank 0 gathers the
+    answers, scores them and writes the same files one process would."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from qa.data import load_squad
-    from qa.features import prepare
+    from qa.distributed import join, leave
     from qa.metric import squad_scores
 
-    console = console or Console(stderr=False)
-    skipped: Counter = Counter()
-    records = load_squad(data, split=split, lenient=lenient, skipped=skipped, limit=limit)
-    if skipped:
-        console.print(f"[yellow]skipped {sum(skipped.values())} bad records:[/] "
-                      + ", ".join(f"{reason} ({count})" for reason, count in skipped.most_common()))
-    with console.status(f"tokenizing {len(records)} questions"):
-        prepared = prepare(records)
-    references = [{"id": e.id, "answers": e.answers} for e in prepared.examples]
-    metrics: dict = {"data": data, "questions": len(references), "skipped_records": dict(skipped)}
-    nbest_lists = None
-    if predictions_file:
-        texts = _read_predictions(predictions_file)
-        metrics["predictions"] = predictions_file
-    else:
-        from qa.predict import best_texts, predict
-        from qa.reader import Reader
+    world = join("auto")
+    try:
+        console = console if console and world.main else Console(quiet=not world.main)
+        skipped: Counter = Counter()
+        records = load_squad(data, split=split, lenient=lenient, skipped=skipped, limit=limit)
+        if skipped:
+            console.print(f"[yellow]skipped {sum(skipped.values())} bad records:[/] "
+                          + ", ".join(f"{reason} ({count})" for reason, count in skipped.most_common()))
+        # the references come straight from the records: no cache can change what is scored
+        references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
+        questions = records["question"]
+        metrics: dict = {"data": data, "questions": len(references), "skipped_records": dict(skipped)}
+        nbest_lists = None
+        passage_tokens = None
+        if predictions_file:
+            texts = _read_predictions(predictions_file)
+            metrics["predictions"] = predictions_file
+        else:
+            run = _predict(records, model, batch_size, nbest, bfloat16, world, console)
+            predictions, passage_tokens = run["predictions"], run["passage_tokens"]
+            texts = best_texts(predictions)
+            nbest_lists = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score}
+                                  for a in p.answers] for p in predictions}
+            metrics.update(run["metrics"])
+        if not world.main:
+            return metrics
+        scored = squad_scores(texts, references, per_question=True)
+        per_question = scored.pop("per_question")
+        metrics.update(scored)
+        if passage_tokens is None:
+            passage_tokens = _passage_lengths(records)
+        metrics["breakdowns"] = breakdowns(
+            per_question, questions, [len((r["answers"]["text"] or [""])[0].split()) for r in references],
+            passage_tokens)
+        if nbest_lists is not None:
+            confidences = [nbest_lists[r["id"]][0]["score"] if nbest_lists[r["id"]] else 0.0 for r in references]
+            metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for s in per_question])
+        _print_report(console, metrics, data)
+        if output:
+            _write_results(Path(output), texts, nbest_lists, metrics)
+            console.print(f"wrote {output}/predictions.json, metrics.json" + (", nbest.json" if nbest_lists else ""))
+        return metrics
+    finally:
+        leave()
 
-        reader = Reader.load(model, bfloat16=bfloat16)
-        tic = time.monotonic()
-        columns = [TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[speed]:.0f} questions/s"), TimeRemainingColumn()]
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("evaluate", total=len(prepared.examples), speed=0.0)
 
-            def advance(count: int) -> None:
-                done = progress.tasks[0].completed + count
-                progress.update(task, completed=done, speed=done / max(time.monotonic() - tic, 1e-9))
+def _passage_lengths(records) -> list[int]:
+    """Each question's passage length in tokens (each distinct passage tokenized once)."""
+    from qa.tokenize import tokenize_many
 
-            predictions = predict(reader.net, reader.batcher, prepared, batch_size=batch_size, top_k=nbest,
-                                  progress=advance, temperature=reader.temperature, bfloat16=bfloat16)
-        seconds = time.monotonic() - tic
-        texts = best_texts(predictions)
-        nbest_lists = {p.id: [{"text": t, "start": s, "end": e, "score": sc}
-                              for t, s, e, sc in zip(p.texts, p.starts, p.ends, p.scores)] for p in predictions}
-        metrics.update({"model": str(reader.folder), "precision": "bfloat16" if bfloat16 else "float32",
-                        "seconds": round(seconds, 2),
-                        "questions_per_s": round(len(predictions) / max(seconds, 1e-9), 1)})
-    scored = squad_scores(texts, references, per_question=True)
-    per_question = scored.pop("per_question")
-    metrics.update(scored)
-    metrics["breakdowns"] = breakdowns(
-        per_question,
-        [" ".join(e.question.words) for e in prepared.examples],
-        [len((e.answers["text"] or [""])[0].split()) for e in prepared.examples],
-        [len(prepared.context_tokens[e.context_index]) for e in prepared.examples],
-    )
-    if nbest_lists is not None:
-        confidences = [nbest_lists[e.id][0]["score"] if nbest_lists[e.id] else 0.0 for e in prepared.examples]
-        metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for s in per_question])
-    _print_report(console, metrics, data)
-    if output:
-        _write_results(Path(output), texts, nbest_lists, metrics)
-        console.print(f"wrote {output}/predictions.json, metrics.json" + (", nbest.json" if nbest_lists else ""))
-    return metrics
+    contexts = list(dict.fromkeys(records["context"]))
+    lengths = dict(zip(contexts, (len(t) for t in tokenize_many(contexts))))
+    return [lengths[c] for c in records["context"]]
 
 
 def _write_results(folder: Path, texts: dict, nbest_lists: dict | None, metrics: dict) -> None:

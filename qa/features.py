@@ -8,18 +8,19 @@ start and end on token boundaries are kept with the smallest covering token span
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qa.tokenize import STOP_WORDS, Tokens, tokenize_many
+from qa.tokenize import EXTRA_INFIXES, STOP_WORDS, Tokens, tokenize_many
 
 if TYPE_CHECKING:  # imported lazily: answering a single question never needs it
     import datasets
 
-PREPARE_VERSION = "2"
+PREPARE_VERSION = "3"  # raise when the code of tokenizing or answer alignment changes
 
 
 @dataclass
@@ -122,13 +123,25 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("QA_CACHE", Path.home() / ".cache" / "qa")) / "features"
 
 
+def _tokenizer_fingerprint() -> str:
+    """What decides the tokens and answer spans besides the text: our rules, the code version and
+    the spaCy and lemma-table versions."""
+    from importlib.metadata import version
+
+    return "|".join([PREPARE_VERSION, version("spacy"), version("spacy-lookups-data"), *EXTRA_INFIXES,
+                     *sorted(STOP_WORDS)])
+
+
 def dataset_key(records: "datasets.Dataset") -> str:
-    """Content hash of the records, so a cached preparation is reused only for the same data."""
-    digest = hashlib.sha1(PREPARE_VERSION.encode())
+    """Hash of everything that decides a preparation: the records' ids, passages, questions and gold
+    answers, and the tokenizer's rules and versions; a cached preparation is reused only when all match."""
+    digest = hashlib.sha256(_tokenizer_fingerprint().encode())
     for column in ("id", "context", "question"):
         for value in records[column]:
-            digest.update(value.encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()[:16]
+            digest.update(value.encode("utf-8", "surrogatepass") + b"\0")
+    for answers in records["answers"]:
+        digest.update(json.dumps(answers, sort_keys=True).encode() + b"\0")
+    return digest.hexdigest()[:32]
 
 
 def prepare(records: "datasets.Dataset", cache: bool = True, workers: int = 0) -> PreparedSet:

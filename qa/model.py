@@ -19,6 +19,7 @@ from qa.attention import (
     UniformPooling,
 )
 from qa.batching import NUM_FEATURES, Batch
+from qa.errors import UserError
 from qa.vocab import GLOVE_OFFSET
 
 
@@ -52,7 +53,7 @@ class ReaderConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown model settings: {', '.join(sorted(unknown))}")
+            raise UserError(f"unknown model settings: {', '.join(sorted(unknown))}")
         return cls(**values)
 
 
@@ -169,7 +170,7 @@ class ReaderNet(nn.Module):
         # Stage 3: self-matching attention within the passage, fused with a residual connection.
         mode = config.passage_self_attention
         if mode not in ("off", "global", "local", "multihead"):
-            raise ValueError(f"unknown passage_self_attention {mode!r}")
+            raise UserError(f"unknown passage_self_attention {mode!r}")
         self.self_attention = None
         if mode != "off":
             self.self_attention = SelfAttention(

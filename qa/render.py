@@ -15,7 +15,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from qa.predict import AttentionMaps
+from qa.answers import AttentionMaps
+from qa.errors import UserError
 from qa.tokenize import STOP_WORDS
 
 ATTENTION_RULES = {
@@ -52,10 +53,10 @@ def token_weights(maps: AttentionMaps, mode: str, answer_tokens: range) -> np.nd
         weights = maps.general @ maps.question  # (P, Q) @ (Q,) -> (P,)
     elif mode == "self":
         if maps.self_attention is None:
-            raise ValueError("this model has no passage self-attention to show")
+            raise UserError("this model has no passage self-attention to show")
         weights = maps.self_attention[list(answer_tokens)].mean(0)  # (P,)
     else:
-        raise ValueError(f"unknown attention view {mode!r}; choose general, self or none")
+        raise UserError(f"unknown attention view {mode!r}; choose general, self or none")
     return weights / max(float(weights.sum()), 1e-12)
 
 

@@ -15,7 +15,7 @@ from spacy.lang.en import English
 
 # Extra split points: any dash, slash, tilde, plus/ampersand/equals between word characters,
 # and the boundary between a digit and a letter.
-_EXTRA_INFIXES = (
+EXTRA_INFIXES = (
     r"[\-\u2010-\u2015~/\\+&=\u00b7:;|]",
     r"(?<=[0-9])(?=[A-Za-z])",
     r"(?<=[A-Za-z])(?=[0-9])",
@@ -46,7 +46,7 @@ class Tokens:
 
 
 class _ReaderEnglishDefaults(English.Defaults):
-    infixes = list(English.Defaults.infixes) + list(_EXTRA_INFIXES)
+    infixes = list(English.Defaults.infixes) + list(EXTRA_INFIXES)
 
 
 class _ReaderEnglish(English):

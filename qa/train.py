@@ -1,9 +1,13 @@
 """Training loop: length-bucketed batches, Adamax, clipping, EMA weights, per-epoch dev EM/F1,
-best-checkpoint keeping, resumable checkpoints and a time budget.
+best-checkpoint keeping, resumable checkpoints and a time or step budget.
 
 A run folder holds ``log.jsonl`` (config, then one line per epoch), ``last.safetensors`` (the
 resumable state in one atomically replaced file: model, EMA, optimizer, RNG, position in the
 epoch) and ``best/`` (the EMA weights with the best dev F1, in the shipped-model format).
+
+``train`` sets a run up (``set_up``: fresh, or restored from ``last.safetensors``), then alternates
+``run_epoch`` (one ``train_step`` per batch) and ``end_of_epoch`` (dev evaluation, best keeping,
+checkpoint, log line) over a ``TrainState``, the position that checkpoints save.
 """
 from __future__ import annotations
 
@@ -17,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from torch.nn.parallel import DistributedDataParallel
 
-from qa.batching import Batcher, bucketed_batches
+from qa.answers import best_texts
+from qa.batching import Batch, Batcher, EncodedText, bucketed_batches
 from qa.checkpoint import (
     optimizer_tensors,
     read_checkpoint,
@@ -31,12 +35,16 @@ from qa.checkpoint import (
 )
 from qa.data import load_squad
 from qa.distributed import World, join, leave
+from qa.errors import UserError
 from qa.features import PreparedSet, prepare
+from qa.inference import ReadingOptions, read_examples
+from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
 from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
-from qa.predict import best_texts, predict
 from qa.vocab import Vocabulary, most_frequent_words
+
+LAST_CHECKPOINT = "last.safetensors"  # the resumable state in a run folder
 
 
 @dataclass
@@ -70,16 +78,16 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str, overrides: dict | None = None) -> "TrainConfig":
-        recipe = json.loads(Path(path).read_text())
+        recipe = read_json_object(path)
         values = {**recipe.get("training", {}), **(overrides or {})}
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"{path}: unknown training settings: {', '.join(sorted(unknown))}")
+            raise UserError(f"{path}: unknown training settings: {', '.join(sorted(unknown))}")
         return cls(**values, model=ReaderConfig.from_dict(recipe.get("model", {})))
 
     def __post_init__(self):
         if not 0.0 <= self.decay_fraction <= 1.0:
-            raise ValueError(f"decay_fraction must be between 0 and 1, not {self.decay_fraction}")
+            raise UserError(f"decay_fraction must be between 0 and 1, not {self.decay_fraction}")
 
 
 def seed_everything(seed: int) -> None:
@@ -126,11 +134,6 @@ def averaged_weights(net: torch.nn.Module, ema: EMA | None):
         net.load_state_dict(saved)
 
 
-def _training_pairs(data: PreparedSet, max_tokens: int) -> list[int]:
-    """Indices of training examples whose passage fits ``max_tokens`` tokens."""
-    return [i for i, e in enumerate(data.examples) if len(data.context_tokens[e.context_index]) <= max_tokens]
-
-
 def _load(path: str, limit: int, workers: int, console) -> PreparedSet:
     records = load_squad(path, limit=limit)
     with console.status(f"preparing {path} ({len(records)} questions)"):
@@ -143,7 +146,7 @@ def make_optimizer(config: TrainConfig, net: torch.nn.Module) -> torch.optim.Opt
     """Adamax (the recipe's) or plain SGD over the trainable parameters."""
     choices = {"adamax": torch.optim.Adamax, "sgd": torch.optim.SGD}
     if config.optimizer not in choices:
-        raise ValueError(f"unknown optimizer {config.optimizer!r} ({' or '.join(choices)})")
+        raise UserError(f"unknown optimizer {config.optimizer!r} ({' or '.join(choices)})")
     return choices[config.optimizer]([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate)
 
 
@@ -175,15 +178,12 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, ranks: int) ->
 
 def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int, world: World = World(),
                  bfloat16: bool = False) -> dict:
-    """Dev EM/F1; each rank predicts its shard of the questions and the answers are gathered.
+    """Dev EM/F1 along the one inference path (``qa.inference``), its batches shared among the ranks.
     ``bfloat16`` (CPU mixed-precision runs) predicts under autocast: about 30% less time per
     epoch-end evaluation, at scores within 0.05 of float32 (the exported model is re-evaluated)."""
-    shard = PreparedSet(dev.contexts, dev.context_tokens, world.shard(dev.examples), dev.stats)
-    texts = {}
-    predictions = predict(net, batcher, shard, max_answer_len=max_answer_len, bfloat16=bfloat16)
-    for part in world.gather(best_texts(predictions)):
-        texts.update(part)
-    return squad_scores(texts, [{"id": e.id, "answers": e.answers} for e in dev.examples])
+    predictions = read_examples(net, batcher, dev, ReadingOptions(max_answer_len=max_answer_len, bfloat16=bfloat16),
+                                world)
+    return squad_scores(best_texts(predictions), [{"id": e.id, "answers": e.answers} for e in dev.examples])
 
 
 def _save_last(path: Path, net, ema, optimizer, position: dict, config: dict) -> None:
@@ -208,6 +208,288 @@ def _sync_log(path: Path, history: list[dict]) -> None:
 
 
 @dataclass
+class TrainState:
+    """Where a run stands; checkpoints save it as their ``position`` dict, from which a resume continues."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps taken in the current epoch
+    total_steps: int = 0  # steps taken in all
+    minutes: float = 0.0  # training time spent, as of the last checkpoint
+    best_f1: float = -1.0
+    history: list[dict] = field(default_factory=list)  # the log records of the evaluated epochs
+
+    @classmethod
+    def from_position(cls, position: dict) -> "TrainState":
+        """The state a checkpoint saved; those from before step budgets lack ``total_steps``."""
+        return cls(**{"total_steps": 0, **position})
+
+    def position(self) -> dict:
+        """The checkpoint's ``position``: the fields as a plain dict."""
+        return asdict(self)
+
+
+def _steps_spent(config: TrainConfig, state: TrainState) -> bool:
+    """Whether the ``max_steps`` budget is used up."""
+    return bool(config.max_steps and state.total_steps >= config.max_steps)
+
+
+@dataclass
+class TrainingSet:
+    """The training questions whose passage fits, each text encoded once so that a step only pads arrays."""
+
+    data: PreparedSet
+    batcher: Batcher
+    usable: list[int]  # indices into data.examples
+    lengths: list[int]  # passage tokens of each usable question, for length bucketing
+    passages: list[EncodedText]
+    questions: dict[int, EncodedText]
+
+    @classmethod
+    def encode(cls, data: PreparedSet, batcher: Batcher, max_passage_tokens: int, console=None) -> "TrainingSet":
+        """Keep the questions whose passage has at most ``max_passage_tokens`` tokens (longer ones are rare
+        in SQuAD) and encode every text, showing a status line on ``console`` meanwhile."""
+        usable = [i for i, e in enumerate(data.examples)
+                  if len(data.context_tokens[e.context_index]) <= max_passage_tokens]
+        status = f"encoding {len(data.context_tokens)} passages and {len(usable)} questions"
+        with console.status(status) if console else contextlib.nullcontext():
+            passages = [batcher.encode(tokens) for tokens in data.context_tokens]
+            questions = {i: batcher.encode(data.examples[i].question) for i in usable}
+        lengths = [len(data.context_tokens[data.examples[i].context_index]) for i in usable]
+        return cls(data, batcher, usable, lengths, passages, questions)
+
+    def collate(self, positions: list[int]) -> Batch:
+        """The batch of the usable questions at ``positions``, with their answer spans."""
+        chosen = [self.usable[i] for i in positions]
+        examples = [self.data.examples[i] for i in chosen]
+        return self.batcher.collate([self.passages[e.context_index] for e in examples],
+                                    [self.questions[i] for i in chosen], [e.answer_span for e in examples])
+
+
+@dataclass
+class Trainer:
+    """A net and what trains it: the model the steps call (on several ranks the net wrapped in
+    DistributedDataParallel), the optimizer, gradient scaler, EMA and the training clock."""
+
+    config: TrainConfig
+    world: World
+    net: ReaderNet
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: EMA | None
+    started: float  # time.monotonic() at which the training time spent was 0
+
+    @classmethod
+    def build(cls, config: TrainConfig, net: ReaderNet, world: World = World(), minutes: float = 0.0) -> "Trainer":
+        """A fresh optimizer, scaler and EMA for ``net`` (on ``world.device``), the clock at ``minutes`` spent."""
+        # DDP averages gradients over ranks; the frozen GloVe buffer never changes, so it is not re-broadcast
+        model = net if world.size == 1 else DistributedDataParallel(
+            net, device_ids=[world.device] if world.device.type == "cuda" else None, forward_sync_buffers=False)
+        scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision and world.device.type == "cuda")
+        ema = EMA(net, config.ema_decay) if config.ema_decay else None
+        return cls(config, world, net, model, make_optimizer(config, net), scaler, ema, time.monotonic() - minutes * 60)
+
+    def restore(self, groups: dict, meta: dict) -> None:
+        """Take the optimizer state and EMA weights a checkpoint saved."""
+        if self.ema:
+            self.ema.shadow = {k: v.to(self.world.device) for k, v in groups["ema"].items()}
+        restore_optimizer(self.optimizer, groups.get("optimizer", {}), meta["optimizer"])
+
+    def minutes(self) -> float:
+        """Training time spent, a resumed run's earlier time included."""
+        return (time.monotonic() - self.started) / 60
+
+
+@dataclass
+class StepOutcome:
+    """One step's loss (the global batch's mean) and the stop signals every rank agreed on."""
+
+    loss: float
+    interrupted: bool  # Ctrl-C on some rank
+    budget_spent: bool  # the minutes or the steps budget
+
+
+def train_step(trainer: Trainer, training: TrainingSet, batch: list[int], state: TrainState, steps_per_epoch: int,
+               interrupted: bool = False) -> StepOutcome:
+    """One optimizer step on this rank's share of a global batch, advancing ``state``; the ranks agree on
+    the loss and on stopping before the gradient all-reduce, so that they stop together."""
+    config, world = trainer.config, trainer.world
+    inputs = training.collate(world.split(batch)).to(world.device)
+    dtype = torch.float16 if world.device.type == "cuda" else torch.bfloat16
+    with torch.autocast(world.device.type, dtype=dtype, enabled=config.mixed_precision):
+        # the global batch's mean loss once DDP averages the ranks' gradients
+        loss = span_loss(trainer.model(inputs), inputs, over=len(batch) / world.size)
+    now = trainer.minutes()
+    total, stop, time_up, spent = world.sum([
+        loss.item(), float(interrupted), float(bool(config.max_minutes and now >= config.max_minutes)),
+        budget_progress(config, state.position(), now, steps_per_epoch)])
+    if not math.isfinite(total):
+        raise FloatingPointError(f"non-finite loss at epoch {state.epoch + 1} step {state.step}")
+    # ranks' clocks differ a little: they agree on the mean, so their weights stay identical
+    rate = scheduled_learning_rate(config, spent / world.size)
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = rate
+    trainer.optimizer.zero_grad()
+    trainer.scaler.scale(loss).backward()
+    trainer.scaler.unscale_(trainer.optimizer)
+    torch.nn.utils.clip_grad_norm_(trainer.net.parameters(), config.grad_clip)
+    trainer.scaler.step(trainer.optimizer)
+    trainer.scaler.update()
+    if trainer.ema:
+        trainer.ema.update(trainer.net, state.total_steps)
+    state.step, state.total_steps = state.step + 1, state.total_steps + 1
+    return StepOutcome(total / world.size, bool(stop), bool(time_up) or _steps_spent(config, state))
+
+
+@dataclass
+class Run:
+    """One run's parts: its trainer, training and dev data, console, and the folder only rank 0 writes."""
+
+    trainer: Trainer
+    training: TrainingSet
+    dev: PreparedSet
+    folder: Path
+    settings: dict  # the training and model settings, as the log's start line and the checkpoints hold them
+    console: object
+    saved_at: float = field(default_factory=time.monotonic)  # when the last checkpoint was written
+
+    @property
+    def last(self) -> Path:
+        """The resumable checkpoint's file."""
+        return self.folder / LAST_CHECKPOINT
+
+    def save_last(self, state: TrainState) -> None:
+        """Checkpoint the resumable state, with the training time spent so far."""
+        state.minutes = self.trainer.minutes()
+        if self.trainer.world.main:
+            _save_last(self.last, self.trainer.net, self.trainer.ema, self.trainer.optimizer, state.position(),
+                       self.settings)
+        self.saved_at = time.monotonic()
+
+    def log(self, record: dict) -> None:
+        """Append ``record`` to ``log.jsonl`` (rank 0)."""
+        if self.trainer.world.main:
+            with open(self.folder / "log.jsonl", "a") as log:
+                log.write(json.dumps(record) + "\n")
+
+
+def _saved_or_fresh(config: TrainConfig, world: World,
+                    train_data: PreparedSet) -> tuple[tuple[dict, dict] | None, ReaderConfig, TrainState]:
+    """The last checkpoint (None for a new run) and the model settings and state to start from: the
+    checkpoint's, or fresh ones tuning the training questions' most frequent words."""
+    last = Path(config.run_dir) / LAST_CHECKPOINT
+    saved = world.from_main(read_checkpoint(last) if world.main and last.exists() else None)
+    if saved:
+        _, meta = saved
+        return saved, ReaderConfig.from_dict(meta["config"]["model"]), TrainState.from_position(meta["position"])
+    tuned = most_frequent_words([e.question.words for e in train_data.examples], config.tune_top_words)
+    return None, ReaderConfig.from_dict({**config.model.to_dict(), "tuned_words": tuned}), TrainState()
+
+
+def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data: PreparedSet,
+           console) -> tuple[Run, TrainState]:
+    """The run's parts and state, restored from ``last.safetensors`` when there is one (a resume), else
+    fresh; a new run starts its log, a resumed one makes the log match the checkpoint."""
+    saved, model_config, state = _saved_or_fresh(config, world, train_data)
+    settings = {"training": {k: v for k, v in asdict(config).items() if k != "model"}, "model": model_config.to_dict()}
+    net = ReaderNet(model_config, glove_tensor())
+    if saved:
+        net.load_state_dict(saved[0]["model"])
+        torch.set_rng_state(saved[0]["rng"]["torch"])
+    net.to(world.device)
+    parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    folder = Path(config.run_dir)
+    if world.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        if saved:
+            _sync_log(folder / "log.jsonl", state.history)
+    if saved:
+        console.print(f"resuming {folder} at epoch {state.epoch + 1}, step {state.step}")
+    console.print(f"model: {parameters:,} trainable parameters; {world.size} process(es) on {world.device}, "
+                  f"{torch.get_num_threads()} thread(s) each")
+    batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
+    training = TrainingSet.encode(train_data, batcher, config.max_train_passage_tokens, console)
+    trainer = Trainer.build(config, net, world, state.minutes)
+    if saved:
+        trainer.restore(*saved)
+    run = Run(trainer, training, dev_data, folder, settings, console)
+    if not saved:
+        run.log({"event": "start", "config": settings, "parameters": parameters, "processes": world.size,
+                 "train_stats": train_data.stats, "dev_stats": dev_data.stats})
+    return run, state
+
+
+@dataclass
+class EpochOutcome:
+    """What ``run_epoch`` measured, for the epoch's log record."""
+
+    loss: float | None  # the smoothed training loss; None when no step was left to take
+    examples_per_s: float
+    budget_spent: bool  # the minutes or steps budget ran out before the epoch's end
+
+
+def run_epoch(run: Run, state: TrainState, interrupt: InterruptRequest) -> EpochOutcome:
+    """Train from ``state``'s step to the end of its epoch, checkpointing every ``checkpoint_minutes``;
+    stops early on a spent budget or Ctrl-C on any rank (then sets ``interrupt.requested`` on every rank)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    trainer, config, world = run.trainer, run.trainer.config, run.trainer.world
+    batches = epoch_batches(run.training.lengths, config.batch_size, config.seed + state.epoch, world.size)
+    trainer.net.train()
+    columns = [TextColumn(f"epoch {state.epoch + 1}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} ex/s"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    running, seen, tic, budget_spent = None, 0, time.monotonic(), False
+    with Progress(*columns, console=run.console, transient=False, disable=not world.main) as progress:
+        task = progress.add_task("train", total=len(batches), completed=state.step, loss=0.0, speed=0.0)
+        while state.step < len(batches):
+            batch = batches[state.step]
+            try:
+                outcome = train_step(trainer, run.training, batch, state, len(batches), interrupt.requested)
+            except FloatingPointError as error:
+                kept = (f"the last good checkpoint is kept in {run.last}" if run.last.exists()
+                        else "no checkpoint had been saved yet")
+                raise FloatingPointError(f"{error}; {kept}") from None
+            running = outcome.loss if running is None else 0.98 * running + 0.02 * outcome.loss
+            seen += len(batch)
+            progress.update(task, advance=1, loss=running, speed=seen / (time.monotonic() - tic))
+            if outcome.interrupted:
+                interrupt.requested = True
+                break
+            if outcome.budget_spent:
+                budget_spent = True
+                break
+            if time.monotonic() - run.saved_at > config.checkpoint_minutes * 60:
+                run.save_last(state)
+    return EpochOutcome(running, seen / max(time.monotonic() - tic, 1e-9), budget_spent)
+
+
+def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
+    """Score the EMA weights on dev and keep them in ``best/`` when their F1 is the best yet, then
+    checkpoint and log the epoch (the log after the checkpoint: a resume repairs a lost line)."""
+    trainer, config, world = run.trainer, run.trainer.config, run.trainer.world
+    tic = time.monotonic()
+    with averaged_weights(trainer.net, trainer.ema):
+        metrics = evaluate_dev(trainer.net, run.training.batcher, run.dev, config.max_answer_len, world,
+                               bfloat16=config.mixed_precision and world.device.type != "cuda")
+    record = {"event": "epoch", "epoch": state.epoch + 1, "steps": state.step, "complete": not epoch.budget_spent,
+              "minutes": round(trainer.minutes(), 2), "train_examples_per_s": round(epoch.examples_per_s, 1),
+              "loss": epoch.loss, "dev_eval_s": round(time.monotonic() - tic, 1), **metrics}
+    run.console.print(f"epoch {state.epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
+                      f"({record['minutes']:.1f} min, {epoch.examples_per_s:.0f} ex/s)")
+    state.history.append(record)
+    if metrics["f1"] > state.best_f1:
+        state.best_f1 = metrics["f1"]
+        if world.main:
+            with averaged_weights(trainer.net, trainer.ema):
+                save_model(run.folder / "best", trainer.net, {"model": run.settings["model"], "dev": metrics})
+    if not epoch.budget_spent:
+        state.epoch, state.step = state.epoch + 1, 0
+    run.save_last(state)
+    run.log(record)
+
+
+@dataclass
 class TrainingResult:
     """What a training run leaves in memory: the best epoch's dev record and the last weights."""
 
@@ -225,163 +507,28 @@ def train(config: TrainConfig, console=None) -> TrainingResult:
 
 
 def _train(config: TrainConfig, world: World, console) -> TrainingResult:
+    """Load the data and set up (or resume) the run, then alternate ``run_epoch`` and ``end_of_epoch``
+    until the epochs or a budget run out; Ctrl-C saves a resumable checkpoint first."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     console = console if console and world.main else Console(quiet=not world.main)
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    run = Path(config.run_dir)
-    last = run / "last.safetensors"
     with world.machine_leader_first():  # one process per machine fills the preparation cache, the others read it
         train_data = _load(config.train, config.limit_train, config.prepare_workers, console)
         dev_data = _load(config.dev, config.limit_dev, config.prepare_workers, console)
-
-    saved = world.from_main(read_checkpoint(last) if world.main and last.exists() else None)
-    if saved:
-        groups, state = saved
-        model_config = ReaderConfig.from_dict(state["config"]["model"])
-        position = {"total_steps": 0, **state["position"]}  # checkpoints before step budgets lack the count
-    else:
-        tuned = most_frequent_words([e.question.words for e in train_data.examples], config.tune_top_words)
-        model_config = ReaderConfig.from_dict({**config.model.to_dict(), "tuned_words": tuned})
-        position = {"epoch": 0, "step": 0, "total_steps": 0, "minutes": 0.0, "best_f1": -1.0, "history": []}
-    full_config = {"training": {k: v for k, v in asdict(config).items() if k != "model"}, "model": model_config.to_dict()}
-
-    net = ReaderNet(model_config, glove_tensor())
-    if saved:
-        net.load_state_dict(groups["model"])
-        torch.set_rng_state(groups["rng"]["torch"])
-    net.to(world.device)
-    optimizer = make_optimizer(config, net)
-    ema = EMA(net, config.ema_decay) if config.ema_decay else None
-    if saved:
-        if ema:
-            ema.shadow = {k: v.to(world.device) for k, v in groups["ema"].items()}
-        restore_optimizer(optimizer, groups.get("optimizer", {}), state["optimizer"])
-    parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    if world.main:
-        run.mkdir(parents=True, exist_ok=True)
-        if saved:
-            _sync_log(run / "log.jsonl", position["history"])
-        else:
-            with open(run / "log.jsonl", "a") as log:
-                log.write(json.dumps({"event": "start", "config": full_config, "parameters": parameters,
-                                      "processes": world.size, "train_stats": train_data.stats,
-                                      "dev_stats": dev_data.stats}) + "\n")
-    if saved:
-        console.print(f"resuming {run} at epoch {position['epoch'] + 1}, step {position['step']}")
-    console.print(f"model: {parameters:,} trainable parameters; {world.size} process(es) on {world.device}, "
-                  f"{torch.get_num_threads()} thread(s) each")
-
-    # DDP averages gradients over ranks; the frozen GloVe buffer never changes, so it is not re-broadcast
-    model = net if world.size == 1 else DistributedDataParallel(
-        net, device_ids=[world.device] if world.device.type == "cuda" else None, forward_sync_buffers=False)
-    on_cuda = world.device.type == "cuda"
-    autocast_dtype = torch.float16 if on_cuda else torch.bfloat16
-    scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision and on_cuda)
-    batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
-    usable = _training_pairs(train_data, config.max_train_passage_tokens)
-    with console.status(f"encoding {len(train_data.context_tokens)} passages and {len(usable)} questions"):
-        # every text is encoded once, so a training step only pads arrays
-        passages = [batcher.encode(tokens) for tokens in train_data.context_tokens]
-        questions = {i: batcher.encode(train_data.examples[i].question) for i in usable}
-    lengths = [len(train_data.context_tokens[train_data.examples[i].context_index]) for i in usable]
-    started = time.monotonic() - position["minutes"] * 60
-    last_save = time.monotonic()
-    out_of_time = False  # the minutes or steps budget is spent
-
-    def minutes() -> float:
-        return (time.monotonic() - started) / 60
-
-    def save_last() -> None:
-        position["minutes"] = minutes()
-        if world.main:
-            _save_last(last, net, ema, optimizer, position, full_config)
-
+    run, state = set_up(config, world, train_data, dev_data, console)
     with InterruptRequest() as interrupt:  # Ctrl-C is honoured at the next step or epoch boundary
-        while position["epoch"] < config.epochs and not out_of_time and not interrupt.requested \
-                and not (config.max_steps and position["total_steps"] >= config.max_steps):
-            epoch = position["epoch"]
-            batches = epoch_batches(lengths, config.batch_size, config.seed + epoch, world.size)
-            net.train()
-            columns = [TextColumn(f"epoch {epoch + 1}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} ex/s"),
-                       TimeElapsedColumn(), TimeRemainingColumn()]
-            running, seen, tic = None, 0, time.monotonic()
-            with Progress(*columns, console=console, transient=False, disable=not world.main) as progress:
-                task = progress.add_task("train", total=len(batches), completed=position["step"], loss=0.0, speed=0.0)
-                for step in range(position["step"], len(batches)):
-                    chosen = [usable[i] for i in world.split(batches[step])]
-                    examples = [train_data.examples[i] for i in chosen]
-                    batch = batcher.collate([passages[e.context_index] for e in examples], [questions[i] for i in chosen],
-                                            [e.answer_span for e in examples]).to(world.device)
-                    with torch.autocast(world.device.type, dtype=autocast_dtype, enabled=config.mixed_precision):
-                        # the global batch's mean loss once DDP averages the ranks' gradients
-                        loss = span_loss(model(batch), batch, over=len(batches[step]) / world.size)
-                    # every rank must agree on stopping before the gradient all-reduce
-                    now = minutes()
-                    total, stop, time_up, spent = world.sum([
-                        loss.item(), float(interrupt.requested),
-                        float(bool(config.max_minutes and now >= config.max_minutes)),
-                        budget_progress(config, position, now, len(batches))])
-                    if not math.isfinite(total):
-                        kept = f"the last good checkpoint is kept in {last}" if last.exists() else "no checkpoint had been saved yet"
-                        raise FloatingPointError(f"non-finite loss at epoch {epoch + 1} step {step}; {kept}")
-                    # ranks' clocks differ a little: they agree on the mean, so their weights stay identical
-                    rate = scheduled_learning_rate(config, spent / world.size)
-                    for group in optimizer.param_groups:
-                        group["lr"] = rate
-                    optimizer.zero_grad()
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if ema:
-                        ema.update(net, position["total_steps"])
-                    mean_loss = total / world.size
-                    running = mean_loss if running is None else 0.98 * running + 0.02 * mean_loss
-                    seen += len(batches[step])
-                    position["step"], position["total_steps"] = step + 1, position["total_steps"] + 1
-                    progress.update(task, advance=1, loss=running, speed=seen / (time.monotonic() - tic))
-                    if stop:
-                        interrupt.requested = True
-                        break
-                    if time_up or (config.max_steps and position["total_steps"] >= config.max_steps):
-                        out_of_time = True
-                        break
-                    if time.monotonic() - last_save > config.checkpoint_minutes * 60:
-                        save_last()
-                        last_save = time.monotonic()
+        while state.epoch < config.epochs and not interrupt.requested and not _steps_spent(config, state):
+            epoch = run_epoch(run, state, interrupt)
             if interrupt.requested:
                 break
-            speed = seen / max(time.monotonic() - tic, 1e-9)
-            eval_tic = time.monotonic()
-            with averaged_weights(net, ema):
-                metrics = evaluate_dev(net, batcher, dev_data, config.max_answer_len, world,
-                                       bfloat16=config.mixed_precision and not on_cuda)
-            record = {"event": "epoch", "epoch": epoch + 1, "steps": position["step"], "complete": not out_of_time,
-                      "minutes": round(minutes(), 2), "train_examples_per_s": round(speed, 1), "loss": running,
-                      "dev_eval_s": round(time.monotonic() - eval_tic, 1), **metrics}
-            console.print(f"epoch {epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
-                          f"({record['minutes']:.1f} min, {speed:.0f} ex/s)")
-            position["history"].append(record)
-            if metrics["f1"] > position["best_f1"]:
-                position["best_f1"] = metrics["f1"]
-                if world.main:
-                    with averaged_weights(net, ema):
-                        save_model(run / "best", net, {"model": model_config.to_dict(), "dev": metrics})
-            if not out_of_time:
-                position["epoch"], position["step"] = epoch + 1, 0
-            save_last()
-            last_save = time.monotonic()
-            if world.main:
-                with open(run / "log.jsonl", "a") as log:  # after the checkpoint; a resume repairs a lost line
-                    log.write(json.dumps(record) + "\n")
+            end_of_epoch(run, state, epoch)
+            if epoch.budget_spent:
+                break
         if interrupt.requested:
-            save_last()
-            raise KeyboardInterrupt(f"training interrupted; resumable checkpoint saved in {last}")
-    best = max(position["history"], key=lambda r: r["f1"]) if position["history"] else {}
-    return TrainingResult(best, net)
+            run.save_last(state)
+            raise KeyboardInterrupt(f"training interrupted; resumable checkpoint saved in {run.last}")
+    best = max(state.history, key=lambda r: r["f1"]) if state.history else {}
+    return TrainingResult(best, run.trainer.net)

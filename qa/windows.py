@@ -23,10 +23,11 @@ def split_windows(tokens: Tokens, size: int, stride: int) -> list[Tokens]:
 
 def merge_ranked(candidates: list, top_k: int) -> list:
     """The ``top_k`` best candidates (objects with ``start``, ``end``, ``score``), each character span
-    once: a span found in two overlapping windows keeps its higher score."""
+    once: a span found in two overlapping windows keeps its higher score. Ties are broken by
+    position, so the result does not depend on the order the candidates arrive in."""
     best: dict[tuple[int, int], object] = {}
     for candidate in candidates:
         key = (candidate.start, candidate.end)
         if key not in best or candidate.score > best[key].score:
             best[key] = candidate
-    return sorted(best.values(), key=lambda c: -c.score)[:top_k]
+    return sorted(best.values(), key=lambda c: (-c.score, c.start, c.end))[:top_k]

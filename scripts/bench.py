@@ -60,6 +60,7 @@ TARGETS = {  # figure: (comparison, bound)
     "speedup_vs_transformer": (">=", 5.0),
     "dev_eval_s": ("<=", 30.0),
     "dev_eval_s_bfloat16": ("<=", 30.0),
+    "answer_batch_vs_evaluate": ("<=", 1.2),
     "cold_start_s": ("<=", 3.0),
     "peak_rss_mb": ("<=", 600.0),
 }
@@ -75,6 +76,9 @@ ROWS = [  # figure, label, format
     ("dev_eval_s", "dev evaluation", "{:.1f} s"),
     ("dev_eval_s_bfloat16", "dev evaluation, --bfloat16", "{:.1f} s"),
     ("dev_f1", "dev F1", "{:.2f}"),
+    ("dev_evaluate_cold_s", "qa evaluate, empty cache, wall", "{:.1f} s"),
+    ("dev_answer_batch_s", "Reader.answer_batch on the same strings", "{:.1f} s"),
+    ("answer_batch_vs_evaluate", "answer_batch / qa evaluate (empty cache)", "{:.2f}x"),
     ("dev_f1_bfloat16", "dev F1, --bfloat16", "{:.2f}"),
     ("cold_start_s", "qa ask cold start (median)", "{:.2f} s"),
     ("peak_rss_mb", "qa ask peak RSS", "{:.0f} MB"),
@@ -300,6 +304,31 @@ def dev_evaluation(dev: str, model: str | None, limit: int) -> dict:
     return results
 
 
+def one_path_speed(dev: str, model: str | None, limit: int) -> dict:
+    """Wall seconds of the same dev questions through ``qa evaluate`` with an empty preparation cache
+    (loading the file, tokenizing, reading, scoring) and through ``Reader.answer_batch`` from strings
+    (tokenizing, reading), one after the other; both go along the one path of ``qa.inference``."""
+    import tempfile
+    from unittest import mock
+
+    from qa.data import load_squad
+    from qa.evaluation import run_evaluation
+    from qa.reader import Reader
+
+    records = load_squad(dev, limit=limit)
+    questions, contexts = list(records["question"]), list(records["context"])
+    reader = Reader.load(model)
+    with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"QA_CACHE": cache}):
+        tic = time.perf_counter()
+        run_evaluation(dev, model=model, limit=limit, console=Console(quiet=True))
+        evaluate_s = time.perf_counter() - tic
+    tic = time.perf_counter()
+    reader.answer_batch(questions, contexts, batch_size=BATCH_SIZE)
+    answer_batch_s = time.perf_counter() - tic
+    return {"dev_evaluate_cold_s": evaluate_s, "dev_answer_batch_s": answer_batch_s,
+            "answer_batch_vs_evaluate": answer_batch_s / evaluate_s}
+
+
 def timed_process(command: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one process, from launch to exit. A launcher process runs
     it, so that the launcher's RUSAGE_CHILDREN holds that one process only."""
@@ -327,39 +356,28 @@ def cold_start(model: str | None, runs: int, progress: Progress) -> dict:
 
 
 def training_speed(reader, records, sizes: Sizes, progress: Progress, bfloat16: bool) -> float:
-    """Examples/s of a fresh reader (same config) training on length-bucketed dev batches, after warm-up,
-    in float32 or under bfloat16 autocast (the recipe's ``mixed_precision`` on CPU)."""
-    from qa.batching import bucketed_batches
+    """Examples/s of a fresh reader (same config) taking qa train's own step (``qa.train.train_step``) on
+    length-bucketed dev batches, after warm-up, in float32 or under bfloat16 autocast (the recipe's
+    ``mixed_precision`` on CPU)."""
     from qa.features import prepare
-    from qa.model import ReaderNet, span_loss
-    from qa.train import TrainConfig
+    from qa.model import ReaderNet
+    from qa.train import TrainConfig, Trainer, TrainingSet, TrainState, epoch_batches, train_step
 
-    defaults = TrainConfig()
+    config = TrainConfig(mixed_precision=bfloat16)
     steps = sizes.train_warmup + sizes.train_steps
     data = prepare(records.select(range(min(len(records), (steps + 2) * sizes.train_batch))))
-    usable = [e for e in data.examples if len(data.context_tokens[e.context_index]) <= defaults.max_train_passage_tokens]
-    lengths = [len(data.context_tokens[e.context_index]) for e in usable]
-    orders = [b for b in bucketed_batches(lengths, sizes.train_batch, np.random.default_rng(defaults.seed))
+    training = TrainingSet.encode(data, reader.batcher, config.max_train_passage_tokens)  # once, as qa train does
+    orders = [b for b in epoch_batches(training.lengths, sizes.train_batch, config.seed, ranks=1)
               if len(b) == sizes.train_batch][:steps]
     if len(orders) < steps:
         raise ValueError(f"only {len(orders)} full training batches of {sizes.train_batch}; {steps} needed")
-    torch.manual_seed(defaults.seed)
-    net = ReaderNet(reader.net.config, reader.net.words.vectors).train()
-    optimizer = torch.optim.Adamax([p for p in net.parameters() if p.requires_grad], lr=defaults.learning_rate)
-    passages = [reader.batcher.encode(tokens) for tokens in data.context_tokens]  # once, as qa.train does
-    questions = [reader.batcher.encode(e.question) for e in usable]
+    torch.manual_seed(config.seed)
+    trainer = Trainer.build(config, ReaderNet(reader.net.config, reader.net.words.vectors).train())
+    state = TrainState()
     for step, order in enumerate(tracked(progress, orders, "training steps")):
         if step == sizes.train_warmup:
             tic = time.perf_counter()
-        chosen = [usable[i] for i in order]
-        batch = reader.batcher.collate([passages[e.context_index] for e in chosen], [questions[i] for i in order],
-                                       [e.answer_span for e in chosen])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
-            loss = span_loss(net(batch), batch)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), defaults.grad_clip)
-        optimizer.step()
+        train_step(trainer, training, order, state, len(orders))
     return sizes.train_steps * sizes.train_batch / (time.perf_counter() - tic)
 
 
@@ -424,7 +442,7 @@ def measure(args, sizes: Sizes, progress: Progress) -> dict:
     from qa.reader import Reader
 
     results: dict = {}
-    task = progress.add_task("", total=9)  # one per stage below
+    task = progress.add_task("", total=10)  # one per stage below
     with stage(progress, task, "loading the models and choosing dev passages"):
         reader, minilm = Reader.load(args.model), MiniLM()
         records = load_squad(args.dev)
@@ -457,6 +475,8 @@ def measure(args, sizes: Sizes, progress: Progress) -> dict:
         results["train_examples_per_s_float32"] = training_speed(reader, records, sizes, progress, bfloat16=False)
     with stage(progress, task, "dev evaluation" + (f" (first {sizes.dev_limit} questions)" if sizes.dev_limit else "")):
         results.update(dev_evaluation(args.dev, args.model, sizes.dev_limit))
+    with stage(progress, task, "the one path: qa evaluate (empty cache) against Reader.answer_batch"):
+        results.update(one_path_speed(args.dev, args.model, sizes.dev_limit))
     with stage(progress, task, "qa ask cold start"):
         results.update(cold_start(args.model, sizes.cold_runs, progress))
         results.update(cold_start_stages(args.model, sizes.cold_runs))
@@ -490,9 +510,13 @@ def notes(results: dict, sizes: Sizes, load: float) -> list[str]:
         "on the same pairs, alternating question by question (latency) and batch by batch (throughput).",
         "dev_eval_s is the prediction time reported by qa evaluate (tokenization is cached and not timed), "
         "in float32 (the default) and with --bfloat16 (bfloat16 autocast; span scores stay float32).",
+        "answer_batch_vs_evaluate: the same dev questions as strings through Reader.answer_batch (tokenizing "
+        "included) over the wall time of the whole qa evaluate run with an empty preparation cache; the two "
+        "share one inference path.",
         "cold_start_s and peak_rss_mb are measured on separate `python -m qa ask` processes, launch to exit.",
-        f"train_examples_per_s: a fresh reader with the model's config, {sizes.train_steps} Adamax steps "
-        f"of {sizes.train_batch} length-bucketed dev questions after {sizes.train_warmup} warm-up steps, "
+        f"train_examples_per_s: a fresh reader with the model's config, {sizes.train_steps} steps of qa train's "
+        f"own training step (Adamax, clipping, EMA update) on {sizes.train_batch} length-bucketed dev questions "
+        f"after {sizes.train_warmup} warm-up steps, "
         "padding each batch included (texts encoded once beforehand, as qa train does), "
         "under bfloat16 autocast as the default recipe trains; "
         "train_examples_per_s_float32 repeats it in float32.",

@@ -47,7 +47,7 @@ def long_passage(dev: str, min_words: int = 5000) -> tuple[int, float, str]:
 
 def largest_passage(dev: str, folder: Path) -> tuple[int, float, float]:
     """Characters, seconds and peak RSS (MB) of ``qa ask --file`` on a passage at the size limit."""
-    from qa.cli import MAX_PASSAGE_CHARS
+    from qa.inputs import MAX_PASSAGE_CHARS
 
     paragraphs = [p["context"] for a in json.loads(Path(dev).read_text())["data"] for p in a["paragraphs"]]
     text = ""

@@ -7,7 +7,7 @@ import pytest
 
 from qa.calibration import expected_calibration_error, fit_temperature, top_scores
 from qa.cli import main
-from qa.predict import SpanLogits
+from qa.answers import SpanLogits
 from qa.reader import DEFAULT_MODEL, Reader
 
 

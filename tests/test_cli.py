@@ -58,3 +58,110 @@ def test_malformed_dataset_is_named_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "article 1 paragraph 0: missing or empty 'context'" in result.stderr and "Traceback" not in result.stderr
     assert not output.exists()  # nothing half-written
+
+
+def _load_raising(error: Exception):
+    def load(cls, path=None, bfloat16=False):
+        raise error
+
+    return classmethod(load)
+
+
+def test_an_internal_error_is_not_reported_as_a_user_mistake(monkeypatch, capsys):
+    monkeypatch.setattr("qa.reader.Reader.load", _load_raising(ValueError("internal")))
+    with pytest.raises(ValueError, match="internal"):
+        main(["ask", "Who led the Normans?", "--context", PASSAGE])
+    assert "qa: error" not in capsys.readouterr().err
+
+
+def test_a_user_error_from_below_the_cli_is_one_line(monkeypatch, capsys):
+    from qa.errors import UserError
+
+    monkeypatch.setattr("qa.reader.Reader.load", _load_raising(UserError("model.safetensors: damaged")))
+    assert main(["ask", "Who led the Normans?", "--context", PASSAGE]) == 2
+    assert capsys.readouterr().err == "qa: error: model.safetensors: damaged\n"
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        (None, "recipe.json: no such file"),
+        ("{not json", "recipe.json: not valid JSON"),
+        ("[1, 2]", "recipe.json: expected a JSON object"),
+        ('{"training": {"epochz": 3}}', "recipe.json: unknown training settings: epochz"),
+        ('{"training": {"decay_fraction": 2}}', "decay_fraction must be between 0 and 1, not 2"),
+    ],
+)
+def test_a_bad_training_recipe_is_named_in_one_line(tmp_path, capsys, recipe, message):
+    path = tmp_path / "recipe.json"
+    if recipe is not None:
+        path.write_text(recipe, encoding="utf-8")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda"])
+def test_an_unusable_device_is_a_user_error(device, monkeypatch):
+    from qa.distributed import pick_device
+    from qa.errors import UserError
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(UserError, match="unknown device 'tpu'" if device == "tpu" else "no CUDA GPU"):
+        pick_device(device)
+
+
+def test_an_unknown_optimizer_is_a_user_error():
+    import torch
+
+    from qa.errors import UserError
+    from qa.train import TrainConfig, make_optimizer
+
+    with pytest.raises(UserError, match="unknown optimizer 'adam'"):
+        make_optimizer(TrainConfig(optimizer="adam"), torch.nn.Linear(2, 2))
+
+
+class _FakeReader:
+    """Stands in for a model in ``qa chat``: answers with an internal error, as a bug would."""
+
+    def answer(self, question, passage, **options):
+        raise ValueError("internal")
+
+
+def _chat(monkeypatch, lines: str):
+    import io
+
+    from qa.chat import Chat
+
+    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None: _FakeReader()))
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    return Chat(None, None)
+
+
+def test_chat_reports_a_bad_line_and_goes_on(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    chat = _chat(monkeypatch, ":frobnicate\n:file\n:file .\n:attention sideways\n:file none.txt\n:show\n:quit\n")
+    chat.passage = "Warsaw is in Poland."
+    assert chat.run() == 0
+    out = capsys.readouterr().out
+    for message in ("unknown command :frobnicate", ":file needs a PATH", ".: is a folder, not a file",
+                    "unknown attention view 'sideways'", "none.txt: no such file"):
+        assert f"error: {message}" in out
+    assert "Warsaw is in Poland." in out  # :show ran after the errors
+
+
+def test_chat_lets_an_internal_error_propagate(monkeypatch):
+    chat = _chat(monkeypatch, "Warsaw is in Poland.\n\nWhere is Warsaw?\n")
+    with pytest.raises(ValueError, match="internal"):
+        chat.run()
+
+
+def test_chat_without_a_passage_exits_2(monkeypatch, capsys):
+    assert _chat(monkeypatch, "\n").run() == 2
+    assert "error: no passage given" in capsys.readouterr().out
+
+
+def test_a_passage_over_the_limit_is_refused(monkeypatch, capsys):
+    monkeypatch.setattr("qa.inputs.MAX_PASSAGE_CHARS", 10)
+    assert main(["ask", "Who?", "--context", "x" * 11]) == 2
+    assert "the passage has 11 characters; the limit is 10" in capsys.readouterr().err

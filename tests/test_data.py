@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import pytest
 
@@ -87,9 +88,53 @@ def test_lenient_loading_skips_and_counts_bad_records(tmp_path):
     payload = {"data": [{"paragraphs": [{"context": "abc", "qas": [good, moved, dict(good)]}, {"context": " "}]}]}
     path = tmp_path / "mixed.json"
     path.write_text(json.dumps(payload))
-    from collections import Counter
-
     skipped = Counter()
     records = load_squad(str(path), lenient=True, skipped=skipped)
     assert records["id"] == ["g"]
-    assert sum(skipped.values()) == 3 and skipped["duplicate id"] == 1
+    assert skipped == {"answer not at its answer_start": 1, "duplicate id": 1, "missing or empty 'context'": 1}
+
+
+def _questions_file(tmp_path, qas: list[dict]) -> str:
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": "abc", "qas": qas}]}]}))
+    return str(path)
+
+
+def _question(qid) -> dict:
+    return {"id": qid, "question": "q?", "answers": [{"text": "abc", "answer_start": 0}]}
+
+
+def test_numeric_ids_become_text(tmp_path):
+    records = load_squad(_questions_file(tmp_path, [_question(5), _question("x"), _question(12345678901234567890)]))
+    assert records["id"] == ["5", "x", "12345678901234567890"]
+
+
+@pytest.mark.parametrize("first, second", [(5, "5"), ("5", 5)])
+def test_an_id_that_collides_once_converted_is_named(tmp_path, first, second):
+    path = _questions_file(tmp_path, [_question(first), _question(second)])
+    with pytest.raises(DataError, match=r"question 1: duplicate id '5' \(after converting the number 5 to text\)"):
+        load_squad(path)
+    skipped = Counter()
+    assert load_squad(path, lenient=True, skipped=skipped)["id"] == ["5"]
+    assert skipped == {"duplicate id": 1}
+
+
+def test_the_same_number_twice_is_a_plain_duplicate(tmp_path):
+    with pytest.raises(DataError, match=r"duplicate id '7'$"):
+        load_squad(_questions_file(tmp_path, [_question(7), _question(7)]))
+
+
+@pytest.mark.parametrize("qid", [True, False, 1.5, None, ["a"]])
+def test_booleans_and_other_non_ids_are_missing_ids(tmp_path, qid):
+    path = _questions_file(tmp_path, [_question(qid), _question("ok")])
+    with pytest.raises(DataError, match="question 0: missing 'id' or 'question'"):
+        load_squad(path)
+    skipped = Counter()
+    assert load_squad(path, lenient=True, skipped=skipped)["id"] == ["ok"]
+    assert skipped == {"missing 'id' or 'question'": 1}
+
+
+def test_a_boolean_answer_start_is_not_a_position(tmp_path):
+    bad = {"id": "b", "question": "q?", "answers": [{"text": "bc", "answer_start": True}]}
+    with pytest.raises(DataError, match="answer without 'text' and 'answer_start'"):
+        load_squad(_questions_file(tmp_path, [bad]))

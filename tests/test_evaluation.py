@@ -50,12 +50,12 @@ def test_bad_predictions_file_is_refused(squad_file, tmp_path, capsys):
 
 
 def test_ctrl_c_while_predicting_writes_nothing(squad_file, tmp_path, monkeypatch, capsys):
-    import qa.predict
+    import qa.inference
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(qa.predict, "predict", interrupted)
+    monkeypatch.setattr(qa.inference, "read", interrupted)
     output = tmp_path / "out"
     assert main(["evaluate", str(squad_file), "--output", str(output)]) == 130
     assert not output.exists()

@@ -4,7 +4,7 @@ import json
 import numpy as np
 from rich.console import Console
 
-from qa.predict import AttentionMaps
+from qa.answers import AttentionMaps
 from qa.reader import Answer
 from qa.render import (
     ANSWER_STYLE,

@@ -1,0 +1,176 @@
+"""(question, passage) pairs -> ranked answers: the one inference path, shared by ``Reader``, the
+terminal, ``qa evaluate``, ``qa calibrate`` and training's dev evaluation.
+
+Each passage is cut into windows of at most ``window_tokens`` tokens (a passage that fits is one
+window) and each question to its first ``max_question_tokens`` tokens. Every (question, window)
+pair is a row; rows sorted by window length are read in batches, each window and each question
+encoded once. A question's answers from all its windows are merged, each character span once.
+Under ``torchrun`` the batches are dealt out to the ranks and the answers gathered: every row
+sits in the same batch as in one process, so the results are the same bits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from qa.answers import Answer, AttentionMaps, Prediction, SpanLogits
+from qa.batching import Batcher, EncodedText
+from qa.decode import best_spans
+from qa.distributed import World
+from qa.errors import UserError
+from qa.features import PreparedSet
+from qa.model import ReaderNet, ReaderOutput
+from qa.tokenize import Tokens
+from qa.windows import merge_ranked, split_windows
+
+
+@dataclass(frozen=True)
+class ReadingOptions:
+    """How questions are read and how many answers come back."""
+
+    top_k: int = 1  # answers per question
+    max_answer_len: int = 15  # tokens
+    batch_size: int = 64  # rows (question, window) per forward pass
+    window_tokens: int = 400  # longest passage read in one piece
+    window_stride: int = 300  # tokens between the starts of consecutive windows
+    max_question_tokens: int = 64  # longer questions are cut
+    temperature: float = 1.0  # divides the span logits so that scores are calibrated
+    bfloat16: bool = False  # run the network under bfloat16 autocast; span scores stay float32
+    with_attention: bool = False  # each answer carries the attention maps of its window
+    with_logits: bool = False  # each answer carries its window's span logits
+
+    def __post_init__(self):
+        if min(self.top_k, self.max_answer_len, self.batch_size, self.max_question_tokens) < 1:
+            raise UserError("top_k, max_answer_len, batch_size and max_question_tokens must be at least 1")
+        if not 0 < self.window_stride < self.window_tokens:
+            raise UserError(f"window_stride must be between 1 and window_tokens - 1 ({self.window_tokens - 1})")
+        if not self.temperature > 0:
+            raise UserError("temperature must be positive")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question about ``passages[passage]``; ``id`` names it in the results."""
+
+    id: str
+    question: Tokens
+    passage: int
+
+
+def cut_question(question: Tokens, limit: int) -> Tokens:
+    """The question's first ``limit`` tokens."""
+    if len(question) <= limit:
+        return question
+    return Tokens(question.words[:limit], question.lemmas[:limit], question.starts[:limit], question.ends[:limit])
+
+
+@dataclass
+class _Plan:
+    """The windows of every asked-about passage and the rows, sorted by window length."""
+
+    windows: list[Tokens]
+    window_passage: list[int]  # passage index of each window
+    rows: list[tuple[int, int]]  # (query index, window index)
+
+
+def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOptions) -> _Plan:
+    windows: list[Tokens] = []
+    owners: list[int] = []
+    window_range: dict[int, range] = {}  # passage index -> indices of its windows
+    for passage in dict.fromkeys(q.passage for q in queries):
+        cut = split_windows(passage_tokens[passage], options.window_tokens, options.window_stride)
+        window_range[passage] = range(len(windows), len(windows) + len(cut))
+        windows += cut
+        owners += [passage] * len(cut)
+    rows = [(q, w) for q, query in enumerate(queries) for w in window_range[query.passage]]
+    rows.sort(key=lambda row: len(windows[row[1]]))  # stable: ties keep question order
+    return _Plan(windows, owners, rows)
+
+
+def _token_triples(tokens: Tokens) -> list[tuple[str, int, int]]:
+    return list(zip(tokens.words, tokens.starts, tokens.ends))
+
+
+def _attention_maps(output: ReaderOutput, row: int, window: Tokens, question: Tokens) -> AttentionMaps:
+    p, q = len(window), len(question)
+    self_weights = output.self_attention
+    return AttentionMaps(
+        _token_triples(window), _token_triples(question),
+        output.general_attention[row, :p, :q].float().numpy().copy(),
+        None if self_weights is None else self_weights[row, :p, :p].float().numpy().copy(),
+        output.question_attention[row, :q].float().numpy().copy(),
+    )
+
+
+def _row_answers(output: ReaderOutput, spans, row: int, context: str, window: Tokens, question: Tokens,
+                 options: ReadingOptions) -> list[Answer]:
+    """The valid spans of one row as answers with character offsets into ``context``."""
+    found = spans.of_row(row)
+    if not found:
+        return []
+    maps = _attention_maps(output, row, window, question) if options.with_attention else None
+    logits = None
+    if options.with_logits:
+        start, end = output.start_logits[row, : len(window)].float(), output.end_logits[row, : len(window)].float()
+        best_start, best_end, _ = found[0]
+        logits = SpanLogits(start.numpy().copy(), end.numpy().copy(), float(start[best_start] + end[best_end]))
+    answers = []
+    for first, last, score in found:
+        begin, finish = window.starts[first], window.ends[last]
+        answers.append(Answer(context[begin:finish], begin, finish, score, maps, logits))
+    return answers
+
+
+@torch.inference_mode()
+def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: list[Tokens],
+         queries: list[Query], options: ReadingOptions = ReadingOptions(), world: World = World(),
+         progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+    """The ``options.top_k`` best answers to each query, in the order of ``queries``.
+
+    ``passages[i]`` is the text that ``passage_tokens[i]`` tokenizes; answers are slices of it.
+    ``progress(rows_done, rows_total)`` is called after each batch this rank reads. Every rank
+    of ``world`` returns the whole result."""
+    net.eval()
+    device = next(net.parameters()).device
+    plan = _plan(passage_tokens, queries, options)
+    questions = [cut_question(q.question, options.max_question_tokens) for q in queries]
+    encoded_windows: dict[int, EncodedText] = {}
+    encoded_questions: dict[int, EncodedText] = {}
+    best: dict[int, list[Answer]] = {}  # query index -> its best answers so far (memory: top_k each)
+    batches = [plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)]
+    done = 0
+    for rows in world.shard(batches):
+        for q, w in rows:
+            if w not in encoded_windows:
+                encoded_windows[w] = batcher.encode(plan.windows[w])
+            if q not in encoded_questions:
+                encoded_questions[q] = batcher.encode(questions[q])
+        batch = batcher.collate([encoded_windows[w] for _, w in rows], [encoded_questions[q] for q, _ in rows]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
+            output = net(batch)
+        output = ReaderOutput(*(x.cpu() if x is not None else None for x in
+                                (output.start_logits, output.end_logits, output.general_attention,
+                                 output.self_attention, output.question_attention)))
+        spans = best_spans(output.start_logits, output.end_logits, batch.passage_mask.cpu(), options.max_answer_len,
+                           options.top_k, options.temperature)
+        for b, (q, w) in enumerate(rows):
+            found = _row_answers(output, spans, b, passages[plan.window_passage[w]], plan.windows[w], questions[q], options)
+            best[q] = merge_ranked(best.get(q, []) + found, options.top_k)
+        done += len(rows)
+        if progress is not None:
+            progress(done, len(plan.rows))
+    merged: dict[int, list[Answer]] = {}
+    for part in world.gather(best):
+        for q, found in part.items():
+            merged[q] = merge_ranked(merged.get(q, []) + found, options.top_k)
+    return [Prediction(query.id, merged.get(q, [])) for q, query in enumerate(queries)]
+
+
+def read_examples(net: ReaderNet, batcher: Batcher, data: PreparedSet, options: ReadingOptions = ReadingOptions(),
+                  world: World = World(), progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+    """``read`` over the questions of a prepared dataset (evaluation, calibration, training's dev
+    set), one prediction per example in order."""
+    queries = [Query(e.id, e.question, e.context_index) for e in data.examples]
+    return read(net, batcher, data.contexts, data.context_tokens, queries, options, world, progress)

@@ -1,0 +1,130 @@
+"""The one inference path: ``qa evaluate`` and ``Reader.answer_batch`` give the same answers, long
+passages are read in windows, every text is encoded once, and two processes under torchrun write
+the files one process writes."""
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import squad_payload
+from qa.answers import Answer
+from qa.batching import Batcher
+from qa.cli import main
+from qa.inference import Query, ReadingOptions, read
+from qa.model import ReaderConfig, ReaderNet, glove_tensor
+from qa.reader import Reader
+from qa.tokenize import tokenize
+from qa.vocab import Vocabulary
+from qa.windows import merge_ranked
+
+FILLER = "The committee met again in the spring and discussed the budget for the coming years at length. "
+
+
+def _payload_with_a_long_passage() -> dict:
+    """The fixture articles plus one passage of about 700 tokens (two windows of 400 at least),
+    whose answers sit near its end."""
+    payload = squad_payload()
+    context = FILLER * 36 + "The bridge over the Vistula was designed by Anna Kowalska and opened in 1931."
+    qas = [{"id": f"long{i}", "question": q, "answers": [{"text": t, "answer_start": context.index(t)}]}
+           for i, (q, t) in enumerate([("Who designed the bridge over the Vistula?", "Anna Kowalska"),
+                                       ("When did the bridge open?", "1931")])]
+    payload["data"].append({"title": "Bridge", "paragraphs": [{"context": context, "qas": qas}]})
+    return payload
+
+
+def _questions(payload: dict) -> list[tuple[str, str, str]]:
+    return [(q["id"], q["question"], p["context"]) for a in payload["data"] for p in a["paragraphs"] for q in p["qas"]]
+
+
+def test_evaluate_gives_the_answers_of_answer_batch(tmp_path):
+    payload = _payload_with_a_long_passage()
+    assert len(tokenize(payload["data"][-1]["paragraphs"][0]["context"])) > 600
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(payload))
+    assert main(["evaluate", str(path), "--output", str(tmp_path / "out"), "--nbest", "3"]) == 0
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    nbest = json.loads((tmp_path / "out" / "nbest.json").read_text())
+
+    ids, questions, contexts = zip(*_questions(payload))
+    answers = Reader.load().answer_batch(list(questions), list(contexts), top_k=3)
+    assert predictions == {i: found[0].text for i, found in zip(ids, answers)}
+    for i, found in zip(ids, answers):
+        assert [(x["start"], x["end"]) for x in nbest[i]] == [(a.start, a.end) for a in found]
+        assert [x["score"] for x in nbest[i]] == pytest.approx([a.score for a in found], rel=1e-5)
+    # the long passage's answers are found in its last window, at their place in the whole passage
+    assert predictions["long0"] == "Anna Kowalska" and predictions["long1"] == "1931"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(3)
+    config = ReaderConfig(hidden=16, char_filters=8)
+    return ReaderNet(config, glove_tensor()).eval(), Batcher(Vocabulary([]), config.max_word_chars)
+
+
+def test_each_window_and_each_question_is_encoded_once(tiny, monkeypatch):
+    net, batcher = tiny
+    passage = FILLER * 12  # 216 tokens: windows of 100 tokens starting at 0, 60 and 116
+    questions = ["What did the committee discuss?", "When did it meet?", "Who met?"]
+    encoded = []
+    real_encode = batcher.encode
+    monkeypatch.setattr(batcher, "encode", lambda tokens: encoded.append(len(tokens)) or real_encode(tokens))
+    options = ReadingOptions(window_tokens=100, window_stride=60, batch_size=5, top_k=4)
+    queries = [Query(str(n), tokenize(q), 0) for n, q in enumerate(questions)]
+    predictions = read(net, batcher, [passage], [tokenize(passage)], queries, options)
+    assert sorted(encoded) == [3, 5, 6, 100, 100, 100]  # 3 questions, 3 windows: not once per pair
+    for prediction in predictions:
+        spans = [(a.start, a.end) for a in prediction.answers]
+        assert len(prediction.answers) == 4 and len(set(spans)) == 4
+        assert all(passage[a.start : a.end] == a.text for a in prediction.answers)
+
+
+def test_the_answers_of_windows_read_together_equal_the_best_of_each_window_alone(tiny):
+    net, batcher = tiny
+    passage = FILLER * 12
+    tokens, question = tokenize(passage), tokenize("What did the committee discuss?")
+    options = ReadingOptions(window_tokens=100, window_stride=60, top_k=3)
+    [together] = read(net, batcher, [passage], [tokens], [Query("q", question, 0)], options)
+    alone = []
+    for first in (0, 60, 116):  # the windows' first tokens (the last one ends at the passage's end)
+        window = type(tokens)(*(values[first : first + 100] for values in
+                                (tokens.words, tokens.lemmas, tokens.starts, tokens.ends)))
+        [part] = read(net, batcher, [passage], [window], [Query("q", question, 0)],
+                      ReadingOptions(window_tokens=400, window_stride=300, top_k=3))
+        alone += part.answers
+    expected = merge_ranked(alone, 3)
+    assert [(a.start, a.end) for a in together.answers] == [(a.start, a.end) for a in expected]
+    assert [a.score for a in together.answers] == pytest.approx([a.score for a in expected], rel=1e-5)
+
+
+def test_merging_does_not_depend_on_the_order_answers_arrive_in():
+    found = [Answer("a", 0, 1, 0.5), Answer("b", 2, 3, 0.5), Answer("a", 0, 1, 0.2), Answer("c", 4, 6, 0.1)]
+    expected = [(a.start, a.end, a.score) for a in merge_ranked(found, 3)]
+    for seed in range(5):
+        shuffled = found[:]
+        random.Random(seed).shuffle(shuffled)
+        assert [(a.start, a.end, a.score) for a in merge_ranked(shuffled, 3)] == expected
+    assert expected == [(0, 1, 0.5), (2, 3, 0.5), (4, 6, 0.1)]
+
+
+@pytest.mark.slow
+def test_two_processes_write_what_one_process_writes(tmp_path):
+    payload = _payload_with_a_long_passage()
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(payload))
+    one, two = tmp_path / "one", tmp_path / "two"
+    base = [str(path), "--batch-size", "3"]  # several batches, dealt out to the two ranks
+    subprocess.run([sys.executable, "-m", "qa", "evaluate", *base, "--output", str(one)], check=True,
+                   capture_output=True)
+    launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               "-m", "qa", "evaluate", *base, "--output", str(two)], capture_output=True, text=True)
+    assert launched.returncode == 0, launched.stderr
+    for name in ("predictions.json", "nbest.json"):
+        assert (two / name).read_bytes() == (one / name).read_bytes()
+    timing = {"seconds", "questions_per_s", "processes"}
+    single, double = (json.loads((folder / "metrics.json").read_text()) for folder in (one, two))
+    assert (single["processes"], double["processes"]) == (1, 2)
+    assert {k: v for k, v in double.items() if k not in timing} == {k: v for k, v in single.items() if k not in timing}
