@@ -1,5 +1,6 @@
 """The ``qa`` command: answers with the shipped model, and one-line errors for user mistakes."""
 import json
+import re
 import subprocess
 import sys
 
@@ -11,17 +12,30 @@ PASSAGE = ("The Normans were the people who in the 10th and 11th centuries gave 
            "a region in France. They were led by Rollo, a Viking chieftain.")
 
 
+def _answer_line(out: str) -> str:
+    """The answer printed on the rendering's ``Answer:`` line (the passage always holds every word)."""
+    [answer] = re.findall(r"^Answer: (.+?) {3}score", out, re.M)
+    return answer
+
+
 def test_ask_with_the_shipped_model_answers_from_the_passage(capsys):
     assert main(["ask", "Who led the Normans?", "--context", PASSAGE]) == 0
-    out = capsys.readouterr().out
-    assert "Rollo" in out
+    assert _answer_line(capsys.readouterr().out) == "Rollo"
 
 
 def test_ask_reads_the_passage_from_a_file(tmp_path, capsys):
     path = tmp_path / "passage.txt"
     path.write_text(PASSAGE, encoding="utf-8")
     assert main(["ask", "In what country is Normandy?", "--file", str(path), "--top-k", "2"]) == 0
-    assert "France" in capsys.readouterr().out
+    assert _answer_line(capsys.readouterr().out) == "France"
+
+
+def test_ask_json_gives_the_answer_with_its_offsets(capsys):
+    assert main(["ask", "Who led the Normans?", "--context", PASSAGE, "--json", "--top-k", "3"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["answer"] == "Rollo" and PASSAGE[result["start"] : result["end"]] == "Rollo"
+    assert len(result["answers"]) == 3 and result["answers"][0]["answer"] == "Rollo"
+    assert [a["score"] for a in result["answers"]] == sorted((a["score"] for a in result["answers"]), reverse=True)
 
 
 @pytest.mark.parametrize(
