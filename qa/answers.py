@@ -15,7 +15,9 @@ class AttentionMaps:
 
     ``general[i, j]``: how much passage token i attends to question token j (rows sum to 1);
     ``self_attention[i, j]``: passage token i over passage token j (None when the model has none);
-    ``question[j]``: weight of question token j in the question summary used to score spans.
+    ``question[j]``: weight of question token j in the question summary used to score spans;
+    ``passage_by_question[j, i]``: the softmax over the passage of question word j's general-attention
+    scores, i.e. which passage tokens match that word (the same scores ``general`` normalises per row).
     Tokens are ``(text, start, end)`` with character offsets into the passage or question; for a
     long passage the passage tokens are those of the window the answer came from.
     """
@@ -25,6 +27,59 @@ class AttentionMaps:
     general: np.ndarray  # (P, Q)
     self_attention: np.ndarray | None  # (P, P)
     question: np.ndarray  # (Q,)
+    passage_by_question: np.ndarray  # (Q, P)
+
+
+@dataclass
+class Heat:
+    """One attention view as a distribution over the passage tokens of the answer's window.
+
+    ``weights`` sums to 1; ``ratio`` is each weight over the uniform 1 / P, so a flat distribution
+    is 1 everywhere whatever the passage length. ``starts``/``ends`` are character offsets."""
+
+    view: str
+    starts: list[int]
+    ends: list[int]
+    weights: np.ndarray  # (P,)
+
+    @property
+    def ratio(self) -> np.ndarray:
+        """(P,) weight / uniform weight."""
+        return self.weights * len(self.weights)
+
+    def to_dict(self) -> dict:
+        return {"view": self.view, "tokens": [{"start": s, "end": e, "weight": round(float(w), 5)}
+                                              for s, e, w in zip(self.starts, self.ends, self.weights)]}
+
+
+@dataclass
+class DocumentHeat:
+    """Where in a passage read in several windows the attention lies: for each passage token, the
+    highest ratio to uniform that any window's heat (``view``) gave it. Characters ``[start, end)``."""
+
+    view: str
+    starts: list[int]
+    ends: list[int]
+    ratio: np.ndarray  # (tokens of the whole passage,)
+
+
+@dataclass
+class Evidence:
+    """What the answer's own tokens attended to, every weight labelled with its tokens.
+
+    ``passage``: the passage tokens the answer's tokens drew on (their mean self-attention row),
+    heaviest first, as ``(text, start, end, weight)``; ``question``: the question words the answer's
+    tokens aligned with (their mean general-attention row), as ``(text, start, end, weight)`` with
+    offsets into the question, heaviest first."""
+
+    passage: list[tuple[str, int, int, float]]
+    question: list[tuple[str, int, int, float]]
+
+    def to_dict(self) -> dict:
+        def rows(items):
+            return [{"text": t, "start": s, "end": e, "weight": round(w, 4)} for t, s, e, w in items]
+
+        return {"passage": rows(self.passage), "question": rows(self.question)}
 
 
 @dataclass
@@ -46,8 +101,12 @@ class Answer:
     start: int
     end: int
     score: float
-    attention: AttentionMaps | None = None  # with ``with_attention=True``
+    attention: AttentionMaps | None = field(default=None, repr=False)  # with ``with_attention=True``
     logits: SpanLogits | None = field(default=None, repr=False)  # with ``with_logits=True`` (calibration)
+    heat: Heat | None = field(default=None, repr=False)  # with ``heat_view``: where the model looked
+    evidence: Evidence | None = field(default=None, repr=False)  # with ``with_attention=True``
+    # with ``with_attention=True`` and a passage of several windows: the heat of all of them
+    document_heat: DocumentHeat | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         """The keys of the Hugging Face question-answering pipeline."""

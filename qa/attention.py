@@ -117,8 +117,10 @@ def weighted_sum(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 class GeneralAttention(nn.Module):
     """External-query attention: each passage token (query) attends over the question (keys/values).
 
-    Returns the attended question vectors (B, P, Dq) and the weights (B, P, Q). With ``hard``,
-    each passage token picks one question token (straight-through Gumbel-softmax in training).
+    Returns the attended question vectors (B, P, Dq), the weights (B, P, Q) and the raw scores
+    (B, P, Q) they are the row softmax of (read per question word, the scores say which passage
+    tokens match that word). With ``hard``, each passage token picks one question token
+    (straight-through Gumbel-softmax in training).
     """
 
     def __init__(self, query_dim: int, key_dim: int, score: str, hidden: int, project: bool, hard: bool = False):
@@ -137,7 +139,7 @@ class GeneralAttention(nn.Module):
             weights = hard_attention(scores, question_mask, self.training)
         else:
             weights = masked_softmax(scores, question_mask)  # (B, P, Q)
-        return weighted_sum(weights, question), weights
+        return weighted_sum(weights, question), weights, scores
 
 
 class Gate(nn.Module):

@@ -18,6 +18,7 @@ from qa.answers import best_texts
 from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
 from qa.errors import UserError
+from qa.heat import DEFAULT_VIEW, SentenceHits
 from qa.interrupts import InterruptRequest
 
 QUESTION_TYPES = ("how many/much", "what", "who", "when", "where", "why", "how", "which", "other")
@@ -96,7 +97,8 @@ def _print_report(console, metrics: dict, data: str) -> None:
         console.print(detail)
 
 
-def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, world, console) -> dict:
+def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, attention_view: str | None,
+             world, console) -> dict:
     """Run the shipped or given model over ``records`` along the one inference path (``qa.inference``),
     this rank's share of the batches; returns the predictions and timing entries of ``metrics.json``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -109,7 +111,7 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
         prepared = prepare(records)
     reader = Reader.load(model, bfloat16=bfloat16)
     reader.net.to(world.device)
-    options = replace(reader.options, top_k=nbest, batch_size=batch_size)
+    options = replace(reader.options, top_k=nbest, batch_size=batch_size, heat_view=attention_view)
     tic = time.monotonic()
     columns = [TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("question-windows"),
                TextColumn("{task.fields[speed]:.0f}/s"), TimeRemainingColumn()]
@@ -130,8 +132,12 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
 
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
-                   lenient: bool = False, bfloat16: bool = False, console=None) -> dict:
+                   lenient: bool = False, bfloat16: bool = False, attention_view: str | None = DEFAULT_VIEW,
+                   console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``.
+
+    With a model and ``attention_view``, ``metrics["attention"]`` says how often that view's heaviest
+    passage sentence holds a gold answer, beside chance (``qa.heat.SentenceHits``).
 
     Under ``torchrun`` the model's batches are shared among the processes; rank 0 gathers the
     answers, scores them and writes the same files one process would."""
@@ -159,7 +165,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             texts = _read_predictions(predictions_file)
             metrics["predictions"] = predictions_file
         else:
-            run = _predict(records, model, batch_size, nbest, bfloat16, world, console)
+            run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, world, console)
             predictions, passage_tokens = run["predictions"], run["passage_tokens"]
             texts = best_texts(predictions)
             nbest_lists = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score}
@@ -175,6 +181,8 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         metrics["breakdowns"] = breakdowns(
             per_question, questions, [len((r["answers"]["text"] or [""])[0].split()) for r in references],
             passage_tokens)
+        if nbest_lists is not None and attention_view:
+            metrics["attention"] = _sentence_hits(predictions, records["context"], references, attention_view)
         if nbest_lists is not None:
             confidences = [nbest_lists[r["id"]][0]["score"] if nbest_lists[r["id"]] else 0.0 for r in references]
             metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for s in per_question])
@@ -185,6 +193,15 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         return metrics
     finally:
         leave()
+
+
+def _sentence_hits(predictions, contexts: list[str], references: list[dict], view: str) -> dict:
+    """The answer-sentence hit rate of ``view`` over the answerable questions with an answer."""
+    hits = SentenceHits(view)
+    for prediction, context, reference in zip(predictions, contexts, references):
+        if prediction.answers and reference["answers"]["answer_start"]:
+            hits.add(context, prediction.answers[0].heat, reference["answers"]["answer_start"])
+    return hits.result()
 
 
 def _passage_lengths(records) -> list[int]:

@@ -10,7 +10,7 @@ sits in the same batch as in one process, so the results are the same bits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import torch
@@ -21,6 +21,7 @@ from qa.decode import best_spans
 from qa.distributed import World
 from qa.errors import UserError
 from qa.features import PreparedSet
+from qa.heat import ANSWER_DEPENDENT_VIEWS, VIEWS, evidence_of, heat_of
 from qa.model import ReaderNet, ReaderOutput
 from qa.tokenize import Tokens
 from qa.windows import merge_ranked, split_windows
@@ -38,8 +39,9 @@ class ReadingOptions:
     max_question_tokens: int = 64  # longer questions are cut
     temperature: float = 1.0  # divides the span logits so that scores are calibrated
     bfloat16: bool = False  # run the network under bfloat16 autocast; span scores stay float32
-    with_attention: bool = False  # each answer carries the attention maps of its window
+    with_attention: bool = False  # each answer carries the attention maps of its window and its evidence
     with_logits: bool = False  # each answer carries its window's span logits
+    heat_view: str | None = None  # each answer carries this view's heat (qa.heat.VIEWS)
 
     def __post_init__(self):
         if min(self.top_k, self.max_answer_len, self.batch_size, self.max_question_tokens) < 1:
@@ -48,6 +50,8 @@ class ReadingOptions:
             raise UserError(f"window_stride must be between 1 and window_tokens - 1 ({self.window_tokens - 1})")
         if not self.temperature > 0:
             raise UserError("temperature must be positive")
+        if self.heat_view is not None and self.heat_view not in VIEWS:
+            raise UserError(f"unknown attention view {self.heat_view!r}; choose {', '.join(VIEWS)} or none")
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,13 @@ def _attention_maps(output: ReaderOutput, row: int, window: Tokens, question: To
         output.general_attention[row, :p, :q].float().numpy().copy(),
         None if self_weights is None else self_weights[row, :p, :p].float().numpy().copy(),
         output.question_attention[row, :q].float().numpy().copy(),
+        _passage_softmax(output.general_scores[row, :p, :q].float()).numpy().copy(),
     )
+
+
+def _passage_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """(P, Q) general-attention scores -> (Q, P): each question word's softmax over the passage."""
+    return scores.transpose(0, 1).softmax(-1)
 
 
 def _row_answers(output: ReaderOutput, spans, row: int, context: str, window: Tokens, question: Tokens,
@@ -110,16 +120,23 @@ def _row_answers(output: ReaderOutput, spans, row: int, context: str, window: To
     found = spans.of_row(row)
     if not found:
         return []
-    maps = _attention_maps(output, row, window, question) if options.with_attention else None
+    maps = _attention_maps(output, row, window, question) if options.with_attention or options.heat_view else None
     logits = None
     if options.with_logits:
         start, end = output.start_logits[row, : len(window)].float(), output.end_logits[row, : len(window)].float()
         best_start, best_end, _ = found[0]
         logits = SpanLogits(start.numpy().copy(), end.numpy().copy(), float(start[best_start] + end[best_end]))
+    view = options.heat_view
+    shared_heat = heat_of(maps, view, 0, 0) if view and view not in ANSWER_DEPENDENT_VIEWS else None
     answers = []
     for first, last, score in found:
         begin, finish = window.starts[first], window.ends[last]
-        answers.append(Answer(context[begin:finish], begin, finish, score, maps, logits))
+        answer = Answer(context[begin:finish], begin, finish, score, logits=logits)
+        if view:
+            answer.heat = shared_heat or heat_of(maps, view, begin, finish)
+        if options.with_attention:
+            answer.attention, answer.evidence = maps, evidence_of(maps, begin, finish)
+        answers.append(answer)
     return answers
 
 
@@ -150,9 +167,8 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
         batch = batcher.collate([encoded_windows[w] for _, w in rows], [encoded_questions[q] for q, _ in rows]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
             output = net(batch)
-        output = ReaderOutput(*(x.cpu() if x is not None else None for x in
-                                (output.start_logits, output.end_logits, output.general_attention,
-                                 output.self_attention, output.question_attention)))
+        output = ReaderOutput(**{f.name: None if getattr(output, f.name) is None else getattr(output, f.name).cpu()
+                                 for f in fields(output)})
         spans = best_spans(output.start_logits, output.end_logits, batch.passage_mask.cpu(), options.max_answer_len,
                            options.top_k, options.temperature)
         for b, (q, w) in enumerate(rows):

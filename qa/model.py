@@ -147,6 +147,7 @@ class ReaderOutput:
     general_attention: torch.Tensor  # (B, P, Q) passage tokens over question tokens
     self_attention: torch.Tensor | None  # (B, P, P) passage over passage
     question_attention: torch.Tensor  # (B, Q) question summary weights
+    general_scores: torch.Tensor  # (B, P, Q) the raw scores general_attention is the row softmax of
 
 
 class ReaderNet(nn.Module):
@@ -195,10 +196,10 @@ class ReaderNet(nn.Module):
         spelled = self.chars(batch.spellings)  # (U, filters), once per distinct word of the batch
         passage = self._embed(batch.passage_words, batch.passage_tuned, batch.passage_spellings, spelled)  # (B, P, E)
         question = self._embed(batch.question_words, batch.question_tuned, batch.question_spellings, spelled)  # (B, Q, E)
-        aligned, _ = self.aligned(passage, question, q_mask)  # (B, P, E)
+        aligned, _, _ = self.aligned(passage, question, q_mask)  # (B, P, E)
         p = self.passage_encoder(torch.cat([passage, aligned, batch.passage_features], -1), p_mask)  # (B, P, 2H)
         q = self.question_encoder(question, q_mask)  # (B, Q, 2H)
-        attended, general_weights = self.general(p, q, q_mask)  # (B, P, 2H), (B, P, Q)
+        attended, general_weights, general_scores = self.general(p, q, q_mask)  # (B, P, 2H), (B, P, Q) twice
         matched = self.matcher(self.gate(torch.cat([p, attended], -1)), p_mask)  # (B, P, 2H)
         self_weights = None
         if self.self_attention is not None:
@@ -207,7 +208,7 @@ class ReaderNet(nn.Module):
             matched = matched + F.relu(self.fuse(self.dropout(fused)))
         summary, question_weights = self.pool(q, q_mask)  # (B, 2H), (B, Q)
         start, end = self._span_logits(self.dropout(matched), summary, p_mask)
-        return ReaderOutput(start, end, general_weights, self_weights, question_weights)
+        return ReaderOutput(start, end, general_weights, self_weights, question_weights, general_scores)
 
     def _span_logits(self, matched: torch.Tensor, summary: torch.Tensor, mask: torch.Tensor):
         """Bilinear start and end logits (B, P) of passage states (B, P, 2H) against the question

@@ -12,6 +12,7 @@ from pathlib import Path
 from qa.answers import Answer, AttentionMaps  # noqa: F401  (the library's result types, importable from here)
 from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, ModelFileError, load_weights, read_json
 from qa.errors import UserError
+from qa.heat import DEFAULT_VIEW
 
 DEFAULT_MODEL = Path(__file__).parent / "model"
 MAX_QUESTION_TOKENS = 64  # longer questions are cut to their first 64 tokens, with a warning
@@ -60,18 +61,20 @@ class Reader:
                    bfloat16=bfloat16)
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
-               min_score: float = 0.0, with_attention: bool = False) -> list[Answer]:
+               min_score: float = 0.0, with_attention: bool = False, attention_view: str = DEFAULT_VIEW) -> list[Answer]:
         """The ``top_k`` best answers to ``question`` in ``context``, best first.
 
         Answers scoring below ``min_score`` are left out, so an empty list means "abstain".
-        With ``with_attention`` each answer carries the attention maps of the window it came from.
+        With ``with_attention`` each answer carries the attention maps of the window it came from
+        (``attention``), the ``attention_view`` heat over that window (``heat``, see ``qa.heat.VIEWS``)
+        and what its own tokens attended to (``evidence``).
         """
         return self.answer_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
-                                 min_score=min_score, with_attention=with_attention)[0]
+                                 min_score=min_score, with_attention=with_attention, attention_view=attention_view)[0]
 
     def answer_batch(self, questions: list[str], contexts: list[str], batch_size: int = 64, top_k: int = 1,
-                     max_answer_len: int = 15, min_score: float = 0.0,
-                     with_attention: bool = False) -> list[list[Answer]]:
+                     max_answer_len: int = 15, min_score: float = 0.0, with_attention: bool = False,
+                     attention_view: str = DEFAULT_VIEW) -> list[list[Answer]]:
         """Answers for many (question, context) pairs, batched by length; same results as ``answer``.
 
         Each distinct context is tokenized and encoded once. Contexts longer than the window are
@@ -81,7 +84,7 @@ class Reader:
         from qa.tokenize import tokenize_many
 
         options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len, batch_size=batch_size,
-                          with_attention=with_attention)
+                          with_attention=with_attention, heat_view=attention_view if with_attention else None)
         if len(questions) != len(contexts):
             raise UserError(f"{len(questions)} questions but {len(contexts)} contexts")
         if not 0.0 <= min_score <= 1.0:

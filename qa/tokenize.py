@@ -116,3 +116,15 @@ def tokenize(text: str) -> Tokens:
 def tokenize_many(texts: list[str], batch_size: int = 256) -> list[Tokens]:
     """Tokenize many texts with ``nlp.pipe`` (faster than one call per text)."""
     return [_to_tokens(doc) for doc in _pipeline().pipe(texts, batch_size=batch_size)]
+
+
+@functools.lru_cache(maxsize=1)
+def _sentencizer() -> English:
+    nlp = English()
+    nlp.add_pipe("sentencizer")
+    return nlp
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """``[start, end)`` character spans of the sentences of ``text`` (spaCy's rule-based sentencizer)."""
+    return [(s.start_char, s.end_char) for s in _sentencizer()(text).sents]

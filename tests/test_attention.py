@@ -69,9 +69,11 @@ def test_self_attention_never_attends_to_itself_or_padding(window, heads):
 
 def test_general_attention_weights_follow_the_question_mask():
     layer = GeneralAttention(6, 6, "additive", hidden=5, project=True)
-    attended, weights = layer(torch.randn(2, 4, 6), torch.randn(2, 3, 6), torch.tensor([[True] * 3, [True, False, False]]))
+    attended, weights, scores = layer(torch.randn(2, 4, 6), torch.randn(2, 3, 6),
+                                      torch.tensor([[True] * 3, [True, False, False]]))
     assert attended.shape == (2, 4, 6) and weights.shape == (2, 4, 3)
     assert torch.allclose(weights[1, :, 0], torch.ones(4))
+    assert torch.allclose(weights[0], scores[0].softmax(-1))
 
 
 def test_question_pooling_weights_sum_to_one_over_real_tokens():

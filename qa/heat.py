@@ -1,0 +1,118 @@
+"""Attention a person can read: the views of the model's own attention as a distribution over
+the passage, their levels on an absolute scale, the evidence behind an answer, and how often the
+view's heaviest sentence holds the answer.
+
+Every view is a quantity the forward pass computes (``AttentionMaps``); none is made up for
+display. Levels are read off the ratio to the uniform weight 1 / P, so a flat distribution shows
+nothing and a level means the same on a short paragraph and a long window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qa.answers import AttentionMaps, Evidence, Heat
+from qa.errors import UserError
+
+VIEWS = {
+    "question": "passage token i gets sum_j q_j * softmax_i(s_ij): for each question word j, the softmax over "
+                "the passage of its general-attention scores s_ij (which passage tokens match it), mixed by "
+                "the question summary weights q_j",
+    "self": "passage token i gets the mean self-attention that the answer's tokens pay to it",
+    "general": "passage token i gets sum_j q_j * a_ij: its general attention a_ij over question word j (each "
+               "row sums to 1 over the question, so this is near flat), weighted by q_j, normalised over the passage",
+}
+ANSWER_DEPENDENT_VIEWS = frozenset({"self"})  # views that differ from one answer to another in a window
+DEFAULT_VIEW = "question"  # chosen by the answer-sentence hit rate on SQuAD v1.1 dev (README, "Attention")
+# Level k (1..4) needs at least LEVEL_RATIOS[k - 1] times the uniform weight; level 0 is not shown.
+LEVEL_RATIOS = (2.0, 4.0, 8.0, 16.0)
+EVIDENCE_ROWS = 6
+
+
+def token_heat(maps: AttentionMaps, view: str, answer_tokens: range) -> np.ndarray:
+    """(P,) distribution over the window's passage tokens under ``VIEWS[view]``."""
+    if view == "question":
+        weights = maps.question @ maps.passage_by_question  # (Q,) @ (Q, P) -> (P,)
+    elif view == "general":
+        weights = maps.general @ maps.question  # (P, Q) @ (Q,) -> (P,)
+    elif view == "self":
+        if maps.self_attention is None:
+            raise UserError("this model has no passage self-attention to show")
+        weights = maps.self_attention[list(answer_tokens)].mean(0)  # (P,)
+    else:
+        raise UserError(f"unknown attention view {view!r}; choose {', '.join(VIEWS)} or none")
+    return (weights / max(float(weights.sum()), 1e-12)).astype(np.float32)
+
+
+def answer_token_range(maps: AttentionMaps, start: int, end: int) -> range:
+    """Indices of the window's passage tokens inside characters ``[start, end)``."""
+    inside = [i for i, (_, s, e) in enumerate(maps.passage_tokens) if s >= start and e <= end]
+    return range(inside[0], inside[-1] + 1) if inside else range(0)
+
+
+def heat_of(maps: AttentionMaps, view: str, start: int, end: int) -> Heat:
+    """The ``view`` heat of the answer at characters ``[start, end)``."""
+    weights = token_heat(maps, view, answer_token_range(maps, start, end))
+    return Heat(view, [s for _, s, _ in maps.passage_tokens], [e for _, _, e in maps.passage_tokens], weights)
+
+
+def levels(ratio: np.ndarray) -> np.ndarray:
+    """(P,) level 0..4 of each token: how many of ``LEVEL_RATIOS`` its ratio to uniform reaches."""
+    return np.searchsorted(np.asarray(LEVEL_RATIOS), ratio, side="right")
+
+
+def evidence_of(maps: AttentionMaps, start: int, end: int, rows: int = EVIDENCE_ROWS) -> Evidence | None:
+    """The passage tokens and question words the answer's tokens attended to (None without answer tokens)."""
+    inside = list(answer_token_range(maps, start, end))
+    if not inside:
+        return None
+    passage = []
+    if maps.self_attention is not None:
+        drawn = maps.self_attention[inside].mean(0)  # (P,)
+        passage = [(*maps.passage_tokens[i], float(drawn[i])) for i in np.argsort(-drawn, kind="stable")[:rows]]
+    aligned = maps.general[inside].mean(0)  # (Q,)
+    question = [(*maps.question_tokens[j], float(aligned[j])) for j in np.argsort(-aligned, kind="stable")[:rows]]
+    return Evidence(passage, question)
+
+
+@dataclass
+class SentenceHits:
+    """Running answer-sentence hit rate of one view over answerable questions.
+
+    For each question: the passage's sentences (spaCy's sentencizer), each sentence's share of the
+    heat, and whether the heaviest sentence holds a gold answer; beside it the chance of that with
+    a uniformly chosen sentence (1 / sentences) and with one chosen in proportion to its length."""
+
+    view: str
+    questions: int = 0
+    hits: int = 0
+    chance: float = 0.0
+    length_weighted_chance: float = 0.0
+    _sentences: dict = field(default_factory=dict, repr=False)  # passage -> its sentence spans
+
+    def add(self, passage: str, heat: Heat, answer_starts: list[int]) -> None:
+        """Count one answered question whose gold answers start at ``answer_starts``."""
+        from qa.tokenize import sentence_spans
+
+        if passage not in self._sentences:
+            self._sentences = {passage: sentence_spans(passage)}  # questions come passage by passage
+        # only the sentences the heat's window covers compete
+        first, last = heat.starts[0], heat.ends[-1]
+        sentences = [(s, e) for s, e in self._sentences[passage] if e > first and s < last]
+        if not sentences:
+            return
+        token_starts = np.asarray(heat.starts)
+        mass = [float(heat.weights[(token_starts >= s) & (token_starts < e)].sum()) for s, e in sentences]
+        holds = [any(s <= a < e for a in answer_starts) for s, e in sentences]
+        lengths = np.array([e - s for s, e in sentences], dtype=np.float64)
+        self.questions += 1
+        self.hits += holds[int(np.argmax(mass))]
+        self.chance += 1 / len(sentences)
+        self.length_weighted_chance += float(lengths[holds].sum() / lengths.sum())
+
+    def result(self) -> dict:
+        """The figures of ``metrics.json``'s ``attention`` entry."""
+        n = max(self.questions, 1)
+        return {"view": self.view, "questions": self.questions, "answer_sentence_hit_rate": self.hits / n,
+                "chance": self.chance / n, "length_weighted_chance": self.length_weighted_chance / n}
