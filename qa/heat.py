@@ -16,15 +16,15 @@ from qa.answers import AttentionMaps, Evidence, Heat
 from qa.errors import UserError
 
 VIEWS = {
+    "self": "passage token i gets the mean self-attention that the answer's tokens pay to it",
     "question": "passage token i gets sum_j q_j * softmax_i(s_ij): for each question word j, the softmax over "
                 "the passage of its general-attention scores s_ij (which passage tokens match it), mixed by "
                 "the question summary weights q_j",
-    "self": "passage token i gets the mean self-attention that the answer's tokens pay to it",
     "general": "passage token i gets sum_j q_j * a_ij: its general attention a_ij over question word j (each "
                "row sums to 1 over the question, so this is near flat), weighted by q_j, normalised over the passage",
 }
 ANSWER_DEPENDENT_VIEWS = frozenset({"self"})  # views that differ from one answer to another in a window
-DEFAULT_VIEW = "question"  # chosen by the answer-sentence hit rate on SQuAD v1.1 dev (README, "Attention")
+DEFAULT_VIEW = "self"  # the best answer-sentence hit rate on SQuAD v1.1 dev (docs/attention-views.json)
 # Level k (1..4) needs at least LEVEL_RATIOS[k - 1] times the uniform weight; level 0 is not shown.
 LEVEL_RATIOS = (2.0, 4.0, 8.0, 16.0)
 EVIDENCE_ROWS = 6

@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
+import numpy as np
 import torch
 
-from qa.answers import Answer, AttentionMaps, Prediction, SpanLogits
+from qa.answers import Answer, AttentionMaps, DocumentHeat, Prediction, SpanLogits
 from qa.batching import Batcher, EncodedText
 from qa.decode import best_spans
 from qa.distributed import World
@@ -24,7 +25,7 @@ from qa.features import PreparedSet
 from qa.heat import ANSWER_DEPENDENT_VIEWS, VIEWS, evidence_of, heat_of
 from qa.model import ReaderNet, ReaderOutput
 from qa.tokenize import Tokens
-from qa.windows import merge_ranked, split_windows
+from qa.windows import merge_ranked, split_windows, window_starts
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,27 @@ class _Plan:
 
     windows: list[Tokens]
     window_passage: list[int]  # passage index of each window
+    window_first: list[int]  # index in its passage of each window's first token
+    several: set[int]  # passages read in more than one window
     rows: list[tuple[int, int]]  # (query index, window index)
 
 
 def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOptions) -> _Plan:
     windows: list[Tokens] = []
     owners: list[int] = []
+    firsts: list[int] = []
     window_range: dict[int, range] = {}  # passage index -> indices of its windows
     for passage in dict.fromkeys(q.passage for q in queries):
-        cut = split_windows(passage_tokens[passage], options.window_tokens, options.window_stride)
-        window_range[passage] = range(len(windows), len(windows) + len(cut))
-        windows += cut
-        owners += [passage] * len(cut)
+        tokens = passage_tokens[passage]
+        starts = window_starts(len(tokens), options.window_tokens, options.window_stride)
+        window_range[passage] = range(len(windows), len(windows) + len(starts))
+        windows += split_windows(tokens, options.window_tokens, options.window_stride)
+        owners += [passage] * len(starts)
+        firsts += starts
     rows = [(q, w) for q, query in enumerate(queries) for w in window_range[query.passage]]
     rows.sort(key=lambda row: len(windows[row[1]]))  # stable: ties keep question order
-    return _Plan(windows, owners, rows)
+    several = {p for p, indices in window_range.items() if len(indices) > 1}
+    return _Plan(windows, owners, firsts, several, rows)
 
 
 def _token_triples(tokens: Tokens) -> list[tuple[str, int, int]]:
@@ -156,6 +163,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     encoded_windows: dict[int, EncodedText] = {}
     encoded_questions: dict[int, EncodedText] = {}
     best: dict[int, list[Answer]] = {}  # query index -> its best answers so far (memory: top_k each)
+    documents: dict[int, np.ndarray] = {}  # query index -> max heat ratio per passage token (several windows)
     batches = [plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)]
     done = 0
     for rows in world.shard(batches):
@@ -172,15 +180,28 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
         spans = best_spans(output.start_logits, output.end_logits, batch.passage_mask.cpu(), options.max_answer_len,
                            options.top_k, options.temperature)
         for b, (q, w) in enumerate(rows):
-            found = _row_answers(output, spans, b, passages[plan.window_passage[w]], plan.windows[w], questions[q], options)
+            passage = plan.window_passage[w]
+            found = _row_answers(output, spans, b, passages[passage], plan.windows[w], questions[q], options)
             best[q] = merge_ranked(best.get(q, []) + found, options.top_k)
+            if found and found[0].heat is not None and options.with_attention and passage in plan.several:
+                document = documents.setdefault(q, np.zeros(len(passage_tokens[passage]), dtype=np.float32))
+                place = document[plan.window_first[w] : plan.window_first[w] + len(plan.windows[w])]
+                np.maximum(place, found[0].heat.ratio, out=place)
         done += len(rows)
         if progress is not None:
             progress(done, len(plan.rows))
     merged: dict[int, list[Answer]] = {}
-    for part in world.gather(best):
+    merged_documents: dict[int, np.ndarray] = {}
+    for part, part_documents in world.gather((best, documents)):
         for q, found in part.items():
             merged[q] = merge_ranked(merged.get(q, []) + found, options.top_k)
+        for q, document in part_documents.items():
+            merged_documents[q] = np.maximum(merged_documents.get(q, document), document)
+    for q, document in merged_documents.items():
+        tokens = passage_tokens[queries[q].passage]
+        heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document)
+        for answer in merged.get(q, []):
+            answer.document_heat = heat
     return [Prediction(query.id, merged.get(q, [])) for q, query in enumerate(queries)]
 
 

@@ -8,16 +8,21 @@ from __future__ import annotations
 from qa.tokenize import Tokens
 
 
-def split_windows(tokens: Tokens, size: int, stride: int) -> list[Tokens]:
-    """Windows of at most ``size`` tokens, starting every ``stride`` tokens, covering every token."""
+def window_starts(length: int, size: int, stride: int) -> list[int]:
+    """First token of each window of at most ``size`` tokens, every ``stride`` tokens, covering ``length`` tokens."""
     if size < 1 or not 0 < stride <= size:
         raise ValueError(f"window stride must be between 1 and the window size ({size}), got {stride}")
-    starts = list(range(0, max(len(tokens) - size, 0) + 1, stride))
-    if starts[-1] + size < len(tokens):
-        starts.append(len(tokens) - size)
+    starts = list(range(0, max(length - size, 0) + 1, stride))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
+
+
+def split_windows(tokens: Tokens, size: int, stride: int) -> list[Tokens]:
+    """Windows of at most ``size`` tokens, starting every ``stride`` tokens, covering every token."""
     return [
         Tokens(tokens.words[s : s + size], tokens.lemmas[s : s + size], tokens.starts[s : s + size], tokens.ends[s : s + size])
-        for s in starts
+        for s in window_starts(len(tokens), size, stride)
     ]
 
 
