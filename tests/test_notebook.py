@@ -17,6 +17,7 @@ def test_attention_tour_executes_and_draws_every_figure():
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(figures) == 5  # two general-attention maps, a self-attention map, question weights, the ablation
+    assert len(figures) == 7  # two general-attention maps, a self-attention map, question weights,
+    # the views' hit rates, the default view's heat, the ablation
     printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "10 dev questions on 2 passages" in printed and "model:" in printed
