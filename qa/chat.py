@@ -12,23 +12,25 @@ import sys
 from rich.console import Console
 
 from qa.errors import UserError
+from qa.heat import DEFAULT_VIEW
 from qa.inputs import checked_passage, read_text_file
+from qa.render import ATTENTION_CHOICES, export_html, render, visible
 
-HELP = """commands:
+HELP = f"""commands:
   :help                      this list
   :passage                   paste a new passage (end it with an empty line)
   :file PATH                 load a new passage from a UTF-8 text file
   :show                      print the current passage
-  :attention [general|self|none]   choose the attention view (no argument: cycle through them)
+  :attention [{'|'.join(ATTENTION_CHOICES)}]   choose the attention view (no argument: the next one)
+  :html FILE                 write the last answer's rendering, with its colours, as an HTML page
   :quit                      leave (also Ctrl-D)
 anything else is a question about the current passage"""
-VIEWS = ("general", "self", "none")
 
 
 class Chat:
-    """One interactive session over a model; holds the current passage and attention view."""
+    """One interactive session over a model; holds the current passage, attention view and last answer."""
 
-    def __init__(self, model: str | None, passage: str | None, attention: str = "general"):
+    def __init__(self, model: str | None, passage: str | None, attention: str = DEFAULT_VIEW):
         from qa.reader import Reader
 
         self.reader = Reader.load(model)
@@ -36,6 +38,7 @@ class Chat:
         self.attention = attention
         self.interactive = sys.stdin.isatty()
         self.console = Console()
+        self.last: tuple[str, str, list] | None = None  # (question, passage, answers) of the last question
 
     def _input(self, prompt: str) -> str | None:
         try:
@@ -74,25 +77,31 @@ class Chat:
                 raise UserError(":file needs a PATH")
             self._set_passage(read_text_file(argument))
         elif name == "show":
-            from qa.render import visible
-
             self.console.print(visible(self.passage) if self.passage else "(no passage)", markup=False, highlight=False)
         elif name == "attention":
-            if argument and argument not in VIEWS:
-                raise UserError(f"unknown attention view {argument!r}; choose general, self or none")
-            self.attention = argument or VIEWS[(VIEWS.index(self.attention) + 1) % len(VIEWS)]
+            if argument and argument not in ATTENTION_CHOICES:
+                raise UserError(f"unknown attention view {argument!r}; choose {', '.join(ATTENTION_CHOICES)}")
+            following = ATTENTION_CHOICES[(ATTENTION_CHOICES.index(self.attention) + 1) % len(ATTENTION_CHOICES)]
+            self.attention = argument or following
             self.console.print(f"attention view: {self.attention}")
+        elif name == "html":
+            if not argument:
+                raise UserError(":html needs a FILE")
+            if self.last is None:
+                raise UserError("no answer to write yet: ask a question first")
+            export_html(argument, *self.last, self.console.width)
+            self.console.print(f"wrote {argument}", markup=False, highlight=False)
         else:
             raise UserError(f"unknown command :{name} (:help lists the commands)")
         return True
 
     def _ask(self, question: str) -> None:
-        from qa.render import render
-
         if self.passage is None:
             raise UserError("no passage yet: use :passage or :file PATH")
-        answers = self.reader.answer(question, self.passage, with_attention=self.attention != "none")
-        render(self.console, question, self.passage, answers, self.attention)
+        answers = self.reader.answer(question, self.passage, with_attention=self.attention != "none",
+                                     attention_view=self.attention)
+        self.last = (question, self.passage, answers)
+        render(self.console, question, self.passage, answers)
 
     def run(self) -> int:
         if self.interactive:

@@ -8,14 +8,18 @@ import json
 import os
 import sys
 
+from rich.console import Console
+
 from qa.errors import UserError
+from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS
 from qa.inputs import checked_passage, read_text_file
+from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
 
 ATTENTION_HELP = (
-    "which attention to highlight: general (passage-question: passage token i gets sum_j q_j * a_ij, its "
-    "attention a_ij over question word j weighted by the question self-attention q_j), self (the mean "
-    "self-attention the answer's tokens pay to each passage token), or none. Contiguous tokens with at "
-    "least twice the uniform weight are merged into spans."
+    f"which attention view shades the passage (default {DEFAULT_VIEW}): "
+    + "; ".join(f"{name}: {rule}" for name, rule in VIEWS.items())
+    + "; none: no attention. A token is shaded by its weight over the uniform weight: at least "
+    + ", ".join(f"{r:g}x" for r in LEVEL_RATIOS) + "."
 )
 
 
@@ -31,15 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--file", help="read the passage from a UTF-8 text file")
     ask.add_argument("--model", help="model folder (default: the shipped model)")
     ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
-    ask.add_argument("--attention", choices=("general", "self", "none"), default="general", help=ATTENTION_HELP)
+    ask.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW, help=ATTENTION_HELP)
     ask.add_argument("--json", action="store_true", help="print a JSON result instead of the rendering")
+    ask.add_argument("--html", metavar="FILE", help="also write the rendering, with its colours, as an HTML page")
 
     chat = commands.add_parser("chat", help="ask question after question about one passage")
     chat_source = chat.add_mutually_exclusive_group()
     chat_source.add_argument("--context", help="the passage text")
     chat_source.add_argument("--file", help="read the passage from a UTF-8 text file")
     chat.add_argument("--model", help="model folder (default: the shipped model)")
-    chat.add_argument("--attention", choices=("general", "self", "none"), default="general", help=ATTENTION_HELP)
+    chat.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW, help=ATTENTION_HELP)
 
     train = commands.add_parser("train", help="train a reader from a recipe in pipelines/")
     train.add_argument("--config", default="pipelines/default.json")
@@ -67,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="run the network under bfloat16 autocast: faster on CPUs with AVX512-BF16 or AMX")
     evaluate.add_argument("--lenient", action="store_true",
                           help="skip malformed records (counted and reported) instead of stopping at the first")
+    evaluate.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW,
+                          help="attention view whose answer-sentence hit rate goes in metrics.json (none: skip)")
     return parser
 
 
@@ -88,18 +95,19 @@ def _ask(args) -> int:
         raise UserError("the question is empty")
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
-    passage = _read_passage(args)  # input errors are reported before the slow imports below
-    from rich.console import Console
-
+    passage = _read_passage(args)  # input errors are reported before the slow import below
     from qa.reader import Reader
-    from qa.render import render, result_dict
 
     reader = Reader.load(args.model)
-    answers = reader.answer(args.question, passage, top_k=args.top_k, with_attention=args.attention != "none")
+    answers = reader.answer(args.question, passage, top_k=args.top_k, with_attention=args.attention != "none",
+                            attention_view=args.attention)
+    console = Console()
     if args.json:
         print(json.dumps(result_dict(args.question, passage, answers, args.attention), ensure_ascii=False))
     else:
-        render(Console(), args.question, passage, answers, args.attention)
+        render(console, args.question, passage, answers)
+    if args.html:  # after the answer is printed, so a path that cannot be written loses nothing
+        export_html(args.html, args.question, passage, answers, console.width)
     return 0
 
 
@@ -130,7 +138,7 @@ def _evaluate(args) -> int:
 
     run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
                    limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient,
-                   bfloat16=args.bfloat16)
+                   bfloat16=args.bfloat16, attention_view=None if args.attention == "none" else args.attention)
     return 0
 
 

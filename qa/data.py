@@ -3,6 +3,8 @@
 A local file in the official nested layout and a Hugging Face hub dataset both end up as a
 ``datasets.Dataset`` with the same columns, ``answers`` being ``{"text": [...], "answer_start": [...]}``.
 Question ids are text; numeric ids (found in some files in the wild) are converted to text.
+SQuAD 2.0 files are read the same way: an unanswerable question (``"is_impossible": true``) has
+no answers, and an ``is_impossible`` that contradicts the answers is a bad record.
 Strict loading stops at the first bad record with an error naming it; lenient loading skips bad
 records and counts them by category (``Dataset.info.description`` is left alone; counts are returned).
 """
@@ -60,6 +62,10 @@ def _check_question(qa, context: str, seen: dict[str, str | int]) -> Problem | N
             return Problem.of("answer without 'text' and 'answer_start'")
         if context[start : start + len(text)] != text:
             return Problem("answer not at its answer_start", f"answer {text!r} is not at answer_start {start}")
+    impossible = qa.get("is_impossible", not qa.get("answers"))
+    if not isinstance(impossible, bool) or impossible == bool(qa.get("answers")):
+        return Problem("is_impossible contradicts the answers",
+                       f"is_impossible is {impossible!r} but the question has {len(qa.get('answers', []))} answers")
     return None
 
 
@@ -102,6 +108,11 @@ def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Coun
                     {"text": [x["text"] for x in answers], "answer_start": [x["answer_start"] for x in answers]}
                 )
     return columns, skipped
+
+
+def has_unanswerable(records: datasets.Dataset) -> bool:
+    """Whether ``records`` are SQuAD 2.0 data: some question has no answer (``is_impossible``)."""
+    return any(not answers["text"] for answers in records["answers"])
 
 
 def load_squad(source: str, split: str = "validation", lenient: bool = False,

@@ -1,6 +1,10 @@
 """``qa evaluate``: run a reader (or read a predictions file) over a SQuAD-format dataset, score it
 with the official metric, and break the scores down by question type, answer and passage length.
 
+A file with unanswerable questions (SQuAD 2.0) is scored with the official v2.0 figures as well;
+with a model, ``na_prob.json`` holds each question's no-answer probability, which for the present
+model (no null option yet) is 1 - its top answer's score, and answers are always given.
+
 The breakdowns sum per-question scores from the same metric call, so each breakdown's buckets add
 up to the totals. Calibration: expected calibration error (ECE) of the top answer's score
 against exact match, over ten equal-width score bins.
@@ -22,7 +26,7 @@ from qa.heat import DEFAULT_VIEW, SentenceHits
 from qa.interrupts import InterruptRequest
 
 QUESTION_TYPES = ("how many/much", "what", "who", "when", "where", "why", "how", "which", "other")
-ANSWER_LENGTHS = ((1, 1, "1 word"), (2, 2, "2 words"), (3, 3, "3 words"), (4, 5, "4-5 words"), (6, 10**9, "6+ words"))
+ANSWER_LENGTHS = ((0, 0, "no answer"), (1, 1, "1 word"), (2, 2, "2 words"), (3, 3, "3 words"), (4, 5, "4-5 words"), (6, 10**9, "6+ words"))
 PASSAGE_LENGTHS = ((0, 99, "<100 tokens"), (100, 199, "100-199"), (200, 299, "200-299"), (300, 10**9, "300+"))
 
 
@@ -80,6 +84,8 @@ def _read_predictions(path: str) -> dict[str, str]:
 def _print_report(console, metrics: dict, data: str) -> None:
     from rich.table import Table
 
+    if "HasAns_total" in metrics or "NoAns_total" in metrics:
+        _print_v2_report(console, metrics, data)
     table = Table(title=f"SQuAD v1.1 official metric — {data}")
     for column in ("questions", "EM", "F1", "questions/s", "ECE"):
         table.add_column(column, justify="right")
@@ -95,6 +101,24 @@ def _print_report(console, metrics: dict, data: str) -> None:
         for label, values in buckets.items():
             detail.add_row(label, str(values["count"]), f"{values['exact_match']:.1f}", f"{values['f1']:.1f}")
         console.print(detail)
+
+
+def _print_v2_report(console, metrics: dict, data: str) -> None:
+    """The official SQuAD 2.0 figures: all questions, answerable ones, unanswerable ones, best threshold."""
+    from rich.table import Table
+
+    rows = [("", "exact", "f1", "total")] + [(f"{name}_", f"{name}_exact", f"{name}_f1", f"{name}_total")
+                                              for name in ("HasAns", "NoAns")]
+    table = Table(title=f"SQuAD 2.0 official metric — {data}")
+    for column in ("questions", "count", "exact", "f1"):
+        table.add_column(column, justify="left" if column == "questions" else "right")
+    for label, (_, exact, f1, total) in zip(("all", "with an answer", "with no answer"), rows):
+        if total in metrics:
+            table.add_row(label, str(metrics[total]), f"{metrics[exact]:.2f}", f"{metrics[f1]:.2f}")
+    if "best_f1" in metrics:
+        table.add_row("best no-answer threshold", f"p > {metrics['best_f1_thresh']:.3f}", f"{metrics['best_exact']:.2f}",
+                      f"{metrics['best_f1']:.2f}")
+    console.print(table)
 
 
 def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, attention_view: str | None,
@@ -143,7 +167,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
     answers, scores them and writes the same files one process would."""
     from rich.console import Console
 
-    from qa.data import load_squad
+    from qa.data import has_unanswerable, load_squad
     from qa.distributed import join, leave
     from qa.metric import squad_scores
 
@@ -173,7 +197,12 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             metrics.update(run["metrics"])
         if not world.main:
             return metrics
-        scored = squad_scores(texts, references, per_question=True)
+        unanswerable = has_unanswerable(records)
+        no_answer = None
+        if unanswerable and nbest_lists is not None:
+            no_answer = {i: 1.0 - found[0]["score"] if found else 1.0 for i, found in nbest_lists.items()}
+        metrics["squad_version"] = "2.0" if unanswerable else "1.1"
+        scored = squad_scores(texts, references, per_question=True, no_answer_probability=no_answer)
         per_question = scored.pop("per_question")
         metrics.update(scored)
         if passage_tokens is None:
@@ -183,13 +212,14 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             passage_tokens)
         if nbest_lists is not None and attention_view:
             metrics["attention"] = _sentence_hits(predictions, records["context"], references, attention_view)
-        if nbest_lists is not None:
-            confidences = [nbest_lists[r["id"]][0]["score"] if nbest_lists[r["id"]] else 0.0 for r in references]
-            metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for s in per_question])
+        if nbest_lists is not None:  # over the answerable questions: is an answer's score its chance of being right?
+            answerable = [(r, s) for r, s in zip(references, per_question) if r["answers"]["text"]]
+            confidences = [nbest_lists[r["id"]][0]["score"] if nbest_lists[r["id"]] else 0.0 for r, _ in answerable]
+            metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for _, s in answerable])
         _print_report(console, metrics, data)
         if output:
-            _write_results(Path(output), texts, nbest_lists, metrics)
-            console.print(f"wrote {output}/predictions.json, metrics.json" + (", nbest.json" if nbest_lists else ""))
+            written = _write_results(Path(output), texts, nbest_lists, no_answer, metrics)
+            console.print(f"wrote {', '.join(written)} to {output}")
         return metrics
     finally:
         leave()
@@ -213,12 +243,15 @@ def _passage_lengths(records) -> list[int]:
     return [lengths[c] for c in records["context"]]
 
 
-def _write_results(folder: Path, texts: dict, nbest_lists: dict | None, metrics: dict) -> None:
-    """Write the result files as one set: each atomically, with Ctrl-C held back until all are written."""
+def _write_results(folder: Path, texts: dict, nbest_lists: dict | None, no_answer: dict | None,
+                   metrics: dict) -> list[str]:
+    """Write the result files as one set: each atomically, with Ctrl-C held back until all are written;
+    returns their names."""
+    files = {"predictions.json": texts, "nbest.json": nbest_lists, "na_prob.json": no_answer, "metrics.json": metrics}
     with InterruptRequest() as interrupt:
-        write_json(folder / "predictions.json", texts)
-        if nbest_lists is not None:
-            write_json(folder / "nbest.json", nbest_lists)
-        write_json(folder / "metrics.json", metrics)
+        for name, payload in files.items():
+            if payload is not None:
+                write_json(folder / name, payload)
     if interrupt.requested:
         raise KeyboardInterrupt(f"interrupted after the complete results were written to {folder}")
+    return [name for name, payload in files.items() if payload is not None]

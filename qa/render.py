@@ -1,31 +1,44 @@
-"""Terminal rendering: the answer inside its passage, the attended spans highlighted by weight.
+"""Terminal and HTML rendering: the answer in its passage, the passage shaded by the answer's heat.
 
-The highlighted weights are the model's own attention weights from the forward pass that
-produced the answer (``AttentionMaps``), aggregated per passage token by ``ATTENTION_RULES``;
-contiguous tokens at or above twice the uniform weight are merged into spans. Text from the user
-is shown through ``visible``, so a passage can neither carry rich markup nor terminal escape codes.
+The heat is the answer's ``Heat`` (``qa.heat``): one attention view of the forward pass as a
+distribution over the passage tokens of the answer's window, on an absolute scale. A token's level
+is how many of ``LEVEL_RATIOS`` (1.5, 2, 3, 5 times the uniform weight) its weight reaches, so a
+flat distribution shows nothing. In colour, levels 1-4 are a light-to-dark blue background and the
+answer is black on orange (safe for colour-blind readers); without colour (``NO_COLOR`` or output
+that is not a terminal) nothing is styled, the answer is marked ``[[ ]]`` and a line of blocks
+`` ▂▄▆█`` under each line of the passage gives the level of the characters above it.
+
+Below the passage: the hottest spans, the evidence (the passage tokens and question words the
+answer's own tokens attended to, each weight labelled with its tokens) and, for a passage read in
+several windows, a one-line strip of where in the whole document the attention lies. ``export_html``
+writes the same rendering as a standalone HTML page. Text from the user is shown through
+``visible``, so a passage can carry neither rich markup nor terminal escape codes.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
 
 import numpy as np
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from qa.answers import AttentionMaps
+from qa.answers import Answer, Evidence, Heat
 from qa.errors import UserError
-from qa.tokenize import STOP_WORDS
+from qa.heat import LEVEL_RATIOS, VIEWS, levels
 
-ATTENTION_RULES = {
-    "general": "passage token i gets sum_j q_j * a_ij: its general attention a_ij over question word j, "
-               "weighted by the question self-attention q_j, normalised over the passage",
-    "self": "passage token i gets the mean self-attention that the answer's tokens pay to it",
-}
-ANSWER_STYLE = "bold black on green3"
-LEVEL_STYLES = ("on grey23", "on grey35", "on dark_goldenrod", "black on gold3", "black on yellow1")
+ATTENTION_CHOICES = (*VIEWS, "none")  # the values of ``--attention`` and chat's ``:attention``
+ANSWER_STYLE = "bold black on color(214)"  # orange
+# levels 1-4: light to dark blue
+HEAT_STYLES = ("black on color(153)", "black on color(75)", "white on color(26)", "bold white on color(18)")
+BLOCKS = " ▂▄▆█"  # levels 0-4 without colour
+SPAN_ROWS = 8
 # One character for one, so offsets still hold: C0 controls become their Unicode control pictures
 # (ESC shows as U+241B), carriage returns spaces, DEL U+2421 and C1 controls U+FFFD.
 _VISIBLE = {**{c: 0x2400 + c for c in range(0x20) if c not in (9, 10)}, 13: " ", 0x7F: 0x2421,
@@ -38,136 +51,230 @@ def visible(text: str) -> str:
 
 
 @dataclass
-class Highlight:
-    """An attended passage span: characters ``[start, end)``, its tokens' summed weight."""
+class Span:
+    """Contiguous passage tokens of level 1 or more: characters ``[start, end)``, their summed weight
+    and their highest ratio to the uniform weight."""
 
     start: int
     end: int
     weight: float
-    text: str
+    ratio: float
+
+    def to_dict(self, context: str) -> dict:
+        return {"text": context[self.start : self.end], "start": self.start, "end": self.end,
+                "weight": round(self.weight, 4), "max_ratio": round(self.ratio, 2)}
 
 
-def token_weights(maps: AttentionMaps, mode: str, answer_tokens: range) -> np.ndarray:
-    """(P,) weight per passage token under ``ATTENTION_RULES[mode]``; sums to 1."""
-    if mode == "general":
-        weights = maps.general @ maps.question  # (P, Q) @ (Q,) -> (P,)
-    elif mode == "self":
-        if maps.self_attention is None:
-            raise UserError("this model has no passage self-attention to show")
-        weights = maps.self_attention[list(answer_tokens)].mean(0)  # (P,)
-    else:
-        raise UserError(f"unknown attention view {mode!r}; choose general, self or none")
-    return weights / max(float(weights.sum()), 1e-12)
+def hot_spans(heat: Heat) -> list[Span]:
+    """Runs of contiguous tokens with level >= 1, heaviest first."""
+    ratio, hot = heat.ratio, levels(heat.ratio) > 0
+    spans = []
+    for is_hot, run in groupby(range(len(hot)), key=lambda i: bool(hot[i])):
+        if is_hot:
+            run = list(run)
+            spans.append(Span(heat.starts[run[0]], heat.ends[run[-1]], float(heat.weights[run].sum()),
+                              float(ratio[run].max())))
+    return sorted(spans, key=lambda s: -s.weight)
 
 
-def answer_token_range(maps: AttentionMaps, start: int, end: int) -> range:
-    """Indices of the passage tokens inside characters ``[start, end)``."""
-    inside = [i for i, (_, s, e) in enumerate(maps.passage_tokens) if s >= start and e <= end]
-    return range(inside[0], inside[-1] + 1) if inside else range(0)
+def _heat_style(ratio: float) -> str:
+    return HEAT_STYLES[int(levels(ratio)) - 1]
 
 
-def highlight_threshold(weights: np.ndarray) -> float:
-    """The weight a passage token needs to be highlighted: twice the uniform 1 / P, but never
-    above the heaviest token's, so a passage of one or two tokens still shows where it looked."""
-    return min(2.0 / max(len(weights), 1), float(weights.max(initial=0.0)))
+def character_levels(heat: Heat | None, region: tuple[int, int]) -> np.ndarray:
+    """Level 0..4 of each character of the passage region: that of the token holding it."""
+    first, last = region
+    shown = np.zeros(last - first, dtype=np.int64)
+    if heat is not None:
+        for start, end, level in zip(heat.starts, heat.ends, levels(heat.ratio)):
+            if level and start < last and end > first:
+                shown[max(start, first) - first : min(end, last) - first] = level
+    return shown
 
 
-def merge_spans(maps: AttentionMaps, weights: np.ndarray, context: str) -> list[Highlight]:
-    """Contiguous tokens with weight at or above ``highlight_threshold`` merged into spans, heaviest first."""
-    threshold = highlight_threshold(weights)
-    spans: list[Highlight] = []
-    run: list[int] = []
-    for i in list(range(len(weights))) + [None]:
-        if i is not None and weights[i] >= threshold:
-            run.append(i)
-            continue
-        if run:
-            start, end = maps.passage_tokens[run[0]][1], maps.passage_tokens[run[-1]][2]
-            spans.append(Highlight(start, end, float(weights[run].sum()), context[start:end]))
-            run = []
-    return sorted(spans, key=lambda h: -h.weight)
-
-
-def question_alignments(maps: AttentionMaps, context: str) -> list[tuple[str, str, float]]:
-    """For each content word of the question: the passage token that attends to it most, and that weight."""
-    rows = []
-    for j, (word, _, _) in enumerate(maps.question_tokens):
-        if word.lower() in STOP_WORDS or not any(c.isalnum() for c in word):
-            continue
-        i = int(maps.general[:, j].argmax())
-        _, start, end = maps.passage_tokens[i]
-        rows.append((word, context[start:end], float(maps.general[i, j])))
-    return rows
-
-
-def level(weight: float, highest: float) -> int:
-    """Style level 0..4 of a token weight relative to the heaviest token."""
-    return min(len(LEVEL_STYLES) - 1, int(len(LEVEL_STYLES) * weight / max(highest, 1e-12)))
-
-
-def passage_text(context: str, answer, maps: AttentionMaps | None, weights: np.ndarray | None,
-                 region: tuple[int, int], markers: bool) -> Text:
-    """The passage region as rich ``Text``: attended tokens styled by weight, the answer on top."""
+def passage_text(context: str, answer: Answer, region: tuple[int, int]) -> Text:
+    """The passage region as rich ``Text``: tokens shaded by heat level, the answer in its style on top."""
     first, last = region
     text = Text(visible(context[first:last]))
-    if maps is not None and weights is not None:
-        threshold, highest = highlight_threshold(weights), float(weights.max())
-        for (_, s, e), w in zip(maps.passage_tokens, weights):
-            if w >= threshold and s >= first and e <= last:
-                text.stylize(LEVEL_STYLES[level(float(w), highest)], s - first, e - first)
+    for level, run in groupby(enumerate(character_levels(answer.heat, region)), key=lambda c: int(c[1])):
+        run = list(run)
+        if level:
+            text.stylize(HEAT_STYLES[level - 1], run[0][0], run[-1][0] + 1)
     text.stylize(ANSWER_STYLE, answer.start - first, answer.end - first)
-    if markers:  # plain-text fallback: mark the answer where styles cannot be seen
-        text = Text.assemble(text[: answer.start - first], "[[", text[answer.start - first : answer.end - first],
-                             "]]", text[answer.end - first :])
     return text
 
 
-def passage_region(context: str, start: int, end: int, limit: int = 1200) -> tuple[int, int]:
-    """Characters to show: the whole passage if short, else ``limit`` characters around the answer."""
-    if len(context) <= limit:
-        return 0, len(context)
+def _columns(cells: list[tuple[str, int]]) -> int:
+    return sum(cell_len(c) for c, _ in cells)
+
+
+def _wrap(cells: list[tuple[str, int]], width: int) -> list[list[tuple[str, int]]]:
+    """(character, level) cells in lines of at most ``width`` terminal columns, broken at spaces
+    where possible (the spaces at a break are dropped) and at newlines."""
+    paragraphs: list[list[tuple[str, int]]] = [[]]
+    for cell in cells:
+        if cell[0] == "\n":
+            paragraphs.append([])
+        else:
+            paragraphs[-1].append(cell)
+    lines: list[list[tuple[str, int]]] = []
+    for paragraph in paragraphs:
+        line: list[tuple[str, int]] = []
+        used = 0
+        for is_space, chunk in groupby(paragraph, key=lambda c: c[0] == " "):
+            chunk = list(chunk)
+            size = _columns(chunk)
+            if used + size > width and line:
+                lines.append(line)
+                line, used = [], 0
+                if is_space:
+                    continue
+            for piece in [chunk] if size <= width else [[cell] for cell in chunk]:  # a word wider than a line is cut
+                step = _columns(piece)
+                if used + step > width and line:
+                    lines.append(line)
+                    line, used = [], 0
+                line += piece
+                used += step
+        lines.append(line)
+    return lines
+
+
+def plain_passage(context: str, answer: Answer, region: tuple[int, int], width: int) -> Text:
+    """The passage region without styles: the answer marked ``[[ ]]``, wrapped at ``width`` columns,
+    each line followed by its line of heat blocks when any character on it has a level."""
+    first, last = region
+    shown = visible(context[first:last]).replace("\t", " ")
+    level_of = character_levels(answer.heat, region)
+    a, b = answer.start - first, answer.end - first
+    cells = ([*zip(shown[:a], level_of[:a]), ("[", 0), ("[", 0), *zip(shown[a:b], level_of[a:b]), ("]", 0), ("]", 0),
+              *zip(shown[b:], level_of[b:])])
+    rows = []
+    for line in _wrap(cells, width):
+        rows.append("".join(c for c, _ in line))
+        blocks = "".join(BLOCKS[level] * cell_len(c) for c, level in line).rstrip()
+        if blocks:
+            rows.append(blocks)
+    return Text("\n".join(rows), no_wrap=True)
+
+
+def passage_region(context: str, start: int, end: int, limit: int = 1200,
+                   within: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Characters to show: all of ``within`` (default: the passage) if short, else ``limit``
+    characters of it around the answer at ``[start, end)``."""
+    low, high = within or (0, len(context))
+    if high - low <= limit:
+        return low, high
     middle = (start + end) // 2
-    first = max(0, min(middle - limit // 2, len(context) - limit))
-    last = min(len(context), first + limit)
-    while first > 0 and not context[first - 1].isspace() and first > middle - limit:
+    first = max(low, min(middle - limit // 2, high - limit))
+    last = min(high, first + limit)
+    while first > low and not context[first - 1].isspace() and first > middle - limit:
         first -= 1
-    while last < len(context) and not context[last].isspace() and last < middle + limit:
+    while last < high and not context[last].isspace() and last < middle + limit:
         last += 1
     return first, last
 
 
-def result_dict(question: str, context: str, answers: list, mode: str) -> dict:
-    """Machine-readable result: answers with offsets and scores, and the top attended spans."""
-    best = answers[0]
-    payload = {"question": question, "answer": best.text, "start": best.start, "end": best.end, "score": best.score,
+def document_strip(answer: Answer, length: int, width: int) -> tuple[str, int]:
+    """The document's ``length`` characters in ``width`` equal buckets, each the block of the highest
+    level of ``answer.document_heat`` among the tokens starting in it; and the answer's bucket."""
+    heat = answer.document_heat
+    buckets = np.zeros(width, dtype=np.int64)
+    np.maximum.at(buckets, np.asarray(heat.starts, dtype=np.int64) * width // length, levels(heat.ratio))
+    return "".join(BLOCKS[level] for level in buckets), answer.start * width // length
+
+
+def result_dict(question: str, context: str, answers: list[Answer], mode: str) -> dict:
+    """Machine-readable result: answers with offsets and scores (null when the reader abstains) and
+    the ``mode`` asked for; with attention, the top answer's heat (its view and each token's weight),
+    its hottest spans and its evidence."""
+    payload = {"question": question, "answer": None, "start": None, "end": None, "score": None,
                "answers": [a.to_dict() for a in answers], "attention": mode}
-    if mode != "none" and best.attention is not None:
-        weights = token_weights(best.attention, mode, answer_token_range(best.attention, best.start, best.end))
-        payload["attended_spans"] = [
-            {"text": h.text, "start": h.start, "end": h.end, "weight": round(h.weight, 4)}
-            for h in merge_spans(best.attention, weights, context)[:8]
-        ]
+    if not answers:
+        return payload
+    best = answers[0]
+    payload.update(answer=best.text, start=best.start, end=best.end, score=best.score)
+    if best.heat is not None:
+        payload["heat"] = best.heat.to_dict()
+        payload["attended_spans"] = [s.to_dict(context) for s in hot_spans(best.heat)[:SPAN_ROWS]]
+    if best.evidence is not None:
+        payload["evidence"] = best.evidence.to_dict()
     return payload
 
 
-def render(console: Console, question: str, context: str, answers: list, mode: str = "general") -> None:
-    """Print the answer and score, the passage with answer and attention, and the attention tables."""
-    if not answers:
-        console.print("[yellow]no answer found[/]")
-        return
+def _legend(view: str, plain: bool) -> Text:
+    """What the shading shows: the view's rule and what each level means."""
+    legend = Text.assemble(("heat", "bold"), f" ({view} view): {VIEWS[view]}\nlevels: ")
+    for k, ratio in enumerate(LEVEL_RATIOS, 1):
+        label = f"≥{ratio:g}x uniform" if k == 1 else f"≥{ratio:g}x"
+        swatch = Text(f"{BLOCKS[k]} {label}  ") if plain else Text.assemble((f" {label} ", HEAT_STYLES[k - 1]), " ")
+        legend.append_text(swatch)
+    answer = Text("  answer: [[ ]]") if plain else Text.assemble("  answer: ", (" answer ", ANSWER_STYLE))
+    return legend.append_text(answer)
+
+
+def _evidence_tables(evidence: Evidence) -> list[Table]:
+    """'The answer drew on' (passage tokens) and 'question words the answer aligned with'."""
+    tables = []
+    for rows, title, columns in (
+        (evidence.passage, "the answer drew on", ("passage token", "characters", "self-attention")),
+        (evidence.question, "question words the answer aligned with", ("question word", "characters",
+                                                                        "general attention")),
+    ):
+        if not rows:
+            continue
+        table = Table(title=title, title_justify="left", min_width=40)
+        for column in columns:
+            table.add_column(column, justify="left" if column == columns[0] else "right")
+        for token, start, end, weight in rows:
+            table.add_row(Text(visible(token)), f"{start}-{end}", f"{weight:.3f}")
+        tables.append(table)
+    return tables
+
+
+def _spans_table(heat: Heat, context: str) -> Table | Text:
+    """The hottest spans of ``hot_spans`` with their weight and highest ratio, or a line saying there are none."""
+    spans = hot_spans(heat)[:SPAN_ROWS]
+    if not spans:
+        return Text(f"no passage token reaches {LEVEL_RATIOS[0]:g}x the uniform weight: "
+                    f"the {heat.view} view is flat here")
+    table = Table(title=f"most attended spans ({heat.view} view)", title_justify="left", min_width=40)
+    for column in ("span", "characters", "weight", "max x uniform"):
+        table.add_column(column, justify="left" if column == "span" else "right")
+    for span in spans:
+        table.add_row(Text(visible(context[span.start : span.end]), _heat_style(span.ratio)),
+                      f"{span.start}-{span.end}", f"{span.weight:.3f}", f"{span.ratio:.1f}")
+    return table
+
+
+def _strip_lines(answer: Answer, context: str, width: int) -> list[Text]:
+    """The label, the strip and the answer's marker line of ``document_strip``."""
+    strip, column = document_strip(answer, len(context), width)
+    label = (f"where the reader looked across the document ({answer.document_heat.view} view, highest level "
+             f"per 1/{width} of its {len(context):,} characters; ▲ the answer):")
+    return [Text(label, style="bold"), Text(strip, no_wrap=True),
+            Text.assemble(" " * column, ("▲", "bold color(214)"), no_wrap=True)]
+
+
+def _answer_parts(console: Console, question: str, context: str, answers: list[Answer], plain: bool) -> list:
     best = answers[0]
-    maps = best.attention if mode != "none" else None
-    weights = None
-    if maps is not None:
-        weights = token_weights(maps, mode, answer_token_range(maps, best.start, best.end))
-    region = passage_region(context, best.start, best.end)
-    plain = console.no_color or not console.is_terminal
+    several = best.document_heat is not None
+    window = (best.heat.starts[0], best.heat.ends[-1]) if several and best.heat is not None else None
+    region = passage_region(context, best.start, best.end, within=window)
     header = Text.assemble(("Question: ", "bold"), visible(question), "\n", ("Answer: ", "bold"),
-                           (visible(best.text), ANSWER_STYLE if not plain else "bold"),
+                           (visible(best.text), ANSWER_STYLE),
                            f"   score {best.score:.3f}   characters {best.start}-{best.end}")
-    where = "" if region == (0, len(context)) else f" (characters {region[0]:,}-{region[1]:,} of {len(context):,})"
-    parts = [header, Panel(passage_text(context, best, maps, weights, region, plain),
-                           title=f"passage{where}", title_align="left")]
+    title = "passage"
+    if region != (0, len(context)):
+        title += f", characters {region[0]:,}-{region[1]:,} of {len(context):,}"
+    if window:
+        title += f", the answer's window {window[0]:,}-{window[1]:,}"
+    body = plain_passage(context, best, region, console.width - 4) if plain else passage_text(context, best, region)
+    parts = [header, Panel(body, title=title, title_align="left")]
+    if best.heat is not None:
+        parts.append(_legend(best.heat.view, plain))
+    if several:
+        parts += _strip_lines(best, context, console.width)
     if len(answers) > 1:
         alternatives = Table(title="alternatives", title_justify="left")
         for column in ("#", "answer", "score", "characters"):
@@ -175,21 +282,47 @@ def render(console: Console, question: str, context: str, answers: list, mode: s
         for rank, answer in enumerate(answers[1:], 2):
             alternatives.add_row(str(rank), Text(visible(answer.text)), f"{answer.score:.3f}", f"{answer.start}-{answer.end}")
         parts.append(alternatives)
-    if maps is not None:
-        spans = Table(title=f"most attended spans ({mode} attention)", title_justify="left", min_width=40)
-        spans.add_column("span")
-        spans.add_column("characters", justify="right")
-        spans.add_column("weight", justify="right")
-        highlights = merge_spans(maps, weights, context)[:8]
-        for highlight in highlights:
-            style = "" if plain else LEVEL_STYLES[level(highlight.weight, highlights[0].weight)]
-            spans.add_row(Text(visible(highlight.text), style), f"{highlight.start}-{highlight.end}", f"{highlight.weight:.3f}")
-        parts += [spans, Text(f"weights: {ATTENTION_RULES[mode]}", style="dim")]
-        aligned = Table(title="question words -> passage token attending to them most", title_justify="left",
-                        min_width=40)
-        for column in ("question word", "passage token", "weight"):
-            aligned.add_column(column, justify="right" if column == "weight" else "left")
-        for word, phrase, weight in question_alignments(maps, context):
-            aligned.add_row(Text(visible(word)), Text(visible(phrase)), f"{weight:.3f}")
-        parts.append(aligned)
-    console.print(Group(*parts))
+    if best.heat is not None:
+        parts.append(_spans_table(best.heat, context))
+    if best.evidence is not None:
+        parts += _evidence_tables(best.evidence)
+    return parts
+
+
+class _Unstyled:
+    """A renderable drawn without any style, so no escape code reaches the output."""
+
+    def __init__(self, renderable):
+        self.renderable = renderable
+
+    def __rich_console__(self, console, options):
+        yield from Segment.strip_styles(console.render(self.renderable, options))
+
+
+def render(console: Console, question: str, context: str, answers: list[Answer]) -> None:
+    """Print the answer and score, the passage with answer and heat, and the attention tables;
+    without colour (``console.no_color`` or not a terminal) without any style."""
+    plain = console.no_color or not console.is_terminal
+    parts = [Text("the reader found no answer")]
+    if answers:
+        parts = _answer_parts(console, question, context, answers, plain)
+    console.print(_Unstyled(Group(*parts)) if plain else Group(*parts))
+
+
+def export_html(path: str, question: str, context: str, answers: list[Answer], width: int) -> None:
+    """Write the coloured rendering as a standalone HTML page to ``path``, atomically; a path that
+    cannot be written is a ``UserError``."""
+    from qa.checkpoint import write_text
+
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{path}: is a folder, not a file")
+    if not target.parent.is_dir():
+        raise UserError(f"{path}: the folder {target.parent} does not exist")
+    console = Console(record=True, file=io.StringIO(), force_terminal=True, color_system="truecolor", no_color=False,
+                      width=width)  # coloured even under NO_COLOR, which is about terminals
+    render(console, question, context, answers)
+    try:
+        write_text(target, console.export_html(inline_styles=True))
+    except OSError as error:
+        raise UserError(f"{path}: cannot write ({error.strerror})") from None

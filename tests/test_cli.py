@@ -7,6 +7,8 @@ import sys
 import pytest
 
 from qa.cli import main
+from qa.heat import DEFAULT_VIEW, VIEWS
+from qa.render import ATTENTION_CHOICES
 
 PASSAGE = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
            "a region in France. They were led by Rollo, a Viking chieftain.")
@@ -36,6 +38,11 @@ def test_ask_json_gives_the_answer_with_its_offsets(capsys):
     assert result["answer"] == "Rollo" and PASSAGE[result["start"] : result["end"]] == "Rollo"
     assert len(result["answers"]) == 3 and result["answers"][0]["answer"] == "Rollo"
     assert [a["score"] for a in result["answers"]] == sorted((a["score"] for a in result["answers"]), reverse=True)
+    assert result["attention"] == result["heat"]["view"] == DEFAULT_VIEW
+    assert abs(sum(t["weight"] for t in result["heat"]["tokens"]) - 1) < 1e-3
+    for side, text in (("passage", PASSAGE), ("question", "Who led the Normans?")):
+        rows = result["evidence"][side]
+        assert rows and all(text[r["start"] : r["end"]] == r["text"] for r in rows)
 
 
 @pytest.mark.parametrize(
@@ -142,12 +149,28 @@ class _FakeReader:
         raise ValueError("internal")
 
 
-def _chat(monkeypatch, lines: str):
+class _AnsweringReader:
+    """Stands in for a model: answers "Rollo" with a hand-made heat, and records its options."""
+
+    options: dict = {}
+
+    def answer(self, question, passage, **options):
+        import numpy as np
+
+        from qa.answers import Answer, Heat
+
+        _AnsweringReader.options = options
+        start = passage.index("Rollo")
+        heat = Heat(options["attention_view"], [start], [start + 5], np.ones(1, dtype=np.float32))
+        return [Answer("Rollo", start, start + 5, 0.9, heat=heat if options["with_attention"] else None)]
+
+
+def _chat(monkeypatch, lines: str, reader=_FakeReader):
     import io
 
     from qa.chat import Chat
 
-    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None: _FakeReader()))
+    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None: reader()))
     monkeypatch.setattr("sys.stdin", io.StringIO(lines))
     return Chat(None, None)
 
@@ -162,6 +185,24 @@ def test_chat_reports_a_bad_line_and_goes_on(monkeypatch, capsys, tmp_path):
                     "unknown attention view 'sideways'", "none.txt: no such file"):
         assert f"error: {message}" in out
     assert "Warsaw is in Poland." in out  # :show ran after the errors
+
+
+def test_chat_cycles_the_views_and_writes_the_last_answer_as_html(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    page = tmp_path / "rollo.html"
+    cycle = ":attention\n" * len(ATTENTION_CHOICES)
+    chat = _chat(monkeypatch, f"{PASSAGE}\n\n:html rollo.html\n:attention none\nWho led them?\n{cycle}"
+                              f":html\n:html rollo.html\n:html .\n:help\n", _AnsweringReader)
+    assert chat.attention == DEFAULT_VIEW
+    assert chat.run() == 0
+    out = capsys.readouterr().out
+    assert "error: no answer to write yet: ask a question first" in out and "error: :html needs a FILE" in out
+    assert _AnsweringReader.options == {"with_attention": False, "attention_view": "none"}
+    views = re.findall(r"^attention view: (\S+)", out, re.M)
+    assert views == ["none", *ATTENTION_CHOICES] and ATTENTION_CHOICES == (*VIEWS, "none")  # round to none again
+    assert "Rollo" in page.read_text(encoding="utf-8") and "wrote rollo.html" in out
+    assert "error: .: is a folder, not a file" in out
+    assert ":html FILE" in out  # documented in :help
 
 
 def test_chat_lets_an_internal_error_propagate(monkeypatch):
@@ -179,3 +220,35 @@ def test_a_passage_over_the_limit_is_refused(monkeypatch, capsys):
     monkeypatch.setattr("qa.inputs.MAX_PASSAGE_CHARS", 10)
     assert main(["ask", "Who?", "--context", "x" * 11]) == 2
     assert "the passage has 11 characters; the limit is 10" in capsys.readouterr().err
+
+
+def test_ask_writes_the_rendering_as_html(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None: _AnsweringReader()))
+    page = tmp_path / "answer.html"
+    assert main(["ask", "Who led the Normans?", "--context", PASSAGE, "--attention", "self", "--html", str(page)]) == 0
+    assert _AnsweringReader.options == {"top_k": 1, "with_attention": True, "attention_view": "self"}
+    assert _answer_line(capsys.readouterr().out) == "Rollo"
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "self view" in html and "background-color: #ffaf00" in html
+
+
+@pytest.mark.parametrize("where, message", [("missing/answer.html", "missing/answer.html: the folder"),
+                                            (".", ".: is a folder, not a file")])
+def test_an_unwritable_html_file_is_one_line_and_the_answer_is_still_printed(monkeypatch, tmp_path, capsys, where,
+                                                                           message):
+    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None: _AnsweringReader()))
+    monkeypatch.chdir(tmp_path)
+    assert main(["ask", "Who led the Normans?", "--context", PASSAGE, "--html", where]) == 2
+    captured = capsys.readouterr()
+    assert _answer_line(captured.out) == "Rollo"
+    assert message in captured.err and len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, view", [([], DEFAULT_VIEW), (["--attention", "general"], "general"),
+                                        (["--attention", "none"], None)])
+def test_evaluate_passes_the_attention_view(monkeypatch, argv, view):
+    calls = []
+    monkeypatch.setattr("qa.evaluation.run_evaluation", lambda *args, **kwargs: calls.append(kwargs))
+    assert main(["evaluate", "dev.json", *argv]) == 0
+    assert calls[0]["attention_view"] == view

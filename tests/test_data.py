@@ -138,3 +138,24 @@ def test_a_boolean_answer_start_is_not_a_position(tmp_path):
     bad = {"id": "b", "question": "q?", "answers": [{"text": "bc", "answer_start": True}]}
     with pytest.raises(DataError, match="answer without 'text' and 'answer_start'"):
         load_squad(_questions_file(tmp_path, [bad]))
+
+
+def test_squad_v2_records_load_and_contradictions_are_named(tmp_path):
+    from qa.data import DataError, has_unanswerable
+
+    context = "Warsaw is in Poland."
+    good = [{"id": "a", "question": "Where is Warsaw?", "answers": [{"text": "Poland", "answer_start": 13}],
+             "is_impossible": False},
+            {"id": "b", "question": "Who founded Warsaw?", "answers": [], "is_impossible": True}]
+    bad = {"id": "c", "question": "When?", "answers": [], "is_impossible": False}
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": good}]}]}))
+    records = load_squad(str(path))
+    assert has_unanswerable(records) and list(records["answers"])[1] == {"text": [], "answer_start": []}
+    assert not has_unanswerable(records.select([0]))
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": good + [bad]}]}]}))
+    with pytest.raises(DataError, match="question 2: is_impossible is False but the question has 0 answers"):
+        load_squad(str(path))
+    skipped = Counter()
+    assert len(load_squad(str(path), lenient=True, skipped=skipped)) == 2
+    assert skipped == {"is_impossible contradicts the answers": 1}

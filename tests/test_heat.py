@@ -55,13 +55,13 @@ def test_each_view_is_the_quantity_it_names():
 
 
 def test_levels_are_ratios_to_uniform_so_flat_shows_nothing():
-    assert levels(np.array([0.5, 1.0, 1.99, 2.0, 4.0, 7.9, 8.0, 16.0, 100.0])).tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 4]
+    assert levels(np.array([0.5, 1.0, 1.49, 1.5, 2.0, 2.9, 3.0, 5.0, 100.0])).tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 4]
     flat = Heat("question", list(range(10)), list(range(1, 11)), np.full(10, 0.1, dtype=np.float32))
     assert levels(flat.ratio).max() == 0
     start = CONTEXT.index("Vistula River")
     heat = heat_of(_maps(), "question", start, start + len("Vistula River"))
     assert heat.ratio[11] == pytest.approx(0.5 * len(heat.weights))  # 7.5x uniform over 15 tokens
-    assert levels(heat.ratio)[11] == 2
+    assert levels(heat.ratio)[11] == 4
 
 
 def test_evidence_labels_every_weight_with_its_tokens():

@@ -51,3 +51,19 @@ def test_unicode_is_kept_as_the_official_script_does():
     assert [s["exact_match"] for s in scores["per_question"]] == [1.0, 0.0, 1.0]
     # q1: prediction ["hello"] vs gold ["\u201chello\u201d"]: no common token -> F1 0.
     assert [s["f1"] for s in scores["per_question"]] == [1.0, 0.0, 1.0]
+
+
+def test_squad_v2_figures_by_hand():
+    refs = [{"id": "a", "answers": {"text": ["Rollo"], "answer_start": [0]}},
+            {"id": "b", "answers": {"text": [], "answer_start": []}},
+            {"id": "c", "answers": {"text": [], "answer_start": []}},
+            {"id": "d", "answers": {"text": ["France"], "answer_start": [0]}}]
+    predictions = {"a": "Rollo", "b": "", "c": "Paris", "d": "Spain"}
+    probability = {"a": 0.1, "b": 0.9, "c": 0.6, "d": 0.3}
+    scores = squad_scores(predictions, refs, no_answer_probability=probability)
+    assert (scores["exact"], scores["HasAns_exact"], scores["NoAns_exact"]) == (50.0, 50.0, 50.0)
+    assert (scores["HasAns_total"], scores["NoAns_total"], scores["total"]) == (2, 2, 4)
+    # abstaining on all scores 2 of 4; answering "a" (p 0.1) adds 1, "d" (0.3) adds 0,
+    # "c" (0.6, wrongly answered) takes 1 away, "b" (0.9, empty prediction) changes nothing
+    assert (scores["best_exact"], scores["best_exact_thresh"]) == (75.0, 0.1)
+    assert scores["best_f1"] == 75.0
