@@ -16,9 +16,11 @@ from qa.heat import DEFAULT_VIEW
 from qa.inputs import checked_passage, read_text_file
 from qa.render import ATTENTION_CHOICES, export_html, render, visible
 
+PASSAGE_END = "."  # the line that ends a pasted passage
 HELP = f"""commands:
   :help                      this list
-  :passage                   paste a new passage (end it with an empty line)
+  :passage                   paste a new passage, empty lines and all; end it with a line holding
+                             only "." (or end of input)
   :file PATH                 load a new passage from a UTF-8 text file
   :show                      print the current passage
   :attention [{'|'.join(ATTENTION_CHOICES)}]   choose the attention view (no argument: the next one)
@@ -47,13 +49,15 @@ class Chat:
             return None
 
     def _read_passage(self) -> str | None:
-        """Lines up to an empty line (or end of input) as the new passage."""
+        """Lines up to a line holding only "." (or end of input) as the new passage: a pasted
+        document keeps its empty lines."""
         if self.interactive:
-            self.console.print("[dim]paste the passage, then an empty line:[/]")
+            self.console.print('[dim]paste the passage, then a line with only "." on it:[/]')
         lines = []
-        while (line := self._input("")) is not None and line.strip():
+        while (line := self._input("")) is not None and line.strip() != PASSAGE_END:
             lines.append(line)
-        return "\n".join(lines) if lines else None
+        text = "\n".join(lines).strip("\n")
+        return text if text.strip() else None
 
     def _set_passage(self, text: str | None) -> None:
         if text is None:

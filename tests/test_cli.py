@@ -191,7 +191,7 @@ def test_chat_cycles_the_views_and_writes_the_last_answer_as_html(monkeypatch, c
     monkeypatch.chdir(tmp_path)
     page = tmp_path / "rollo.html"
     cycle = ":attention\n" * len(ATTENTION_CHOICES)
-    chat = _chat(monkeypatch, f"{PASSAGE}\n\n:html rollo.html\n:attention none\nWho led them?\n{cycle}"
+    chat = _chat(monkeypatch, f"{PASSAGE}\n.\n:html rollo.html\n:attention none\nWho led them?\n{cycle}"
                               f":html\n:html rollo.html\n:html .\n:help\n", _AnsweringReader)
     assert chat.attention == DEFAULT_VIEW
     assert chat.run() == 0
@@ -206,7 +206,7 @@ def test_chat_cycles_the_views_and_writes_the_last_answer_as_html(monkeypatch, c
 
 
 def test_chat_lets_an_internal_error_propagate(monkeypatch):
-    chat = _chat(monkeypatch, "Warsaw is in Poland.\n\nWhere is Warsaw?\n")
+    chat = _chat(monkeypatch, "Warsaw is in Poland.\n.\nWhere is Warsaw?\n")
     with pytest.raises(ValueError, match="internal"):
         chat.run()
 
