@@ -95,7 +95,7 @@ class SpanLogits:
 @dataclass
 class Answer:
     """One answer: ``context[start:end] == text``; ``score`` is p(start) * p(end) at the model's
-    calibrated temperature, within the window the answer was read from."""
+    calibrated temperature, the softmaxes taken over the whole passage (all its windows together)."""
 
     text: str
     start: int

@@ -4,12 +4,15 @@ terminal, ``qa evaluate``, ``qa calibrate`` and training's dev evaluation.
 Each passage is cut into windows of at most ``window_tokens`` tokens (a passage that fits is one
 window) and each question to its first ``max_question_tokens`` tokens. Every (question, window)
 pair is a row; rows sorted by window length are read in batches, each window and each question
-encoded once. A question's answers from all its windows are merged, each character span once.
+encoded once. A question's answers from all its windows are merged, each character span once, and
+scored under one start and one end softmax over the whole passage: each token's logit comes from
+the window that owns it (overlaps split at their middle), so scores compare across windows.
 Under ``torchrun`` the batches are dealt out to the ranks and the answers gathered: every row
 sits in the same batch as in one process, so the results are the same bits.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Callable
 
@@ -78,6 +81,7 @@ class _Plan:
     windows: list[Tokens]
     window_passage: list[int]  # passage index of each window
     window_first: list[int]  # index in its passage of each window's first token
+    window_owned: list[tuple[int, int]]  # [lo, hi) of the window's own tokens: overlaps split at their middle
     several: set[int]  # passages read in more than one window
     rows: list[tuple[int, int]]  # (query index, window index)
 
@@ -86,6 +90,7 @@ def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOp
     windows: list[Tokens] = []
     owners: list[int] = []
     firsts: list[int] = []
+    owned: list[tuple[int, int]] = []
     window_range: dict[int, range] = {}  # passage index -> indices of its windows
     for passage in dict.fromkeys(q.passage for q in queries):
         tokens = passage_tokens[passage]
@@ -94,10 +99,18 @@ def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOp
         windows += split_windows(tokens, options.window_tokens, options.window_stride)
         owners += [passage] * len(starts)
         firsts += starts
+        owned += _owned_ranges(starts, options.window_tokens, len(tokens))
     rows = [(q, w) for q, query in enumerate(queries) for w in window_range[query.passage]]
     rows.sort(key=lambda row: len(windows[row[1]]))  # stable: ties keep question order
     several = {p for p, indices in window_range.items() if len(indices) > 1}
-    return _Plan(windows, owners, firsts, several, rows)
+    return _Plan(windows, owners, firsts, owned, several, rows)
+
+
+def _owned_ranges(starts: list[int], size: int, length: int) -> list[tuple[int, int]]:
+    """For windows starting at ``starts``, the local ``[lo, hi)`` of the tokens each one owns: every
+    token once, an overlap split at its middle, so a passage-wide softmax counts each token once."""
+    cuts = [0] + [(following + previous + size) // 2 for previous, following in zip(starts, starts[1:])] + [length]
+    return [(cuts[k] - start, min(cuts[k + 1], start + size) - start) for k, start in enumerate(starts)]
 
 
 def _token_triples(tokens: Tokens) -> list[tuple[str, int, int]]:
@@ -123,7 +136,8 @@ def _passage_softmax(scores: torch.Tensor) -> torch.Tensor:
 
 def _row_answers(output: ReaderOutput, spans, row: int, context: str, window: Tokens, question: Tokens,
                  options: ReadingOptions) -> list[Answer]:
-    """The valid spans of one row as answers with character offsets into ``context``."""
+    """The valid spans of one row as answers with character offsets into ``context``, scored by
+    their logit sum over the temperature (the log of the score up to the passage's normaliser)."""
     found = spans.of_row(row)
     if not found:
         return []
@@ -135,10 +149,13 @@ def _row_answers(output: ReaderOutput, spans, row: int, context: str, window: To
         logits = SpanLogits(start.numpy().copy(), end.numpy().copy(), float(start[best_start] + end[best_end]))
     view = options.heat_view
     shared_heat = heat_of(maps, view, 0, 0) if view and view not in ANSWER_DEPENDENT_VIEWS else None
+    start_logits, end_logits = output.start_logits[row].tolist(), output.end_logits[row].tolist()
     answers = []
-    for first, last, score in found:
+    for first, last, _ in found:
         begin, finish = window.starts[first], window.ends[last]
-        answer = Answer(context[begin:finish], begin, finish, score, logits=logits)
+        # the log of the score before the passage-wide normaliser is known (see ``read``)
+        raw = (start_logits[first] + end_logits[last]) / options.temperature
+        answer = Answer(context[begin:finish], begin, finish, raw, logits=logits)
         if view:
             answer.heat = shared_heat or heat_of(maps, view, begin, finish)
         if options.with_attention:
@@ -164,6 +181,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     encoded_questions: dict[int, EncodedText] = {}
     best: dict[int, list[Answer]] = {}  # query index -> its best answers so far (memory: top_k each)
     documents: dict[int, np.ndarray] = {}  # query index -> max heat ratio per passage token (several windows)
+    normalisers: dict[int, tuple[float, float]] = {}  # query index -> log-sum-exp of start and end logits
     batches = [plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)]
     done = 0
     for rows in world.shard(batches):
@@ -179,7 +197,12 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
                                  for f in fields(output)})
         spans = best_spans(output.start_logits, output.end_logits, batch.passage_mask.cpu(), options.max_answer_len,
                            options.top_k, options.temperature)
+        scaled_start = output.start_logits.float() / options.temperature
+        scaled_end = output.end_logits.float() / options.temperature
         for b, (q, w) in enumerate(rows):
+            lo, hi = plan.window_owned[w]
+            row_norm = (float(scaled_start[b, lo:hi].logsumexp(0)), float(scaled_end[b, lo:hi].logsumexp(0)))
+            normalisers[q] = _log_add(normalisers.get(q), row_norm)
             passage = plan.window_passage[w]
             found = _row_answers(output, spans, b, passages[passage], plan.windows[w], questions[q], options)
             best[q] = merge_ranked(best.get(q, []) + found, options.top_k)
@@ -192,17 +215,29 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
             progress(done, len(plan.rows))
     merged: dict[int, list[Answer]] = {}
     merged_documents: dict[int, np.ndarray] = {}
-    for part, part_documents in world.gather((best, documents)):
+    merged_normalisers: dict[int, tuple[float, float]] = {}
+    for part, part_documents, part_normalisers in world.gather((best, documents, normalisers)):
         for q, found in part.items():
             merged[q] = merge_ranked(merged.get(q, []) + found, options.top_k)
         for q, document in part_documents.items():
             merged_documents[q] = np.maximum(merged_documents.get(q, document), document)
+        for q, norm in part_normalisers.items():
+            merged_normalisers[q] = _log_add(merged_normalisers.get(q), norm)
+    for q, found in merged.items():  # p(start) * p(end) under softmaxes over the whole passage
+        start_norm, end_norm = merged_normalisers[q]
+        for answer in found:
+            answer.score = math.exp(answer.score - start_norm - end_norm)
     for q, document in merged_documents.items():
         tokens = passage_tokens[queries[q].passage]
         heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document)
         for answer in merged.get(q, []):
             answer.document_heat = heat
     return [Prediction(query.id, merged.get(q, [])) for q, query in enumerate(queries)]
+
+
+def _log_add(total: tuple[float, float] | None, part: tuple[float, float]) -> tuple[float, float]:
+    """Pairwise log(exp(a) + exp(b)), ``total`` None meaning nothing yet."""
+    return part if total is None else (float(np.logaddexp(total[0], part[0])), float(np.logaddexp(total[1], part[1])))
 
 
 def read_examples(net: ReaderNet, batcher: Batcher, data: PreparedSet, options: ReadingOptions = ReadingOptions(),

@@ -1,7 +1,7 @@
 """The public API: ``Reader.load()`` and ``reader.answer(question, context)``.
 
-``Answer.score`` is p(start) * p(end) under the model's start and end softmaxes over the passage
-(over its window, for a passage longer than one window), at the model's calibrated temperature.
+``Answer.score`` is p(start) * p(end) under the model's start and end softmaxes over the whole
+passage (one softmax over all its windows), at the model's calibrated temperature.
 """
 from __future__ import annotations
 

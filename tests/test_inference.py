@@ -2,6 +2,7 @@
 passages are read in windows, every text is encoded once, and two processes under torchrun write
 the files one process writes."""
 import json
+import math
 import random
 import subprocess
 import sys
@@ -16,9 +17,9 @@ from qa.cli import main
 from qa.inference import Query, ReadingOptions, read
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.reader import Reader
-from qa.tokenize import tokenize
+from qa.tokenize import Tokens, tokenize
 from qa.vocab import Vocabulary
-from qa.windows import merge_ranked
+from qa.windows import merge_ranked, window_starts
 
 FILLER = "The committee met again in the spring and discussed the budget for the coming years at length. "
 
@@ -82,22 +83,49 @@ def test_each_window_and_each_question_is_encoded_once(tiny, monkeypatch):
         assert all(passage[a.start : a.end] == a.text for a in prediction.answers)
 
 
-def test_the_answers_of_windows_read_together_equal_the_best_of_each_window_alone(tiny):
+def test_windows_share_one_softmax_over_the_passage(tiny):
     net, batcher = tiny
-    passage = FILLER * 12
-    tokens, question = tokenize(passage), tokenize("What did the committee discuss?")
-    options = ReadingOptions(window_tokens=100, window_stride=60, top_k=3)
-    [together] = read(net, batcher, [passage], [tokens], [Query("q", question, 0)], options)
-    alone = []
-    for first in (0, 60, 116):  # the windows' first tokens (the last one ends at the passage's end)
-        window = type(tokens)(*(values[first : first + 100] for values in
-                                (tokens.words, tokens.lemmas, tokens.starts, tokens.ends)))
-        [part] = read(net, batcher, [passage], [window], [Query("q", question, 0)],
-                      ReadingOptions(window_tokens=400, window_stride=300, top_k=3))
-        alone += part.answers
-    expected = merge_ranked(alone, 3)
-    assert [(a.start, a.end) for a in together.answers] == [(a.start, a.end) for a in expected]
-    assert [a.score for a in together.answers] == pytest.approx([a.score for a in expected], rel=1e-5)
+    passage = " ".join(str(1000 + 7 * i) for i in range(216))  # distinct tokens: no ties between windows
+    tokens, question = tokenize(passage), tokenize("Which number comes after 1700?")
+    [together] = read(net, batcher, [passage], [tokens], [Query("q", question, 0)],
+                      ReadingOptions(window_tokens=100, window_stride=60, top_k=3))
+    # by hand: every window alone, each token's logits taken from the one window that owns it
+    starts = window_starts(len(tokens), 100, 60)
+    assert starts == [0, 60, 116]
+    owned = [(0, 80), (20, 78), (22, 100)]  # global cuts at 80 and 138, the middles of the overlaps
+    logits, kept_start, kept_end = [], [], []
+    for first, (lo, hi) in zip(starts, owned):
+        window = Tokens(*(values[first : first + 100] for values in
+                          (tokens.words, tokens.lemmas, tokens.starts, tokens.ends)))
+        with torch.inference_mode():
+            output = net(batcher.batch([window], [question]))
+        start, end = output.start_logits[0].double(), output.end_logits[0].double()
+        logits.append((first, start, end))
+        kept_start.append(start[lo:hi])
+        kept_end.append(end[lo:hi])
+    normaliser = float(torch.cat(kept_start).logsumexp(0) + torch.cat(kept_end).logsumexp(0))
+    spans = {}
+    for first, start, end in logits:
+        for i in range(len(start)):
+            for j in range(i, min(i + 15, len(start))):
+                key = (tokens.starts[first + i], tokens.ends[first + j])
+                spans[key] = max(spans.get(key, -math.inf), float(start[i] + end[j]))
+    expected = sorted(spans.items(), key=lambda item: -item[1])[:3]
+    assert [(a.start, a.end) for a in together.answers] == [key for key, _ in expected]
+    assert [a.score for a in together.answers] == pytest.approx([math.exp(v - normaliser) for _, v in expected],
+                                                                rel=1e-3)
+
+
+def test_two_strides_give_the_same_best_answer_with_close_scores():
+    shipped = Reader.load()
+    long = _payload_with_a_long_passage()["data"][-1]["paragraphs"][0]
+    best = []
+    for size, stride in ((400, 300), (400, 200), (300, 250)):
+        reader = Reader(shipped.net, shipped.batcher, None, window_tokens=size, window_stride=stride,
+                        temperature=shipped.temperature)
+        best.append(reader.answer("Who designed the bridge over the Vistula?", long["context"])[0])
+    assert {a.text for a in best} == {"Anna Kowalska"}
+    assert max(a.score for a in best) - min(a.score for a in best) < 0.02
 
 
 def test_merging_does_not_depend_on_the_order_answers_arrive_in():
