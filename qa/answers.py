@@ -84,11 +84,12 @@ class Evidence:
 
 @dataclass
 class SpanLogits:
-    """Raw start/end logits over one window's tokens and the logit sum of its top span, from which
-    the top answer's score at any temperature follows (see ``qa.calibration``)."""
+    """Raw start/end logits over the passage's tokens (each from the window that owns it) and the
+    logit sum of the top span, from which the top answer's score at any temperature follows (see
+    ``qa.calibration``)."""
 
-    start: np.ndarray  # (P,)
-    end: np.ndarray  # (P,)
+    start: np.ndarray  # (passage tokens,)
+    end: np.ndarray  # (passage tokens,)
     best: float  # start[i] + end[j] of the top span
 
 
@@ -105,7 +106,7 @@ class Answer:
     logits: SpanLogits | None = field(default=None, repr=False)  # with ``with_logits=True`` (calibration)
     heat: Heat | None = field(default=None, repr=False)  # with ``heat_view``: where the model looked
     evidence: Evidence | None = field(default=None, repr=False)  # with ``with_attention=True``
-    # with ``with_attention=True`` and a passage of several windows: the heat of all of them
+    # with ``with_attention=True``, a heat view and a passage of several windows: the heat of all of them
     document_heat: DocumentHeat | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:

@@ -80,8 +80,9 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     options = replace(reader.options, batch_size=batch_size, temperature=1.0, with_logits=True)
     with console.status(f"reading {len(records)} questions"):
         predictions = read_examples(reader.net, reader.batcher, prepare(records), options)
-    answered = [p for p in predictions if p.answers]
     references = {i: a for i, a in zip(records["id"], records["answers"])}
+    # is the top answer right? asked of answerable questions only, as qa evaluate's ECE is
+    answered = [p for p in predictions if p.answers and references[p.id]["text"]]
     correct = [q["exact_match"] for q in squad_scores(best_texts(answered), [{"id": p.id, "answers": references[p.id]}
                                                                              for p in answered],
                                                       per_question=True)["per_question"]]

@@ -135,6 +135,8 @@ def _load_records(source: str, split: str, lenient: bool, skipped: Counter | Non
             payload = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise DataError(f"{source}: not a UTF-8 JSON file ({error})") from None
+        except OSError as error:
+            raise DataError(f"{source}: cannot read ({error.strerror})") from None
         columns, counts = _flatten(payload, source, lenient)
         if skipped is not None:
             skipped.update(counts)

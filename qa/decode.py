@@ -24,18 +24,18 @@ class Spans:
 
 
 def best_spans(start_logits: torch.Tensor, end_logits: torch.Tensor, mask: torch.Tensor,
-               max_answer_len: int = 15, top_k: int = 1, temperature: float = 1.0) -> Spans:
+               max_answer_len: int = 15, top_k: int = 1) -> Spans:
     """Top-k spans per row of (B, P) logits under a (B, P) bool mask of real tokens.
 
-    Scores are p(start) * p(end), the softmaxes of logits / ``temperature`` over the row's real
-    tokens (the temperature changes scores, never the ranking). Validity is decided on the log
-    scores, so a span is never lost to underflow and an impossible span is never returned as valid.
+    Scores are p(start) * p(end), the softmaxes of the logits over the row's real tokens. Validity
+    is decided on the log scores, so a span is never lost to underflow and an impossible span is
+    never returned as valid.
     """
     if max_answer_len < 1 or top_k < 1:
         raise ValueError("max_answer_len and top_k must be at least 1")
     neg = torch.finfo(start_logits.dtype).min
-    log_start = torch.log_softmax((start_logits / temperature).masked_fill(~mask, neg), -1)  # (B, P)
-    log_end = torch.log_softmax((end_logits / temperature).masked_fill(~mask, neg), -1)
+    log_start = torch.log_softmax(start_logits.masked_fill(~mask, neg), -1)  # (B, P)
+    log_end = torch.log_softmax(end_logits.masked_fill(~mask, neg), -1)
     length = start_logits.shape[1]
     joint = log_start.unsqueeze(2) + log_end.unsqueeze(1)  # (B, P, P): [b, start, end]
     offsets = torch.arange(length, device=mask.device)

@@ -11,7 +11,6 @@ against exact match, over ten equal-width score bins.
 """
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW, SentenceHits
+from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 
 QUESTION_TYPES = ("how many/much", "what", "who", "when", "where", "why", "how", "which", "other")
@@ -70,14 +70,11 @@ def breakdowns(per_question: list[dict], questions: list[str], answer_words: lis
 
 
 def _read_predictions(path: str) -> dict[str, str]:
-    try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: not a UTF-8 JSON file ({error})") from None
-    if not isinstance(payload, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in payload.items()):
-        raise UserError(f"{path}: expected the official predictions format, a JSON object {{question id: answer text}}")
+    """An official predictions file, {question id: answer text}, or a ``UserError`` naming it."""
+    expected = "the official predictions format, a JSON object {question id: answer text}"
+    payload = read_json_object(path, expected)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in payload.items()):
+        raise UserError(f"{path}: expected {expected}")
     return payload
 
 
@@ -86,7 +83,7 @@ def _print_report(console, metrics: dict, data: str) -> None:
 
     if "HasAns_total" in metrics or "NoAns_total" in metrics:
         _print_v2_report(console, metrics, data)
-    table = Table(title=f"SQuAD v1.1 official metric — {data}")
+    table = Table(title=f"exact match and F1 (official SQuAD metric) — {data}")
     for column in ("questions", "EM", "F1", "questions/s", "ECE"):
         table.add_column(column, justify="right")
     speed = metrics.get("questions_per_s")
@@ -131,8 +128,8 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
     from qa.inference import read_examples
     from qa.reader import Reader
 
-    with console.status(f"tokenizing {len(records)} questions"):
-        prepared = prepare(records)
+    with console.status(f"tokenizing {len(records)} questions"), world.machine_leader_first():
+        prepared = prepare(records)  # one process per machine fills the cache, the others read it
     reader = Reader.load(model, bfloat16=bfloat16)
     reader.net.to(world.device)
     options = replace(reader.options, top_k=nbest, batch_size=batch_size, heat_view=attention_view)

@@ -40,10 +40,11 @@ def token_heat(maps: AttentionMaps, view: str, answer_tokens: range) -> np.ndarr
         weights = maps.general @ maps.question  # (P, Q) @ (Q,) -> (P,)
     elif view == "self":
         if maps.self_attention is None:
-            raise UserError("this model has no passage self-attention to show")
+            raise UserError("this model has no passage self-attention: choose another attention view "
+                            "(--attention question or general)")
         weights = maps.self_attention[list(answer_tokens)].mean(0)  # (P,)
     else:
-        raise UserError(f"unknown attention view {view!r}; choose {', '.join(VIEWS)} or none")
+        raise ValueError(f"unknown attention view {view!r}")  # options are checked before reading
     return (weights / max(float(weights.sum()), 1e-12)).astype(np.float32)
 
 

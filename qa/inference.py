@@ -12,6 +12,7 @@ sits in the same batch as in one process, so the results are the same bits.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, fields
 from typing import Callable
@@ -21,7 +22,7 @@ import torch
 
 from qa.answers import Answer, AttentionMaps, DocumentHeat, Prediction, SpanLogits
 from qa.batching import Batcher, EncodedText
-from qa.decode import best_spans
+from qa.decode import Spans, best_spans
 from qa.distributed import World
 from qa.errors import UserError
 from qa.features import PreparedSet
@@ -29,6 +30,11 @@ from qa.heat import ANSWER_DEPENDENT_VIEWS, VIEWS, evidence_of, heat_of
 from qa.model import ReaderNet, ReaderOutput
 from qa.tokenize import Tokens
 from qa.windows import merge_ranked, split_windows, window_starts
+
+
+# Candidates kept per question beyond top_k while reading: they are ranked by their own window's
+# logits, then rescored over the whole passage, where the order near a window's edge can change.
+CANDIDATE_MARGIN = 5
 
 
 @dataclass(frozen=True)
@@ -134,34 +140,43 @@ def _passage_softmax(scores: torch.Tensor) -> torch.Tensor:
     return scores.transpose(0, 1).softmax(-1)
 
 
-def _row_answers(output: ReaderOutput, spans, row: int, context: str, window: Tokens, question: Tokens,
+def _row_answers(output: ReaderOutput, spans: Spans, row: int, context: str, window: Tokens, question: Tokens,
                  options: ReadingOptions) -> list[Answer]:
-    """The valid spans of one row as answers with character offsets into ``context``, scored by
-    their logit sum over the temperature (the log of the score up to the passage's normaliser)."""
+    """The valid spans of one row as answers with character offsets into ``context``, scored for
+    now by their logit sum in this window (``read`` rescores them over the whole passage)."""
     found = spans.of_row(row)
     if not found:
         return []
     maps = _attention_maps(output, row, window, question) if options.with_attention or options.heat_view else None
-    logits = None
-    if options.with_logits:
-        start, end = output.start_logits[row, : len(window)].float(), output.end_logits[row, : len(window)].float()
-        best_start, best_end, _ = found[0]
-        logits = SpanLogits(start.numpy().copy(), end.numpy().copy(), float(start[best_start] + end[best_end]))
     view = options.heat_view
     shared_heat = heat_of(maps, view, 0, 0) if view and view not in ANSWER_DEPENDENT_VIEWS else None
     start_logits, end_logits = output.start_logits[row].tolist(), output.end_logits[row].tolist()
     answers = []
     for first, last, _ in found:
         begin, finish = window.starts[first], window.ends[last]
-        # the log of the score before the passage-wide normaliser is known (see ``read``)
-        raw = (start_logits[first] + end_logits[last]) / options.temperature
-        answer = Answer(context[begin:finish], begin, finish, raw, logits=logits)
+        answer = Answer(context[begin:finish], begin, finish, start_logits[first] + end_logits[last])
         if view:
             answer.heat = shared_heat or heat_of(maps, view, begin, finish)
         if options.with_attention:
             answer.attention, answer.evidence = maps, evidence_of(maps, begin, finish)
         answers.append(answer)
     return answers
+
+
+def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, options: ReadingOptions) -> list[Answer]:
+    """``found`` rescored and ranked under one start and one end softmax over the whole passage:
+    ``owned`` (2, tokens) holds each token's start and end logit from the window that owns it."""
+    start, end = owned[0].astype(np.float64) / options.temperature, owned[1].astype(np.float64) / options.temperature
+    start_norm, end_norm = float(np.logaddexp.reduce(start)), float(np.logaddexp.reduce(end))
+    for answer in found:
+        first, last = bisect.bisect_left(tokens.starts, answer.start), bisect.bisect_left(tokens.ends, answer.end)
+        answer.score = math.exp(start[first] + end[last] - start_norm - end_norm)
+    ranked = sorted(found, key=lambda a: (-a.score, a.start, a.end))[: options.top_k]
+    if options.with_logits and ranked:
+        first = bisect.bisect_left(tokens.starts, ranked[0].start)
+        last = bisect.bisect_left(tokens.ends, ranked[0].end)
+        ranked[0].logits = SpanLogits(owned[0].copy(), owned[1].copy(), float(owned[0][first] + owned[1][last]))
+    return ranked
 
 
 @torch.inference_mode()
@@ -181,7 +196,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     encoded_questions: dict[int, EncodedText] = {}
     best: dict[int, list[Answer]] = {}  # query index -> its best answers so far (memory: top_k each)
     documents: dict[int, np.ndarray] = {}  # query index -> max heat ratio per passage token (several windows)
-    normalisers: dict[int, tuple[float, float]] = {}  # query index -> log-sum-exp of start and end logits
+    owned: dict[int, np.ndarray] = {}  # query index -> (2, passage tokens) start/end logits of the owning windows
     batches = [plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)]
     done = 0
     for rows in world.shard(batches):
@@ -196,16 +211,16 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
         output = ReaderOutput(**{f.name: None if getattr(output, f.name) is None else getattr(output, f.name).cpu()
                                  for f in fields(output)})
         spans = best_spans(output.start_logits, output.end_logits, batch.passage_mask.cpu(), options.max_answer_len,
-                           options.top_k, options.temperature)
-        scaled_start = output.start_logits.float() / options.temperature
-        scaled_end = output.end_logits.float() / options.temperature
+                           options.top_k + CANDIDATE_MARGIN)
+        logits = torch.stack([output.start_logits, output.end_logits], 1).float().numpy()  # (B, 2, P)
         for b, (q, w) in enumerate(rows):
-            lo, hi = plan.window_owned[w]
-            row_norm = (float(scaled_start[b, lo:hi].logsumexp(0)), float(scaled_end[b, lo:hi].logsumexp(0)))
-            normalisers[q] = _log_add(normalisers.get(q), row_norm)
             passage = plan.window_passage[w]
+            lo, hi = plan.window_owned[w]
+            first = plan.window_first[w]
+            scores = owned.setdefault(q, np.zeros((2, len(passage_tokens[passage])), dtype=np.float32))
+            scores[:, first + lo : first + hi] = logits[b, :, lo:hi]
             found = _row_answers(output, spans, b, passages[passage], plan.windows[w], questions[q], options)
-            best[q] = merge_ranked(best.get(q, []) + found, options.top_k)
+            best[q] = merge_ranked(best.get(q, []) + found, options.top_k + CANDIDATE_MARGIN)
             if found and found[0].heat is not None and options.with_attention and passage in plan.several:
                 document = documents.setdefault(q, np.zeros(len(passage_tokens[passage]), dtype=np.float32))
                 place = document[plan.window_first[w] : plan.window_first[w] + len(plan.windows[w])]
@@ -215,29 +230,22 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
             progress(done, len(plan.rows))
     merged: dict[int, list[Answer]] = {}
     merged_documents: dict[int, np.ndarray] = {}
-    merged_normalisers: dict[int, tuple[float, float]] = {}
-    for part, part_documents, part_normalisers in world.gather((best, documents, normalisers)):
+    merged_owned: dict[int, np.ndarray] = {}
+    for part, part_documents, part_owned in world.gather((best, documents, owned)):
         for q, found in part.items():
-            merged[q] = merge_ranked(merged.get(q, []) + found, options.top_k)
+            merged[q] = merge_ranked(merged.get(q, []) + found, options.top_k + CANDIDATE_MARGIN)
         for q, document in part_documents.items():
             merged_documents[q] = np.maximum(merged_documents.get(q, document), document)
-        for q, norm in part_normalisers.items():
-            merged_normalisers[q] = _log_add(merged_normalisers.get(q), norm)
-    for q, found in merged.items():  # p(start) * p(end) under softmaxes over the whole passage
-        start_norm, end_norm = merged_normalisers[q]
-        for answer in found:
-            answer.score = math.exp(answer.score - start_norm - end_norm)
+        for q, scores in part_owned.items():  # every token is owned by one row, so one rank filled it
+            merged_owned[q] = merged_owned[q] + scores if q in merged_owned else scores
+    for q, found in merged.items():
+        merged[q] = _passage_scores(found, passage_tokens[queries[q].passage], merged_owned[q], options)
     for q, document in merged_documents.items():
         tokens = passage_tokens[queries[q].passage]
         heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document)
         for answer in merged.get(q, []):
             answer.document_heat = heat
     return [Prediction(query.id, merged.get(q, [])) for q, query in enumerate(queries)]
-
-
-def _log_add(total: tuple[float, float] | None, part: tuple[float, float]) -> tuple[float, float]:
-    """Pairwise log(exp(a) + exp(b)), ``total`` None meaning nothing yet."""
-    return part if total is None else (float(np.logaddexp(total[0], part[0])), float(np.logaddexp(total[1], part[1])))
 
 
 def read_examples(net: ReaderNet, batcher: Batcher, data: PreparedSet, options: ReadingOptions = ReadingOptions(),

@@ -32,14 +32,15 @@ def read_text_file(path: str) -> str:
         raise UserError(f"{path}: not a UTF-8 text file") from None
 
 
-def read_json_object(path: str) -> dict:
-    """A UTF-8 file holding one JSON object, or a ``UserError`` naming the file and the problem."""
+def read_json_object(path: str, expected: str = "a JSON object {...}") -> dict:
+    """A UTF-8 file holding one JSON object, or a ``UserError`` naming the file and the problem
+    (``expected`` says what the file should hold)."""
     try:
         payload = json.loads(read_text_file(path))
     except json.JSONDecodeError as error:
         raise UserError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(payload, dict):
-        raise UserError(f"{path}: expected a JSON object {{...}}")
+        raise UserError(f"{path}: expected {expected}")
     return payload
 
 

@@ -50,8 +50,8 @@ def test_each_view_is_the_quantity_it_names():
     assert self_view[8] == pytest.approx(1.0)
     general_view = token_heat(maps, "general", answer)
     assert general_view.sum() == pytest.approx(1.0) and general_view.argmax() in (11, 12)
-    with pytest.raises(UserError, match="unknown attention view"):
-        token_heat(maps, "sideways", answer)
+    with pytest.raises(UserError, match="unknown attention view 'sideways'"):
+        ReadingOptions(heat_view="sideways")  # a user's choice is checked before reading
 
 
 def test_levels_are_ratios_to_uniform_so_flat_shows_nothing():

@@ -93,27 +93,28 @@ def test_windows_share_one_softmax_over_the_passage(tiny):
     starts = window_starts(len(tokens), 100, 60)
     assert starts == [0, 60, 116]
     owned = [(0, 80), (20, 78), (22, 100)]  # global cuts at 80 and 138, the middles of the overlaps
-    logits, kept_start, kept_end = [], [], []
+    kept_start, kept_end = [], []
     for first, (lo, hi) in zip(starts, owned):
         window = Tokens(*(values[first : first + 100] for values in
                           (tokens.words, tokens.lemmas, tokens.starts, tokens.ends)))
         with torch.inference_mode():
             output = net(batcher.batch([window], [question]))
         start, end = output.start_logits[0].double(), output.end_logits[0].double()
-        logits.append((first, start, end))
         kept_start.append(start[lo:hi])
         kept_end.append(end[lo:hi])
-    normaliser = float(torch.cat(kept_start).logsumexp(0) + torch.cat(kept_end).logsumexp(0))
-    spans = {}
-    for first, start, end in logits:
-        for i in range(len(start)):
-            for j in range(i, min(i + 15, len(start))):
-                key = (tokens.starts[first + i], tokens.ends[first + j])
-                spans[key] = max(spans.get(key, -math.inf), float(start[i] + end[j]))
-    expected = sorted(spans.items(), key=lambda item: -item[1])[:3]
-    assert [(a.start, a.end) for a in together.answers] == [key for key, _ in expected]
-    assert [a.score for a in together.answers] == pytest.approx([math.exp(v - normaliser) for _, v in expected],
-                                                                rel=1e-3)
+    owned_start, owned_end = torch.cat(kept_start), torch.cat(kept_end)  # (216,) each: every token once
+    normaliser = float(owned_start.logsumexp(0) + owned_end.logsumexp(0))
+    assert len(together.answers) == 3
+    for answer in together.answers:
+        first, last = tokens.starts.index(answer.start), tokens.ends.index(answer.end)
+        expected = math.exp(float(owned_start[first] + owned_end[last]) - normaliser)
+        assert answer.score == pytest.approx(expected, rel=1e-3) and answer.score <= 1
+    assert [a.score for a in together.answers] == sorted((a.score for a in together.answers), reverse=True)
+    # the best answer is the best span under the passage-wide softmax (spans of at most 15 tokens)
+    width = 15
+    best = max(((float(owned_start[i] + owned_end[j]), i, j) for i in range(len(tokens))
+                for j in range(i, min(i + width, len(tokens)))))
+    assert (together.answers[0].start, together.answers[0].end) == (tokens.starts[best[1]], tokens.ends[best[2]])
 
 
 def test_two_strides_give_the_same_best_answer_with_close_scores():

@@ -66,4 +66,6 @@ def test_squad_v2_figures_by_hand():
     # abstaining on all scores 2 of 4; answering "a" (p 0.1) adds 1, "d" (0.3) adds 0,
     # "c" (0.6, wrongly answered) takes 1 away, "b" (0.9, empty prediction) changes nothing
     assert (scores["best_exact"], scores["best_exact_thresh"]) == (75.0, 0.1)
+    # F1: a correct abstention scores 1 (the official rule for empty answers); "Spain" for "France" 0
+    assert (scores["f1"], scores["HasAns_f1"], scores["NoAns_f1"]) == (50.0, 50.0, 50.0)
     assert scores["best_f1"] == 75.0

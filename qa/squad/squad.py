@@ -59,6 +59,13 @@ def best_over_answers(metric, prediction, truths):
     return max(metric(prediction, truth) for truth in truths)
 
 
+def v2_f1_score(prediction, truth):
+    """F1 under the official v2.0 rule: when either side normalises to nothing, 1 if both do."""
+    if not normalize_answer(prediction) or not normalize_answer(truth):
+        return float(normalize_answer(prediction) == normalize_answer(truth))
+    return f1_score(prediction, truth)
+
+
 def score_pairs(predictions, references, v2=False):
     """Per-question (exact match, F1) in 0..1 for the referenced ids, in reference order. With ``v2``,
     gold answers that normalise to nothing are dropped first, as the official v2.0 script does."""
@@ -71,7 +78,8 @@ def score_pairs(predictions, references, v2=False):
             truths = [t for t in truths if normalize_answer(t)]
         truths = truths or [""]
         scores.append(
-            (best_over_answers(exact_match_score, prediction, truths), best_over_answers(f1_score, prediction, truths))
+            (best_over_answers(exact_match_score, prediction, truths),
+             best_over_answers(v2_f1_score if v2 else f1_score, prediction, truths))
         )
     return scores
 
