@@ -104,14 +104,13 @@ def _print_v2_report(console, metrics: dict, data: str) -> None:
     """The official SQuAD 2.0 figures: all questions, answerable ones, unanswerable ones, best threshold."""
     from rich.table import Table
 
-    rows = [("", "exact", "f1", "total")] + [(f"{name}_", f"{name}_exact", f"{name}_f1", f"{name}_total")
-                                              for name in ("HasAns", "NoAns")]
     table = Table(title=f"SQuAD 2.0 official metric — {data}")
     for column in ("questions", "count", "exact", "f1"):
         table.add_column(column, justify="left" if column == "questions" else "right")
-    for label, (_, exact, f1, total) in zip(("all", "with an answer", "with no answer"), rows):
-        if total in metrics:
-            table.add_row(label, str(metrics[total]), f"{metrics[exact]:.2f}", f"{metrics[f1]:.2f}")
+    for label, prefix in (("all", ""), ("with an answer", "HasAns_"), ("with no answer", "NoAns_")):
+        if f"{prefix}total" in metrics:
+            table.add_row(label, str(metrics[f"{prefix}total"]), f"{metrics[f'{prefix}exact']:.2f}",
+                          f"{metrics[f'{prefix}f1']:.2f}")
     if "best_f1" in metrics:
         table.add_row("best no-answer threshold", f"p > {metrics['best_f1_thresh']:.3f}", f"{metrics['best_exact']:.2f}",
                       f"{metrics['best_f1']:.2f}")
@@ -208,7 +207,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             per_question, questions, [len((r["answers"]["text"] or [""])[0].split()) for r in references],
             passage_tokens)
         if nbest_lists is not None and attention_view:
-            metrics["attention"] = _sentence_hits(predictions, records["context"], references, attention_view)
+            metrics["attention"] = sentence_hits(predictions, records["context"], references, attention_view)
         if nbest_lists is not None:  # over the answerable questions: is an answer's score its chance of being right?
             answerable = [(r, s) for r, s in zip(references, per_question) if r["answers"]["text"]]
             confidences = [nbest_lists[r["id"]][0]["score"] if nbest_lists[r["id"]] else 0.0 for r, _ in answerable]
@@ -222,8 +221,9 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         leave()
 
 
-def _sentence_hits(predictions, contexts: list[str], references: list[dict], view: str) -> dict:
-    """The answer-sentence hit rate of ``view`` over the answerable questions with an answer."""
+def sentence_hits(predictions, contexts: list[str], references: list[dict], view: str) -> dict:
+    """The answer-sentence hit rate of ``view`` over the answerable questions with an answer
+    (the predictions carry that view's heat)."""
     hits = SentenceHits(view)
     for prediction, context, reference in zip(predictions, contexts, references):
         if prediction.answers and reference["answers"]["answer_start"]:

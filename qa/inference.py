@@ -168,15 +168,17 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, opti
     ``owned`` (2, tokens) holds each token's start and end logit from the window that owns it."""
     start, end = owned[0].astype(np.float64) / options.temperature, owned[1].astype(np.float64) / options.temperature
     start_norm, end_norm = float(np.logaddexp.reduce(start)), float(np.logaddexp.reduce(end))
+    placed = []  # (answer, its first token, its last token in the passage)
     for answer in found:
         first, last = bisect.bisect_left(tokens.starts, answer.start), bisect.bisect_left(tokens.ends, answer.end)
         answer.score = math.exp(start[first] + end[last] - start_norm - end_norm)
-    ranked = sorted(found, key=lambda a: (-a.score, a.start, a.end))[: options.top_k]
-    if options.with_logits and ranked:
-        first = bisect.bisect_left(tokens.starts, ranked[0].start)
-        last = bisect.bisect_left(tokens.ends, ranked[0].end)
-        ranked[0].logits = SpanLogits(owned[0].copy(), owned[1].copy(), float(owned[0][first] + owned[1][last]))
-    return ranked
+        placed.append((answer, first, last))
+    placed.sort(key=lambda item: (-item[0].score, item[0].start, item[0].end))
+    placed = placed[: options.top_k]
+    if options.with_logits and placed:
+        best, first, last = placed[0]
+        best.logits = SpanLogits(owned[0].copy(), owned[1].copy(), float(owned[0][first] + owned[1][last]))
+    return [answer for answer, _, _ in placed]
 
 
 @torch.inference_mode()
@@ -223,7 +225,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
             best[q] = merge_ranked(best.get(q, []) + found, options.top_k + CANDIDATE_MARGIN)
             if found and found[0].heat is not None and options.with_attention and passage in plan.several:
                 document = documents.setdefault(q, np.zeros(len(passage_tokens[passage]), dtype=np.float32))
-                place = document[plan.window_first[w] : plan.window_first[w] + len(plan.windows[w])]
+                place = document[first : first + len(plan.windows[w])]
                 np.maximum(place, found[0].heat.ratio, out=place)
         done += len(rows)
         if progress is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from itertools import compress
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from qa.answers import best_texts
 from qa.checkpoint import write_json
 from qa.data import load_squad
 from qa.features import prepare
-from qa.heat import VIEWS, SentenceHits
+from qa.evaluation import sentence_hits
+from qa.heat import VIEWS
 from qa.inference import read_examples
 from qa.metric import squad_scores
 from qa.reader import Reader
@@ -32,12 +34,11 @@ def view_hits(data: str, model: str | None) -> dict:
     for view in VIEWS:
         predictions = read_examples(reader.net, reader.batcher, prepared, replace(reader.options, heat_view=view))
         exact = [q["exact_match"] for q in squad_scores(best_texts(predictions), references, per_question=True)["per_question"]]
-        parts = {name: SentenceHits(view) for name in ("all", "right", "wrong")}
-        for prediction, context, reference, right in zip(predictions, records["context"], references, exact):
-            if prediction.answers and reference["answers"]["answer_start"]:
-                for name in ("all", "right" if right else "wrong"):
-                    parts[name].add(context, prediction.answers[0].heat, reference["answers"]["answer_start"])
-        results[view] = {name: hits.result() for name, hits in parts.items()}
+        right = [bool(e) for e in exact]
+        parts = {"all": [True] * len(right), "right": right, "wrong": [not r for r in right]}
+        results[view] = {name: sentence_hits(*(list(compress(column, keep)) for column in
+                                               (predictions, records["context"], references)), view)
+                         for name, keep in parts.items()}
         print(view, json.dumps(results[view]), flush=True)
     return results
 
