@@ -33,8 +33,10 @@ class Batch:
     question_spellings: torch.Tensor  # (B, Q)
     question_mask: torch.Tensor  # (B, Q) bool
     spellings: torch.Tensor  # (U, C) character ids of the batch's distinct words; row 0 is padding
-    answer_starts: torch.Tensor | None = None  # (B,) token index, training only
-    answer_ends: torch.Tensor | None = None  # (B,)
+    answer_starts: torch.Tensor | None = None  # (G,) training target per group: token index (slot * P + token), -1 = none
+    answer_ends: torch.Tensor | None = None  # (G,)
+    row_group: torch.Tensor | None = None  # (B,) training group of each row; None: each row is its own group
+    row_slot: torch.Tensor | None = None  # (B,) the row's place within its group
 
     def __len__(self) -> int:
         return self.passage_words.shape[0]

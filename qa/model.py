@@ -42,6 +42,7 @@ class ReaderConfig:
     self_attention_heads: int = 4  # heads for multihead self-attention
     question_self_attention: bool = True  # self-attentive question summary (else mean)
     answer_pointer: bool = False  # end query updated from the start-weighted passage (R-Net pointer step)
+    no_answer: bool = False  # a learned null score that competes with every span (see NoAnswerScore)
     dropout: float = 0.3
     tuned_words: list[str] = field(default_factory=list)  # fine-tuned frequent words
 
@@ -148,6 +149,24 @@ class ReaderOutput:
     self_attention: torch.Tensor | None  # (B, P, P) passage over passage
     question_attention: torch.Tensor  # (B, Q) question summary weights
     general_scores: torch.Tensor  # (B, P, Q) the raw scores general_attention is the row softmax of
+    null_logits: torch.Tensor | None = None  # (B,) each row's no-answer logit, with ``no_answer``
+
+
+class NoAnswerScore(nn.Module):
+    """A row's no-answer logit from its passage states pooled three ways: weighted by the start
+    softmax, by the end softmax, and by a learned attention (DocumentQA's no-answer option).
+
+    states (B, P, 2H), start and end logits (B, P), mask (B, P) -> (B,)."""
+
+    def __init__(self, size: int, hidden: int):
+        super().__init__()
+        self.attend = nn.Linear(size, 1)
+        self.score = nn.Sequential(nn.Linear(3 * size, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, states, start, end, mask):
+        own = self.attend(states).squeeze(-1).masked_fill(~mask, torch.finfo(states.dtype).min)  # (B, P)
+        pooled = [(weights.softmax(-1).unsqueeze(1) @ states).squeeze(1) for weights in (start, end, own)]
+        return self.score(torch.cat(pooled, -1)).squeeze(-1)
 
 
 class ReaderNet(nn.Module):
@@ -185,6 +204,7 @@ class ReaderNet(nn.Module):
         self.start = nn.Linear(h2, h2, bias=False)
         self.end = nn.Linear(h2, h2, bias=False)
         self.pointer = nn.GRUCell(h2, h2) if config.answer_pointer else None
+        self.null = NoAnswerScore(h2, config.hidden) if config.no_answer else None
         self.dropout = SequenceDropout(config.dropout)
 
     def _embed(self, words, tuned, spellings, spelled):
@@ -207,13 +227,14 @@ class ReaderNet(nn.Module):
             fused = torch.cat([matched, context, matched * context], -1)  # (B, P, 6H)
             matched = matched + F.relu(self.fuse(self.dropout(fused)))
         summary, question_weights = self.pool(q, q_mask)  # (B, 2H), (B, Q)
-        start, end = self._span_logits(self.dropout(matched), summary, p_mask)
-        return ReaderOutput(start, end, general_weights, self_weights, question_weights, general_scores)
+        start, end, null = self._span_logits(self.dropout(matched), summary, p_mask)
+        return ReaderOutput(start, end, general_weights, self_weights, question_weights, general_scores, null)
 
     def _span_logits(self, matched: torch.Tensor, summary: torch.Tensor, mask: torch.Tensor):
         """Bilinear start and end logits (B, P) of passage states (B, P, 2H) against the question
         summary (B, 2H). With ``answer_pointer`` a GRU cell first reads the start-weighted passage
-        into the end's query, so the end is scored knowing where the answer starts."""
+        into the end's query, so the end is scored knowing where the answer starts. With ``no_answer``
+        also each row's null logit (B,), else None."""
         with torch.autocast(matched.device.type, enabled=False):  # the scores that rank answers stay float32
             matched, summary = matched.float(), summary.float()
             neg = torch.finfo(matched.dtype).min
@@ -222,7 +243,8 @@ class ReaderNet(nn.Module):
                 read = (start.softmax(-1).unsqueeze(1) @ matched).squeeze(1)  # (B, 2H)
                 summary = self.pointer(read, summary)
             end = (matched @ self.end(summary).unsqueeze(-1)).squeeze(-1).masked_fill(~mask, neg)
-        return start, end
+            null = None if self.null is None else self.null(matched, start, end, mask)
+        return start, end, null
 
 
 def glove_tensor() -> torch.Tensor:
@@ -232,9 +254,44 @@ def glove_tensor() -> torch.Tensor:
     return torch.from_numpy(glove_matrix())
 
 
+def grouped_logits(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Row logits (R, P) laid out per training group: (G, S * P), slot s of group g at [s * P, (s + 1) * P),
+    empty slots at the lowest float, so one softmax over a row of the result spans the whole group."""
+    rows, length = logits.shape
+    groups, slots = batch.row_group, batch.row_slot
+    if groups is None:  # every row its own group
+        return logits
+    grouped = logits.new_full((len(batch.answer_starts), int(slots.max()) + 1, length), torch.finfo(logits.dtype).min)
+    grouped[groups, slots] = logits
+    return grouped.flatten(1)
+
+
+def group_null_logits(null: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Each group's null logit (G,): the log-mean-exp of its rows' (R,)."""
+    if batch.row_group is None:
+        return null
+    counts = torch.bincount(batch.row_group, minlength=len(batch.answer_starts)).to(null.dtype)
+    top = null.new_full(counts.shape, torch.finfo(null.dtype).min).scatter_reduce(0, batch.row_group, null, "amax")
+    total = torch.zeros_like(counts).index_add(0, batch.row_group, (null - top[batch.row_group]).exp())
+    return top + total.log() - counts.log()
+
+
 def span_loss(output: ReaderOutput, batch: Batch, over: float | None = None) -> torch.Tensor:
-    """Cross-entropy of the gold start and end token, summed over the batch and divided by ``over``
-    (default: the batch size, i.e. the mean; a data-parallel rank passes its share of the global batch)."""
-    total = F.cross_entropy(output.start_logits.float(), batch.answer_starts, reduction="sum") + \
-        F.cross_entropy(output.end_logits.float(), batch.answer_ends, reduction="sum")
-    return total / (over or len(batch))
+    """Cross-entropy of the gold start and end, summed over the training groups and divided by ``over``
+    (default: the number of groups, i.e. the mean; a data-parallel rank passes its share of the global batch).
+
+    Shared normalization: one start and one end softmax over all positions of all rows of a group
+    (``batch.row_group``; without it each row is a group). With a null logit the softmaxes also hold
+    the group's null option, which is the target of a group whose ``answer_starts`` is -1."""
+    starts, ends = grouped_logits(output.start_logits.float(), batch), grouped_logits(output.end_logits.float(), batch)
+    start_target, end_target = batch.answer_starts, batch.answer_ends
+    if output.null_logits is not None:
+        null = group_null_logits(output.null_logits.float(), batch).unsqueeze(-1)  # (G, 1)
+        starts, ends = torch.cat([starts, null], -1), torch.cat([ends, null], -1)
+        no_answer = start_target < 0
+        start_target = start_target.masked_fill(no_answer, starts.shape[1] - 1)
+        end_target = end_target.masked_fill(no_answer, ends.shape[1] - 1)
+    elif bool((start_target < 0).any()):
+        raise UserError("a training group without an answer needs a model with the no_answer option")
+    total = F.cross_entropy(starts, start_target, reduction="sum") + F.cross_entropy(ends, end_target, reduction="sum")
+    return total / (over or len(start_target))

@@ -24,7 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from qa.answers import best_texts
-from qa.batching import Batch, Batcher, EncodedText, bucketed_batches
+from qa.batching import Batcher, bucketed_batches
 from qa.checkpoint import (
     optimizer_tensors,
     read_checkpoint,
@@ -42,6 +42,7 @@ from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
 from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
+from qa.training_data import GroupShares, TrainingSet
 from qa.vocab import Vocabulary, most_frequent_words
 
 LAST_CHECKPOINT = "last.safetensors"  # the resumable state in a run folder
@@ -64,6 +65,10 @@ class TrainConfig:
     tune_top_words: int = 1000  # most frequent question words whose vectors are fine-tuned
     max_train_passage_tokens: int = 400  # longer training passages are skipped (rare in SQuAD)
     max_answer_len: int = 15
+    pair_share: float = 0.0  # questions trained with their paragraph and another of the article (qa.training_data)
+    other_share: float = 0.0  # questions trained against another paragraph of the article, target no answer
+    removed_share: float = 0.0  # questions trained against their paragraph minus the answer's sentences, no answer
+    held_out_articles: int = 0  # the training file's last N articles are not trained on (no-answer threshold fitting)
     max_minutes: float = 0.0  # 0 = no budget
     max_steps: int = 0  # stop after this many optimizer steps in all (0 = no limit); a load-independent budget
     checkpoint_minutes: float = 10.0
@@ -88,6 +93,13 @@ class TrainConfig:
     def __post_init__(self):
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise UserError(f"decay_fraction must be between 0 and 1, not {self.decay_fraction}")
+        if self.shares.negatives and not self.model.no_answer:
+            raise UserError("other_share and removed_share train the null option: set the model's no_answer")
+
+    @property
+    def shares(self) -> GroupShares:
+        """The share of questions dealt each kind of training group per epoch."""
+        return GroupShares(self.pair_share, self.other_share, self.removed_share)
 
 
 def seed_everything(seed: int) -> None:
@@ -134,12 +146,14 @@ def averaged_weights(net: torch.nn.Module, ema: EMA | None):
         net.load_state_dict(saved)
 
 
-def _load(path: str, limit: int, workers: int, console) -> PreparedSet:
+def _load(path: str, limit: int, workers: int, console) -> tuple[PreparedSet, list[str]]:
+    """The prepared file and the article title of each of its passages."""
     records = load_squad(path, limit=limit)
     with console.status(f"preparing {path} ({len(records)} questions)"):
         data = prepare(records, workers=workers)
     console.print(f"{path}: {data.stats}")
-    return data
+    titles = dict(zip(records["context"], records["title"]))
+    return data, [titles[context] for context in data.contexts]
 
 
 def make_optimizer(config: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -231,38 +245,6 @@ class TrainState:
 def _steps_spent(config: TrainConfig, state: TrainState) -> bool:
     """Whether the ``max_steps`` budget is used up."""
     return bool(config.max_steps and state.total_steps >= config.max_steps)
-
-
-@dataclass
-class TrainingSet:
-    """The training questions whose passage fits, each text encoded once so that a step only pads arrays."""
-
-    data: PreparedSet
-    batcher: Batcher
-    usable: list[int]  # indices into data.examples
-    lengths: list[int]  # passage tokens of each usable question, for length bucketing
-    passages: list[EncodedText]
-    questions: dict[int, EncodedText]
-
-    @classmethod
-    def encode(cls, data: PreparedSet, batcher: Batcher, max_passage_tokens: int, console=None) -> "TrainingSet":
-        """Keep the questions whose passage has at most ``max_passage_tokens`` tokens (longer ones are rare
-        in SQuAD) and encode every text, showing a status line on ``console`` meanwhile."""
-        usable = [i for i, e in enumerate(data.examples)
-                  if len(data.context_tokens[e.context_index]) <= max_passage_tokens]
-        status = f"encoding {len(data.context_tokens)} passages and {len(usable)} questions"
-        with console.status(status) if console else contextlib.nullcontext():
-            passages = [batcher.encode(tokens) for tokens in data.context_tokens]
-            questions = {i: batcher.encode(data.examples[i].question) for i in usable}
-        lengths = [len(data.context_tokens[data.examples[i].context_index]) for i in usable]
-        return cls(data, batcher, usable, lengths, passages, questions)
-
-    def collate(self, positions: list[int]) -> Batch:
-        """The batch of the usable questions at ``positions``, with their answer spans."""
-        chosen = [self.usable[i] for i in positions]
-        examples = [self.data.examples[i] for i in chosen]
-        return self.batcher.collate([self.passages[e.context_index] for e in examples],
-                                    [self.questions[i] for i in chosen], [e.answer_span for e in examples])
 
 
 @dataclass
@@ -386,10 +368,17 @@ def _saved_or_fresh(config: TrainConfig, world: World,
     return None, ReaderConfig.from_dict({**config.model.to_dict(), "tuned_words": tuned}), TrainState()
 
 
+def held_out_titles(articles: list[str], count: int) -> set[str]:
+    """The titles of the last ``count`` articles (in file order) of a file whose passages belong to ``articles``."""
+    titles = list(dict.fromkeys(articles))
+    return set(titles[len(titles) - count:]) if count else set()
+
+
 def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data: PreparedSet,
-           console) -> tuple[Run, TrainState]:
+           console, articles: list[str] | None = None) -> tuple[Run, TrainState]:
     """The run's parts and state, restored from ``last.safetensors`` when there is one (a resume), else
-    fresh; a new run starts its log, a resumed one makes the log match the checkpoint."""
+    fresh; a new run starts its log, a resumed one makes the log match the checkpoint. ``articles`` names
+    the article of each training passage (needed by pair and other groups)."""
     saved, model_config, state = _saved_or_fresh(config, world, train_data)
     settings = {"training": {k: v for k, v in asdict(config).items() if k != "model"}, "model": model_config.to_dict()}
     net = ReaderNet(model_config, glove_tensor())
@@ -408,14 +397,16 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
     console.print(f"model: {parameters:,} trainable parameters; {world.size} process(es) on {world.device}, "
                   f"{torch.get_num_threads()} thread(s) each")
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
-    training = TrainingSet.encode(train_data, batcher, config.max_train_passage_tokens, console)
+    held_out = held_out_titles(articles or [], config.held_out_articles)
+    training = TrainingSet.encode(train_data, batcher, config.max_train_passage_tokens, config.shares, articles,
+                                  held_out, console)
     trainer = Trainer.build(config, net, world, state.minutes)
     if saved:
         trainer.restore(*saved)
     run = Run(trainer, training, dev_data, folder, settings, console)
     if not saved:
         run.log({"event": "start", "config": settings, "parameters": parameters, "processes": world.size,
-                 "train_stats": train_data.stats, "dev_stats": dev_data.stats})
+                 "train_stats": train_data.stats, "groups": training.stats(), "dev_stats": dev_data.stats})
     return run, state
 
 
@@ -434,7 +425,8 @@ def run_epoch(run: Run, state: TrainState, interrupt: InterruptRequest) -> Epoch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     trainer, config, world = run.trainer, run.trainer.config, run.trainer.world
-    batches = epoch_batches(run.training.lengths, config.batch_size, config.seed + state.epoch, world.size)
+    lengths = run.training.deal(config.seed, state.epoch)
+    batches = epoch_batches(lengths, config.batch_size, config.seed + state.epoch, world.size)
     trainer.net.train()
     columns = [TextColumn(f"epoch {state.epoch + 1}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} ex/s"),
@@ -516,9 +508,9 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     with world.machine_leader_first():  # one process per machine fills the preparation cache, the others read it
-        train_data = _load(config.train, config.limit_train, config.prepare_workers, console)
-        dev_data = _load(config.dev, config.limit_dev, config.prepare_workers, console)
-    run, state = set_up(config, world, train_data, dev_data, console)
+        train_data, articles = _load(config.train, config.limit_train, config.prepare_workers, console)
+        dev_data, _ = _load(config.dev, config.limit_dev, config.prepare_workers, console)
+    run, state = set_up(config, world, train_data, dev_data, console, articles)
     with InterruptRequest() as interrupt:  # Ctrl-C is honoured at the next step or epoch boundary
         while state.epoch < config.epochs and not interrupt.requested and not _steps_spent(config, state):
             epoch = run_epoch(run, state, interrupt)

@@ -361,13 +361,14 @@ def training_speed(reader, records, sizes: Sizes, progress: Progress, bfloat16: 
     ``mixed_precision`` on CPU)."""
     from qa.features import prepare
     from qa.model import ReaderNet
-    from qa.train import TrainConfig, Trainer, TrainingSet, TrainState, epoch_batches, train_step
+    from qa.train import TrainConfig, Trainer, TrainState, epoch_batches, train_step
+    from qa.training_data import TrainingSet
 
     config = TrainConfig(mixed_precision=bfloat16)
     steps = sizes.train_warmup + sizes.train_steps
     data = prepare(records.select(range(min(len(records), (steps + 2) * sizes.train_batch))))
     training = TrainingSet.encode(data, reader.batcher, config.max_train_passage_tokens)  # once, as qa train does
-    orders = [b for b in epoch_batches(training.lengths, sizes.train_batch, config.seed, ranks=1)
+    orders = [b for b in epoch_batches(training.deal(config.seed, 0), sizes.train_batch, config.seed, ranks=1)
               if len(b) == sizes.train_batch][:steps]
     if len(orders) < steps:
         raise ValueError(f"only {len(orders)} full training batches of {sizes.train_batch}; {steps} needed")
