@@ -91,6 +91,7 @@ class SpanLogits:
     start: np.ndarray  # (passage tokens,)
     end: np.ndarray  # (passage tokens,)
     best: float  # start[i] + end[j] of the top span
+    null: float | None = None  # the passage's null logit, with the no-answer option
 
 
 @dataclass
@@ -116,15 +117,20 @@ class Answer:
 
 @dataclass
 class Prediction:
-    """The ranked answers (best first, each character span once) to one question."""
+    """The ranked answers (best first, each character span once) to one question: with the
+    no-answer option, ``no_answer`` is the probability that the passage does not answer it, and
+    ``abstained`` says whether the reader stood by that (the answers then stay as best guesses)."""
 
     id: str
     answers: list[Answer]
+    no_answer: float | None = None  # None: a model without the no-answer option
+    abstained: bool = False
 
     @property
     def text(self) -> str:
-        """The top answer's text, "" when there is none: the official predictions format."""
-        return self.answers[0].text if self.answers else ""
+        """The top answer's text, "" when there is none or the reader abstained: the official
+        predictions format (SQuAD 2.0's "" for no answer)."""
+        return self.answers[0].text if self.answers and not self.abstained else ""
 
 
 def best_texts(predictions: list[Prediction]) -> dict[str, str]:

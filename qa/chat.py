@@ -25,6 +25,7 @@ HELP = f"""commands:
   :show                      print the current passage
   :attention [{'|'.join(ATTENTION_CHOICES)}]   choose the attention view (no argument: the next one)
   :html FILE                 write the last answer's rendering, with its colours, as an HTML page
+  :force                     answer even where the passage does not seem to (again: abstain again)
   :quit                      leave (also Ctrl-D)
 anything else is a question about the current passage"""
 
@@ -32,12 +33,13 @@ anything else is a question about the current passage"""
 class Chat:
     """One interactive session over a model; holds the current passage, attention view and last answer."""
 
-    def __init__(self, model: str | None, passage: str | None, attention: str = DEFAULT_VIEW):
+    def __init__(self, model: str | None, passage: str | None, attention: str = DEFAULT_VIEW, force: bool = False):
         from qa.reader import Reader
 
         self.reader = Reader.load(model)
         self.passage = passage
         self.attention = attention
+        self.force = force  # answer even when the model says the passage does not
         self.interactive = sys.stdin.isatty()
         self.console = Console()
         self.last: tuple[str, str, list] | None = None  # (question, passage, answers) of the last question
@@ -88,6 +90,9 @@ class Chat:
             following = ATTENTION_CHOICES[(ATTENTION_CHOICES.index(self.attention) + 1) % len(ATTENTION_CHOICES)]
             self.attention = argument or following
             self.console.print(f"attention view: {self.attention}")
+        elif name == "force":
+            self.force = not self.force
+            self.console.print("answers are forced" if self.force else "the reader may abstain")
         elif name == "html":
             if not argument:
                 raise UserError(":html needs a FILE")
@@ -102,10 +107,10 @@ class Chat:
     def _ask(self, question: str) -> None:
         if self.passage is None:
             raise UserError("no passage yet: use :passage or :file PATH")
-        answers = self.reader.answer(question, self.passage, with_attention=self.attention != "none",
-                                     attention_view=self.attention)
-        self.last = (question, self.passage, answers)
-        render(self.console, question, self.passage, answers)
+        prediction = self.reader.predict(question, self.passage, with_attention=self.attention != "none",
+                                         attention_view=self.attention, force=self.force)
+        self.last = (question, self.passage, prediction)
+        render(self.console, question, self.passage, prediction)
 
     def run(self) -> int:
         if self.interactive:

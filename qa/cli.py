@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--file", help="read the passage from a UTF-8 text file")
     ask.add_argument("--model", help="model folder (default: the shipped model)")
     ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
+    ask.add_argument("--force", action="store_true",
+                     help="answer even when the model judges that the passage does not answer the question")
     ask.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW, help=ATTENTION_HELP)
     ask.add_argument("--json", action="store_true", help="print a JSON result instead of the rendering")
     ask.add_argument("--html", metavar="FILE", help="also write the rendering, with its colours, as an HTML page")
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     chat_source.add_argument("--file", help="read the passage from a UTF-8 text file")
     chat.add_argument("--model", help="model folder (default: the shipped model)")
     chat.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW, help=ATTENTION_HELP)
+    chat.add_argument("--force", action="store_true", help="always answer (also :force in the chat)")
 
     train = commands.add_parser("train", help="train a reader from a recipe in pipelines/")
     train.add_argument("--config", default="pipelines/default.json")
@@ -100,15 +103,15 @@ def _ask(args) -> int:
     from qa.reader import Reader
 
     reader = Reader.load(args.model)
-    answers = reader.answer(args.question, passage, top_k=args.top_k, with_attention=args.attention != "none",
-                            attention_view=args.attention)
+    prediction = reader.predict(args.question, passage, top_k=args.top_k, with_attention=args.attention != "none",
+                                attention_view=args.attention, force=args.force)
     console = Console()
     if args.json:
-        print(json.dumps(result_dict(args.question, passage, answers, args.attention), ensure_ascii=False))
+        print(json.dumps(result_dict(args.question, passage, prediction, args.attention), ensure_ascii=False))
     else:
-        render(console, args.question, passage, answers)
+        render(console, args.question, passage, prediction)
     if args.html:  # after the answer is printed, so a path that cannot be written loses nothing
-        export_html(args.html, args.question, passage, answers, console.width)
+        export_html(args.html, args.question, passage, prediction, console.width)
     return 0
 
 
@@ -118,7 +121,7 @@ def _chat(args) -> int:
     passage = None
     if args.context is not None or args.file is not None:
         passage = _read_passage(args)
-    return Chat(args.model, passage, args.attention).run()
+    return Chat(args.model, passage, args.attention, args.force).run()
 
 
 def _train(args) -> int:

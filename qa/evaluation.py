@@ -2,12 +2,15 @@
 with the official metric, and break the scores down by question type, answer and passage length.
 
 A file with unanswerable questions (SQuAD 2.0) is scored with the official v2.0 figures as well;
-with a model, ``na_prob.json`` holds each question's no-answer probability, which for the present
-model (no null option yet) is 1 - its top answer's score, and answers are always given.
+with a model, ``na_prob.json`` holds each question's no-answer probability. A model with the
+no-answer option abstains on such a file (``""`` in ``predictions.json``) where its probability
+reaches the model's threshold; a model without it always answers, and its no-answer probability is
+1 - its top answer's score. SQuAD v1.1 files, where every question has an answer, are read with
+answers forced.
 
 The breakdowns sum per-question scores from the same metric call, so each breakdown's buckets add
 up to the totals. Calibration: expected calibration error (ECE) of the top answer's score
-against exact match, over ten equal-width score bins.
+against exact match, over ten equal-width score bins, for the questions answered.
 """
 from __future__ import annotations
 
@@ -118,9 +121,10 @@ def _print_v2_report(console, metrics: dict, data: str) -> None:
 
 
 def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, attention_view: str | None,
-             world, console) -> dict:
+             abstain: bool, world, console) -> dict:
     """Run the shipped or given model over ``records`` along the one inference path (``qa.inference``),
-    this rank's share of the batches; returns the predictions and timing entries of ``metrics.json``."""
+    this rank's share of the batches, abstaining where the model says no answer if ``abstain``;
+    returns the predictions and timing entries of ``metrics.json``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from qa.features import prepare
@@ -143,10 +147,14 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
 
         predictions = read_examples(reader.net, reader.batcher, prepared, options, world, advance)
     seconds = time.monotonic() - tic
+    if abstain:
+        for prediction in predictions:
+            prediction.abstained = reader.abstains(prediction)
     return {"predictions": predictions, "passage_tokens": [len(prepared.context_tokens[e.context_index])
                                                            for e in prepared.examples],
             "metrics": {"model": str(reader.folder), "precision": "bfloat16" if bfloat16 else "float32",
-                        "processes": world.size, "seconds": round(seconds, 2),
+                        "processes": world.size, "seconds": round(seconds, 2), "max_windows": options.max_windows,
+                        "no_answer_threshold": reader.no_answer_threshold if reader.has_no_answer else None,
                         "questions_per_s": round(len(predictions) / max(seconds, 1e-9), 1)}}
 
 
@@ -179,24 +187,25 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
         questions = records["question"]
         metrics: dict = {"data": data, "questions": len(references), "skipped_records": dict(skipped)}
+        unanswerable = has_unanswerable(records)
         nbest_lists = None
+        no_answer = None
         passage_tokens = None
         if predictions_file:
             texts = _read_predictions(predictions_file)
             metrics["predictions"] = predictions_file
         else:
-            run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, world, console)
+            run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, world, console)
             predictions, passage_tokens = run["predictions"], run["passage_tokens"]
             texts = best_texts(predictions)
             nbest_lists = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score}
                                   for a in p.answers] for p in predictions}
             metrics.update(run["metrics"])
+            if unanswerable:
+                no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
+                             for p in predictions}
         if not world.main:
             return metrics
-        unanswerable = has_unanswerable(records)
-        no_answer = None
-        if unanswerable and nbest_lists is not None:
-            no_answer = {i: 1.0 - found[0]["score"] if found else 1.0 for i, found in nbest_lists.items()}
         metrics["squad_version"] = "2.0" if unanswerable else "1.1"
         scored = squad_scores(texts, references, per_question=True, no_answer_probability=no_answer)
         per_question = scored.pop("per_question")
@@ -208,10 +217,10 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             passage_tokens)
         if nbest_lists is not None and attention_view:
             metrics["attention"] = sentence_hits(predictions, records["context"], references, attention_view)
-        if nbest_lists is not None:  # over the answerable questions: is an answer's score its chance of being right?
-            answerable = [(r, s) for r, s in zip(references, per_question) if r["answers"]["text"]]
-            confidences = [nbest_lists[r["id"]][0]["score"] if nbest_lists[r["id"]] else 0.0 for r, _ in answerable]
-            metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for _, s in answerable])
+        if nbest_lists is not None:  # over the questions answered: is an answer's score its chance of being right?
+            answered = [(r, s) for r, s in zip(references, per_question) if texts[r["id"]]]
+            confidences = [nbest_lists[r["id"]][0]["score"] for r, _ in answered]
+            metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for _, s in answered])
         _print_report(console, metrics, data)
         if output:
             written = _write_results(Path(output), texts, nbest_lists, no_answer, metrics)

@@ -7,6 +7,8 @@ pair is a row; rows sorted by window length are read in batches, each window and
 encoded once. A question's answers from all its windows are merged, each character span once, and
 scored under one start and one end softmax over the whole passage: each token's logit comes from
 the window that owns it (overlaps split at their middle), so scores compare across windows.
+A model with the no-answer option also gives each window a null logit; the passage's is their
+log-mean-exp, it joins both softmaxes, and ``Prediction.no_answer`` is its probability.
 Under ``torchrun`` the batches are dealt out to the ranks and the answers gathered: every row
 sits in the same batch as in one process, so the results are the same bits.
 """
@@ -28,6 +30,7 @@ from qa.errors import UserError
 from qa.features import PreparedSet
 from qa.heat import ANSWER_DEPENDENT_VIEWS, VIEWS, evidence_of, heat_of
 from qa.model import ReaderNet, ReaderOutput
+from qa.retrieval import Ranker
 from qa.tokenize import Tokens
 from qa.windows import merge_ranked, split_windows, window_starts
 
@@ -47,6 +50,7 @@ class ReadingOptions:
     window_tokens: int = 400  # longest passage read in one piece
     window_stride: int = 300  # tokens between the starts of consecutive windows
     max_question_tokens: int = 64  # longer questions are cut
+    max_windows: int = 0  # read only this many windows of a passage, the best by BM25 (0: all)
     temperature: float = 1.0  # divides the span logits so that scores are calibrated
     bfloat16: bool = False  # run the network under bfloat16 autocast; span scores stay float32
     with_attention: bool = False  # each answer carries the attention maps of its window and its evidence
@@ -56,6 +60,8 @@ class ReadingOptions:
     def __post_init__(self):
         if min(self.top_k, self.max_answer_len, self.batch_size, self.max_question_tokens) < 1:
             raise UserError("top_k, max_answer_len, batch_size and max_question_tokens must be at least 1")
+        if self.max_windows < 0:
+            raise UserError("max_windows must be 0 (all) or more")
         if not 0 < self.window_stride < self.window_tokens:
             raise UserError(f"window_stride must be between 1 and window_tokens - 1 ({self.window_tokens - 1})")
         if not self.temperature > 0:
@@ -87,8 +93,8 @@ class _Plan:
     windows: list[Tokens]
     window_passage: list[int]  # passage index of each window
     window_first: list[int]  # index in its passage of each window's first token
-    window_owned: list[tuple[int, int]]  # [lo, hi) of the window's own tokens: overlaps split at their middle
-    several: set[int]  # passages read in more than one window
+    passage_windows: dict[int, range]  # passage index -> indices of its windows, in passage order
+    owned: dict[tuple[int, int], tuple[int, int]]  # (query, window) -> [lo, hi) of the window's own tokens
     rows: list[tuple[int, int]]  # (query index, window index)
 
 
@@ -96,7 +102,6 @@ def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOp
     windows: list[Tokens] = []
     owners: list[int] = []
     firsts: list[int] = []
-    owned: list[tuple[int, int]] = []
     window_range: dict[int, range] = {}  # passage index -> indices of its windows
     for passage in dict.fromkeys(q.passage for q in queries):
         tokens = passage_tokens[passage]
@@ -105,18 +110,29 @@ def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOp
         windows += split_windows(tokens, options.window_tokens, options.window_stride)
         owners += [passage] * len(starts)
         firsts += starts
-        owned += _owned_ranges(starts, options.window_tokens, len(tokens))
-    rows = [(q, w) for q, query in enumerate(queries) for w in window_range[query.passage]]
+    rows = []
+    owned: dict[tuple[int, int], tuple[int, int]] = {}
+    rankers: dict[int, Ranker] = {}
+    for q, query in enumerate(queries):
+        indices = window_range[query.passage]
+        if options.max_windows and len(indices) > options.max_windows:
+            if query.passage not in rankers:
+                rankers[query.passage] = Ranker([windows[w] for w in indices])
+            indices = [indices[k] for k in sorted(rankers[query.passage].best(query.question, options.max_windows))]
+        rows += [(q, w) for w in indices]
+        starts = [firsts[w] for w in indices]
+        ranges = owned_ranges(starts, options.window_tokens, len(passage_tokens[query.passage]))
+        owned.update({(q, w): own for w, own in zip(indices, ranges)})
     rows.sort(key=lambda row: len(windows[row[1]]))  # stable: ties keep question order
-    several = {p for p, indices in window_range.items() if len(indices) > 1}
-    return _Plan(windows, owners, firsts, owned, several, rows)
+    return _Plan(windows, owners, firsts, window_range, owned, rows)
 
 
-def _owned_ranges(starts: list[int], size: int, length: int) -> list[tuple[int, int]]:
-    """For windows starting at ``starts``, the local ``[lo, hi)`` of the tokens each one owns: every
-    token once, an overlap split at its middle, so a passage-wide softmax counts each token once."""
+def owned_ranges(starts: list[int], size: int, length: int) -> list[tuple[int, int]]:
+    """For windows of ``size`` tokens starting at ``starts`` (ascending) in a passage of ``length``, the
+    local ``[lo, hi)`` of the tokens each one owns: every token read once, an overlap split at its
+    middle, so a passage-wide softmax counts each token once."""
     cuts = [0] + [(following + previous + size) // 2 for previous, following in zip(starts, starts[1:])] + [length]
-    return [(cuts[k] - start, min(cuts[k + 1], start + size) - start) for k, start in enumerate(starts)]
+    return [(max(cuts[k] - start, 0), min(cuts[k + 1], start + size) - start) for k, start in enumerate(starts)]
 
 
 def _token_triples(tokens: Tokens) -> list[tuple[str, int, int]]:
@@ -163,11 +179,25 @@ def _row_answers(output: ReaderOutput, spans: Spans, row: int, context: str, win
     return answers
 
 
-def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, options: ReadingOptions) -> list[Answer]:
-    """``found`` rescored and ranked under one start and one end softmax over the whole passage:
-    ``owned`` (2, tokens) holds each token's start and end logit from the window that owns it."""
+def passage_null_logit(window_nulls: np.ndarray) -> float:
+    """The passage's null logit from its windows' (nan for a window not read): their log-mean-exp,
+    so a passage read in many windows is not more or less likely to hold no answer for that alone."""
+    read_nulls = window_nulls[~np.isnan(window_nulls)].astype(np.float64)
+    return float(np.logaddexp.reduce(read_nulls) - math.log(len(read_nulls)))
+
+
+def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null: float | None,
+                    options: ReadingOptions) -> tuple[list[Answer], float | None]:
+    """``found`` rescored and ranked under one start and one end softmax over the whole passage, and
+    the probability of no answer: ``owned`` (2, tokens) holds each token's start and end logit from the
+    window that owns it, ``null`` the passage's null logit (None without the no-answer option)."""
     start, end = owned[0].astype(np.float64) / options.temperature, owned[1].astype(np.float64) / options.temperature
     start_norm, end_norm = float(np.logaddexp.reduce(start)), float(np.logaddexp.reduce(end))
+    no_answer = None
+    if null is not None:
+        null /= options.temperature
+        start_norm, end_norm = float(np.logaddexp(start_norm, null)), float(np.logaddexp(end_norm, null))
+        no_answer = math.exp(2 * null - start_norm - end_norm)
     placed = []  # (answer, its first token, its last token in the passage)
     for answer in found:
         first, last = bisect.bisect_left(tokens.starts, answer.start), bisect.bisect_left(tokens.ends, answer.end)
@@ -177,8 +207,8 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, opti
     placed = placed[: options.top_k]
     if options.with_logits and placed:
         best, first, last = placed[0]
-        best.logits = SpanLogits(owned[0].copy(), owned[1].copy(), float(owned[0][first] + owned[1][last]))
-    return [answer for answer, _, _ in placed]
+        best.logits = SpanLogits(owned[0].copy(), owned[1].copy(), float(owned[0][first] + owned[1][last]), null)
+    return [answer for answer, _, _ in placed], no_answer
 
 
 @torch.inference_mode()
@@ -199,6 +229,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     best: dict[int, list[Answer]] = {}  # query index -> its best answers so far (memory: top_k each)
     documents: dict[int, np.ndarray] = {}  # query index -> max heat ratio per passage token (several windows)
     owned: dict[int, np.ndarray] = {}  # query index -> (2, passage tokens) start/end logits of the owning windows
+    nulls: dict[int, np.ndarray] = {}  # query index -> null logit of each window of its passage (nan: not read)
     batches = [plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)]
     done = 0
     for rows in world.shard(batches):
@@ -217,13 +248,16 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
         logits = torch.stack([output.start_logits, output.end_logits], 1).float().numpy()  # (B, 2, P)
         for b, (q, w) in enumerate(rows):
             passage = plan.window_passage[w]
-            lo, hi = plan.window_owned[w]
+            lo, hi = plan.owned[q, w]
             first = plan.window_first[w]
-            scores = owned.setdefault(q, np.zeros((2, len(passage_tokens[passage])), dtype=np.float32))
+            scores = owned.setdefault(q, np.full((2, len(passage_tokens[passage])), -np.inf, dtype=np.float32))
             scores[:, first + lo : first + hi] = logits[b, :, lo:hi]
+            if output.null_logits is not None:
+                window_nulls = nulls.setdefault(q, np.full(len(plan.passage_windows[passage]), np.nan))
+                window_nulls[w - plan.passage_windows[passage].start] = float(output.null_logits[b])
             found = _row_answers(output, spans, b, passages[passage], plan.windows[w], questions[q], options)
             best[q] = merge_ranked(best.get(q, []) + found, options.top_k + CANDIDATE_MARGIN)
-            if found and found[0].heat is not None and options.with_attention and passage in plan.several:
+            if found and found[0].heat is not None and options.with_attention and len(plan.passage_windows[passage]) > 1:
                 document = documents.setdefault(q, np.zeros(len(passage_tokens[passage]), dtype=np.float32))
                 place = document[first : first + len(plan.windows[w])]
                 np.maximum(place, found[0].heat.ratio, out=place)
@@ -233,21 +267,27 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     merged: dict[int, list[Answer]] = {}
     merged_documents: dict[int, np.ndarray] = {}
     merged_owned: dict[int, np.ndarray] = {}
-    for part, part_documents, part_owned in world.gather((best, documents, owned)):
+    merged_nulls: dict[int, np.ndarray] = {}
+    for part, part_documents, part_owned, part_nulls in world.gather((best, documents, owned, nulls)):
         for q, found in part.items():
             merged[q] = merge_ranked(merged.get(q, []) + found, options.top_k + CANDIDATE_MARGIN)
         for q, document in part_documents.items():
             merged_documents[q] = np.maximum(merged_documents.get(q, document), document)
         for q, scores in part_owned.items():  # every token is owned by one row, so one rank filled it
-            merged_owned[q] = merged_owned[q] + scores if q in merged_owned else scores
+            merged_owned[q] = np.maximum(merged_owned[q], scores) if q in merged_owned else scores
+        for q, window_nulls in part_nulls.items():  # likewise every window
+            merged_nulls[q] = np.fmax(merged_nulls[q], window_nulls) if q in merged_nulls else window_nulls
+    no_answer: dict[int, float | None] = {}
     for q, found in merged.items():
-        merged[q] = _passage_scores(found, passage_tokens[queries[q].passage], merged_owned[q], options)
+        null = passage_null_logit(merged_nulls[q]) if q in merged_nulls else None
+        merged[q], no_answer[q] = _passage_scores(found, passage_tokens[queries[q].passage], merged_owned[q], null,
+                                                  options)
     for q, document in merged_documents.items():
         tokens = passage_tokens[queries[q].passage]
         heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document)
         for answer in merged.get(q, []):
             answer.document_heat = heat
-    return [Prediction(query.id, merged.get(q, [])) for q, query in enumerate(queries)]
+    return [Prediction(query.id, merged.get(q, []), no_answer.get(q)) for q, query in enumerate(queries)]
 
 
 def read_examples(net: ReaderNet, batcher: Batcher, data: PreparedSet, options: ReadingOptions = ReadingOptions(),

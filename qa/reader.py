@@ -1,7 +1,10 @@
-"""The public API: ``Reader.load()`` and ``reader.answer(question, context)``.
+"""The public API: ``Reader.load()``, ``reader.answer(question, context)`` and ``reader.predict``.
 
 ``Answer.score`` is p(start) * p(end) under the model's start and end softmaxes over the whole
-passage (one softmax over all its windows), at the model's calibrated temperature.
+passage (one softmax over all the windows read), at the model's calibrated temperature. A model
+with the no-answer option also scores "the passage does not answer this": when that probability
+reaches the model's threshold the reader abstains (``answer`` returns no answers; ``predict``
+keeps the best guesses and says so), unless told to ``force`` an answer.
 """
 from __future__ import annotations
 
@@ -9,29 +12,38 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from qa.answers import Answer, AttentionMaps  # noqa: F401  (the library's result types, importable from here)
+from qa.answers import Answer, AttentionMaps, Prediction  # noqa: F401  (the library's result types, importable here)
 from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, ModelFileError, load_weights, read_json
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW
 
 DEFAULT_MODEL = Path(__file__).parent / "model"
 MAX_QUESTION_TOKENS = 64  # longer questions are cut to their first 64 tokens, with a warning
+MAX_WINDOWS = 4  # a longer passage is read in the windows that BM25 ranks best for the question
+NO_ANSWER_THRESHOLD = 0.5  # abstain at this no-answer probability when the model folder names none
 
 
 class Reader:
     """A trained reader network with its vocabulary, ready to answer questions."""
 
     def __init__(self, net, batcher, folder: Path | None, window_tokens: int = 400, window_stride: int = 300,
-                 temperature: float = 1.0, bfloat16: bool = False):
+                 max_windows: int = MAX_WINDOWS, temperature: float = 1.0, bfloat16: bool = False,
+                 no_answer_threshold: float = NO_ANSWER_THRESHOLD):
         from qa.inference import ReadingOptions
 
         self.net = net
         self.batcher = batcher
         self.folder = folder
         # how this reader reads: windows, question cut, temperature, precision (see qa.inference)
-        self.options = ReadingOptions(window_tokens=window_tokens, window_stride=window_stride,
+        self.options = ReadingOptions(window_tokens=window_tokens, window_stride=window_stride, max_windows=max_windows,
                                       max_question_tokens=MAX_QUESTION_TOKENS, temperature=temperature,
                                       bfloat16=bfloat16)
+        self.no_answer_threshold = no_answer_threshold  # abstain when p(no answer) reaches it
+
+    @property
+    def has_no_answer(self) -> bool:
+        """Whether the model scores the no-answer option (and so can abstain)."""
+        return self.net.config.no_answer
 
     @property
     def temperature(self) -> float:
@@ -56,29 +68,54 @@ class Reader:
         net = ReaderNet(config, glove_tensor())
         load_weights(folder, net, settings.get(DIGEST_KEY))
         net.eval()
-        temperature = float(settings.get("calibration", {}).get("temperature", 1.0))
-        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, temperature=temperature,
-                   bfloat16=bfloat16)
+        calibration = settings.get("calibration", {})
+        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder,
+                   temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16,
+                   no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)))
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
-               min_score: float = 0.0, with_attention: bool = False, attention_view: str = DEFAULT_VIEW) -> list[Answer]:
+               min_score: float = 0.0, with_attention: bool = False, attention_view: str = DEFAULT_VIEW,
+               force: bool = False) -> list[Answer]:
         """The ``top_k`` best answers to ``question`` in ``context``, best first.
 
-        Answers scoring below ``min_score`` are left out, so an empty list means "abstain".
+        An empty list means "abstain": the model judged that the passage does not answer the question
+        (unless ``force``), or no answer scored ``min_score``. ``predict`` gives the best guesses and
+        the no-answer probability even then.
         With ``with_attention`` each answer carries the attention maps of the window it came from
         (``attention``), the ``attention_view`` heat over that window (``heat``, see ``qa.heat.VIEWS``)
         and what its own tokens attended to (``evidence``).
         """
         return self.answer_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
-                                 min_score=min_score, with_attention=with_attention, attention_view=attention_view)[0]
+                                 min_score=min_score, with_attention=with_attention, attention_view=attention_view,
+                                 force=force)[0]
 
     def answer_batch(self, questions: list[str], contexts: list[str], batch_size: int = 64, top_k: int = 1,
                      max_answer_len: int = 15, min_score: float = 0.0, with_attention: bool = False,
-                     attention_view: str = DEFAULT_VIEW) -> list[list[Answer]]:
-        """Answers for many (question, context) pairs, batched by length; same results as ``answer``.
+                     attention_view: str = DEFAULT_VIEW, force: bool = False) -> list[list[Answer]]:
+        """Answers for many (question, context) pairs, batched by length; same results as ``answer``."""
+        if not 0.0 <= min_score <= 1.0:
+            raise UserError("min_score must be between 0 and 1")
+        predictions = self.predict_batch(questions, contexts, batch_size=batch_size, top_k=top_k,
+                                         max_answer_len=max_answer_len, with_attention=with_attention,
+                                         attention_view=attention_view, force=force)
+        return [[] if p.abstained else [a for a in p.answers if a.score >= min_score] for p in predictions]
+
+    def predict(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
+                with_attention: bool = False, attention_view: str = DEFAULT_VIEW, force: bool = False) -> Prediction:
+        """The whole result for one question: the ``top_k`` best answers (kept as best guesses when the
+        reader abstains), ``no_answer`` (the probability that the passage does not answer, None for a model
+        without the option) and ``abstained`` (that probability reached the threshold, and not ``force``)."""
+        return self.predict_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
+                                  with_attention=with_attention, attention_view=attention_view, force=force)[0]
+
+    def predict_batch(self, questions: list[str], contexts: list[str], batch_size: int = 64, top_k: int = 1,
+                      max_answer_len: int = 15, with_attention: bool = False, attention_view: str = DEFAULT_VIEW,
+                      force: bool = False) -> list[Prediction]:
+        """``predict`` for many (question, context) pairs, batched by length.
 
         Each distinct context is tokenized and encoded once. Contexts longer than the window are
-        read in overlapping windows; the answers of all windows are merged, each character span once.
+        read in overlapping windows (the ``MAX_WINDOWS`` best by BM25); the answers of all windows
+        are merged, each character span once.
         """
         from qa.inference import Query, read
         from qa.tokenize import tokenize_many
@@ -87,8 +124,6 @@ class Reader:
                           with_attention=with_attention, heat_view=attention_view if with_attention else None)
         if len(questions) != len(contexts):
             raise UserError(f"{len(questions)} questions but {len(contexts)} contexts")
-        if not 0.0 <= min_score <= 1.0:
-            raise UserError("min_score must be between 0 and 1")
         for question, context in zip(questions, contexts):
             if not isinstance(question, str) or not question.strip():
                 raise UserError("a question is empty")
@@ -103,4 +138,11 @@ class Reader:
                               stacklevel=3)
             queries.append(Query(str(n), question, index[contexts[n]]))
         predictions = read(self.net, self.batcher, unique, tokenize_many(unique), queries, options)
-        return [[a for a in p.answers if a.score >= min_score] for p in predictions]
+        if not force:
+            for prediction in predictions:
+                prediction.abstained = self.abstains(prediction)
+        return predictions
+
+    def abstains(self, prediction: Prediction) -> bool:
+        """Whether the model's no-answer probability for ``prediction`` reaches its threshold."""
+        return prediction.no_answer is not None and prediction.no_answer >= self.no_answer_threshold

@@ -29,7 +29,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from qa.answers import Answer, Evidence, Heat
+from qa.answers import Answer, Evidence, Heat, Prediction
 from qa.errors import UserError
 from qa.heat import LEVEL_RATIOS, VIEWS, levels
 
@@ -184,13 +184,18 @@ def document_strip(answer: Answer, length: int, width: int) -> tuple[str, int]:
     return "".join(BLOCKS[level] for level in buckets), answer.start * width // length
 
 
-def result_dict(question: str, context: str, answers: list[Answer], mode: str) -> dict:
-    """Machine-readable result: answers with offsets and scores (null when the reader abstains) and
-    the ``mode`` asked for; with attention, the top answer's heat (its view and each token's weight),
-    its hottest spans and its evidence."""
+def result_dict(question: str, context: str, prediction: Prediction, mode: str) -> dict:
+    """Machine-readable result: answers with offsets and scores (``answer`` null when the reader
+    abstains or found none), the no-answer probability (null for a model without the option), the
+    best guess when it abstained, and the ``mode`` asked for; with attention, the top answer's heat
+    (its view and each token's weight), its hottest spans and its evidence."""
+    answers = prediction.answers
     payload = {"question": question, "answer": None, "start": None, "end": None, "score": None,
-               "answers": [a.to_dict() for a in answers], "attention": mode}
-    if not answers:
+               "no_answer_probability": prediction.no_answer, "abstained": prediction.abstained,
+               "answers": [] if prediction.abstained else [a.to_dict() for a in answers], "attention": mode}
+    if prediction.abstained and answers:
+        payload["best_guess"] = answers[0].to_dict()
+    if not answers or prediction.abstained:
         return payload
     best = answers[0]
     payload.update(answer=best.text, start=best.start, end=best.end, score=best.score)
@@ -256,14 +261,27 @@ def _strip_lines(answer: Answer, context: str, width: int) -> list[Text]:
             Text.assemble(" " * column, ("▲", "bold color(214)"), no_wrap=True)]
 
 
-def _answer_parts(console: Console, question: str, context: str, answers: list[Answer], plain: bool) -> list:
+def _header(question: str, prediction: Prediction) -> Text:
+    """The question and the answer with its score; when the reader abstained, that it did and the
+    best guess, dimmed."""
+    best = prediction.answers[0]
+    no_answer = "" if prediction.no_answer is None else f"   no-answer probability {prediction.no_answer:.3f}"
+    where = f"   score {best.score:.3f}   characters {best.start}-{best.end}"
+    if prediction.abstained:
+        return Text.assemble(("Question: ", "bold"), visible(question), "\n",
+                             ("The passage does not seem to answer this question.", "bold"), no_answer, "\n",
+                             (f"Best guess: {visible(best.text)}{where}", "dim"))
+    return Text.assemble(("Question: ", "bold"), visible(question), "\n", ("Answer: ", "bold"),
+                         (visible(best.text), ANSWER_STYLE), where + no_answer)
+
+
+def _answer_parts(console: Console, question: str, context: str, prediction: Prediction, plain: bool) -> list:
+    answers = prediction.answers
     best = answers[0]
     several = best.document_heat is not None
     window = (best.heat.starts[0], best.heat.ends[-1]) if several and best.heat is not None else None
     region = passage_region(context, best.start, best.end, within=window)
-    header = Text.assemble(("Question: ", "bold"), visible(question), "\n", ("Answer: ", "bold"),
-                           (visible(best.text), ANSWER_STYLE),
-                           f"   score {best.score:.3f}   characters {best.start}-{best.end}")
+    header = _header(question, prediction)
     title = "passage"
     if region != (0, len(context)):
         title += f", characters {region[0]:,}-{region[1]:,} of {len(context):,}"
@@ -299,17 +317,18 @@ class _Unstyled:
         yield from Segment.strip_styles(console.render(self.renderable, options))
 
 
-def render(console: Console, question: str, context: str, answers: list[Answer]) -> None:
-    """Print the answer and score, the passage with answer and heat, and the attention tables;
-    without colour (``console.no_color`` or not a terminal) without any style."""
+def render(console: Console, question: str, context: str, prediction: Prediction) -> None:
+    """Print the answer and score (or that the reader abstained, and its best guess), the passage with
+    the answer and heat, and the attention tables; without colour (``console.no_color`` or not a
+    terminal) without any style."""
     plain = console.no_color or not console.is_terminal
     parts = [Text("the reader found no answer")]
-    if answers:
-        parts = _answer_parts(console, question, context, answers, plain)
+    if prediction.answers:
+        parts = _answer_parts(console, question, context, prediction, plain)
     console.print(_Unstyled(Group(*parts)) if plain else Group(*parts))
 
 
-def export_html(path: str, question: str, context: str, answers: list[Answer], width: int) -> None:
+def export_html(path: str, question: str, context: str, prediction: Prediction, width: int) -> None:
     """Write the coloured rendering as a standalone HTML page to ``path``, atomically; a path that
     cannot be written is a ``UserError``."""
     from qa.checkpoint import write_text
@@ -321,7 +340,7 @@ def export_html(path: str, question: str, context: str, answers: list[Answer], w
         raise UserError(f"{path}: the folder {target.parent} does not exist")
     console = Console(record=True, file=io.StringIO(), force_terminal=True, color_system="truecolor", no_color=False,
                       width=width)  # coloured even under NO_COLOR, which is about terminals
-    render(console, question, context, answers)
+    render(console, question, context, prediction)
     try:
         write_text(target, console.export_html(inline_styles=True))
     except OSError as error:

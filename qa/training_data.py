@@ -28,7 +28,8 @@ import torch
 from qa.batching import Batch, Batcher, EncodedText
 from qa.errors import UserError
 from qa.features import PreparedSet
-from qa.tokenize import STOP_WORDS, Tokens, sentence_spans
+from qa.retrieval import Ranker
+from qa.tokenize import Tokens, sentence_spans
 
 KINDS = ("alone", "pair", "other", "removed")
 DISTRACTORS = 2  # other paragraphs kept per question, one drawn each epoch
@@ -57,11 +58,6 @@ class GroupShares:
         return [1 - self.pair - self.other - self.removed, self.pair, self.other, self.removed]
 
 
-def content_terms(tokens: Tokens) -> list[str]:
-    """The lower-case lemmas of a text's content words: the terms BM25 ranks passages by."""
-    return [lemma.lower() for lemma in tokens.lemmas if lemma.isalnum() and lemma.lower() not in STOP_WORDS]
-
-
 def _words(tokens: Tokens, indices) -> str:
     return " " + " ".join(tokens.words[i].lower() for i in indices) + " "
 
@@ -70,12 +66,10 @@ def other_paragraphs(data: PreparedSet, articles: list[str], usable: list[int], 
     """For each usable question, the context indices of up to ``DISTRACTORS`` other paragraphs of its
     article (``articles[c]`` names context ``c``'s), best BM25 match to the question first, leaving out
     those over ``max_tokens`` tokens and those that contain the answer's words."""
-    from rank_bm25 import BM25Okapi
-
     members: dict[str, list[int]] = {}
     for context, article in enumerate(articles):
         members.setdefault(article, []).append(context)
-    rankers = {article: BM25Okapi([content_terms(data.context_tokens[c]) for c in contexts])
+    rankers = {article: Ranker([data.context_tokens[c] for c in contexts])
                for article, contexts in members.items() if len(contexts) > 1}
     found = []
     for i in usable:
@@ -86,8 +80,7 @@ def other_paragraphs(data: PreparedSet, articles: list[str], usable: list[int], 
             continue
         own = data.context_tokens[example.context_index]
         answer = _words(own, range(example.answer_span[0], example.answer_span[1] + 1))
-        scores = rankers[article].get_scores(content_terms(example.question))
-        ranked = [members[article][k] for k in np.argsort(-scores, kind="stable")]
+        ranked = [members[article][k] for k in rankers[article].best(example.question, len(members[article]))]
         kept = [c for c in ranked if c != example.context_index and len(data.context_tokens[c]) <= max_tokens
                 and answer not in _words(data.context_tokens[c], range(len(data.context_tokens[c])))]
         found.append(kept[:DISTRACTORS])

@@ -103,3 +103,47 @@ def test_the_answer_pointer_scores_the_end_knowing_the_start(squad_file, vectors
     after = net(batch)
     assert not torch.allclose(before.start_logits, after.start_logits)
     assert torch.allclose(before.end_logits, after.end_logits) != pointer
+
+
+def _output(start, end, null=None):
+    """A ReaderOutput carrying only span (and null) logits, for the loss."""
+    from qa.model import ReaderOutput
+
+    empty = torch.zeros(0)
+    return ReaderOutput(start, end, empty, None, empty, empty, null)
+
+
+def test_shared_normalization_is_one_softmax_over_each_group():
+    from qa.batching import Batch
+
+    torch.manual_seed(0)
+    start, end = torch.randn(3, 4), torch.randn(3, 4)
+    start[2, 3] = end[2, 3] = torch.finfo(torch.float32).min  # row 2 has 3 real tokens
+    null = torch.randn(3)
+    batch = Batch(*[None] * 10, answer_starts=torch.tensor([5, -1]), answer_ends=torch.tensor([6, -1]),
+                  row_group=torch.tensor([0, 0, 1]), row_slot=torch.tensor([0, 1, 0]))
+    # group 0: rows 0 and 1 side by side, the gold span in row 1 (5 = 1 * 4 + 1 and 6 = 1 * 4 + 2)
+    # group 1: row 2 alone, no answer
+    group_null = torch.stack([torch.logsumexp(null[:2], 0) - torch.log(torch.tensor(2.0)), null[2]])
+    expected = (
+        -torch.log_softmax(torch.cat([start[0], start[1], group_null[:1]]), 0)[5]
+        - torch.log_softmax(torch.cat([end[0], end[1], group_null[:1]]), 0)[6]
+        - torch.log_softmax(torch.cat([start[2, :3], group_null[1:]]), 0)[3]
+        - torch.log_softmax(torch.cat([end[2, :3], group_null[1:]]), 0)[3]
+    ) / 2
+    assert span_loss(_output(start, end, null), batch).item() == pytest.approx(expected.item(), rel=1e-5)
+    without_null = Batch(*[None] * 10, answer_starts=torch.tensor([5]), answer_ends=torch.tensor([6]),
+                         row_group=torch.tensor([0, 0]), row_slot=torch.tensor([0, 1]))
+    alone = -torch.log_softmax(torch.cat([start[0], start[1]]), 0)[5] - torch.log_softmax(torch.cat([end[0], end[1]]), 0)[6]
+    assert span_loss(_output(start[:2], end[:2]), without_null).item() == pytest.approx(alone.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="no_answer"):
+        span_loss(_output(start, end), batch)
+
+
+def test_the_null_score_is_one_logit_per_row(squad_file, vectors):
+    data = prepare(load_squad(str(squad_file)))
+    config = _small(no_answer=True)
+    batch = _batch(data, Batcher(Vocabulary([]), config.max_word_chars), range(4), with_answers=False)
+    output = ReaderNet(config, vectors)(batch)
+    assert output.null_logits.shape == (4,) and torch.isfinite(output.null_logits).all()
+    assert ReaderNet(_small(), vectors)(batch).null_logits is None

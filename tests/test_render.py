@@ -9,7 +9,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.style import Style
 
-from qa.answers import Answer, DocumentHeat, Evidence, Heat
+from qa.answers import Answer, DocumentHeat, Evidence, Heat, Prediction
 from qa.render import (
     ANSWER_STYLE,
     BLOCKS,
@@ -58,7 +58,7 @@ def _opening(style: str) -> str:
 
 def test_each_token_gets_the_style_of_its_level_and_the_answer_its_own():
     console = _recorded()
-    render(console, QUESTION, CONTEXT, [_answer(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}))])
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}))]))
     styled = console.export_text(styles=True, clear=False)
     assert Style.parse(HEAT_STYLES[2]).render("capital") in styled  # 3.5x uniform: level 3 (>= 3x)
     assert Style.parse(HEAT_STYLES[0]).render("Warsaw") in styled  # 1.7x: level 1
@@ -73,7 +73,7 @@ def test_each_token_gets_the_style_of_its_level_and_the_answer_its_own():
 
 def test_a_flat_heat_highlights_nothing():
     console = _recorded()
-    render(console, QUESTION, CONTEXT, [_answer(_heat(CONTEXT, {}))])
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {}))]))
     styled = console.export_text(styles=True)
     passage = styled[styled.index("╭") : styled.index("╰")]
     assert not any(_opening(style) in passage for style in HEAT_STYLES)
@@ -85,7 +85,7 @@ def test_a_flat_heat_highlights_nothing():
                                      Console(record=True, width=100, force_terminal=False)],
                          ids=["NO_COLOR", "piped"])
 def test_without_colour_the_heat_is_a_line_of_blocks_under_its_characters(console):
-    render(console, QUESTION, CONTEXT, [_answer(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}))])
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}))]))
     shown = console.export_text(styles=True)
     assert "\x1b[" not in shown and "[[Vistula River]]" in shown
     lines = shown.splitlines()
@@ -101,7 +101,7 @@ def test_without_colour_the_heat_is_a_line_of_blocks_under_its_characters(consol
 def test_blocks_stay_under_their_characters_when_the_passage_wraps():
     context = "aaa bbb capital ccc 電電 capital ddd\teee " * 3 + CONTEXT
     console = Console(record=True, width=24, no_color=True)
-    render(console, QUESTION, context, [_answer(_heat(context, {"capital": 1.7}), context=context)])
+    render(console, QUESTION, context, Prediction("q", [_answer(_heat(context, {"capital": 1.7}), context=context)]))
     lines = console.export_text().splitlines()
     pairs = [(text, blocks) for text, blocks in zip(lines, lines[1:]) if BLOCKS[1] in blocks and "≥" not in blocks]
     assert len(pairs) == 7  # one line of blocks under each line holding "capital"
@@ -115,7 +115,7 @@ def test_the_evidence_tables_label_every_weight_with_its_tokens():
     start = CONTEXT.index("stands")
     evidence = Evidence([("stands", start, start + 6, 0.412), ("Warsaw", 0, 6, 0.1)], [("river", 5, 10, 0.75)])
     console = Console(record=True, width=100, no_color=True)
-    render(console, QUESTION, CONTEXT, [_answer(_heat(CONTEXT, {}), evidence)])
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {}), evidence)]))
     shown = console.export_text()
     assert "the answer drew on" in shown and "question words the answer aligned with" in shown
     assert re.search(r"│ stands +│ +36-42 │ +0\.412 │", shown)
@@ -127,19 +127,36 @@ def test_the_evidence_tables_label_every_weight_with_its_tokens():
 def test_json_carries_the_heat_and_the_evidence():
     evidence = Evidence([("Warsaw", 0, 6, 0.3)], [("river", 5, 10, 0.75)])
     heat = _heat(CONTEXT, {"capital": 9.0})
-    payload = json.loads(json.dumps(result_dict(QUESTION, CONTEXT, [_answer(heat, evidence)], "question")))
+    payload = json.loads(json.dumps(result_dict(QUESTION, CONTEXT, Prediction("q", [_answer(heat, evidence)]), "question")))
     assert CONTEXT[payload["start"] : payload["end"]] == payload["answer"] == ANSWER
     assert payload["heat"]["view"] == "question" and len(payload["heat"]["tokens"]) == len(heat.weights)
     assert payload["evidence"]["question"] == [{"text": "river", "start": 5, "end": 10, "weight": 0.75}]
     [span] = payload["attended_spans"]
     assert span["text"] == "capital" == CONTEXT[span["start"] : span["end"]] and span["max_ratio"] == 9.0
-    abstained = result_dict(QUESTION, CONTEXT, [], "question")
+    abstained = result_dict(QUESTION, CONTEXT, Prediction("q", []), "question")
     assert abstained["answer"] is None and abstained["answers"] == [] and "heat" not in abstained
+
+
+def test_an_abstention_shows_the_best_guess_dimmed_and_json_gives_null():
+    guess = _answer(_heat(CONTEXT, {}))
+    prediction = Prediction("q", [guess], no_answer=0.83, abstained=True)
+    console = _recorded()
+    render(console, QUESTION, CONTEXT, prediction)
+    styled = console.export_text(styles=True, clear=False)
+    shown = console.export_text()
+    assert "does not seem to answer" in shown and "no-answer probability 0.830" in shown
+    assert _opening("dim") + f"Best guess: {ANSWER}" in styled
+    payload = result_dict(QUESTION, CONTEXT, prediction, "self")
+    assert payload["answer"] is None and payload["abstained"] is True and payload["answers"] == []
+    assert payload["no_answer_probability"] == 0.83
+    assert payload["best_guess"] == {"answer": ANSWER, "score": guess.score, "start": guess.start, "end": guess.end}
+    answered = result_dict(QUESTION, CONTEXT, Prediction("q", [guess], no_answer=0.1), "self")
+    assert answered["answer"] == ANSWER and answered["no_answer_probability"] == 0.1 and "best_guess" not in answered
 
 
 def test_an_abstention_is_said():
     console = Console(record=True, width=100)
-    render(console, QUESTION, CONTEXT, [])
+    render(console, QUESTION, CONTEXT, Prediction("q", []))
     assert console.export_text().strip() == "the reader found no answer"
 
 
@@ -168,7 +185,7 @@ def test_the_document_strip_shows_where_the_attention_lies():
     assert column == answer.start * 50 // len(context) and strip[column] == BLOCKS[1]  # "Warsaw", 1.7x, by the answer
     assert set(strip) == {" ", BLOCKS[1], BLOCKS[4]}
     console = Console(record=True, width=80, no_color=True)
-    render(console, QUESTION, context, [answer])
+    render(console, QUESTION, context, Prediction("q", [answer]))
     shown = console.export_text()
     lines = shown.splitlines()
     [row] = [i for i, line in enumerate(lines) if line.strip() == "▲"]
@@ -180,7 +197,7 @@ def test_the_document_strip_shows_where_the_attention_lies():
     assert title in shown
     answer.document_heat = None
     console = Console(record=True, width=80, no_color=True)
-    render(console, QUESTION, context, [answer])
+    render(console, QUESTION, context, Prediction("q", [answer]))
     assert "across the document" not in console.export_text()
 
 
@@ -188,7 +205,7 @@ def test_the_html_page_is_coloured_and_the_passage_escaped(tmp_path, monkeypatch
     monkeypatch.setenv("NO_COLOR", "1")  # about terminals: the page keeps its colours
     context = "<script>alert(1)</script> & [bold]markup[/] say: the Vistula River flows."
     path = tmp_path / "answer.html"
-    export_html(str(path), "What <b>river</b>?", context, [_answer(_heat(context, {"flows": 3.0}), context=context)],
+    export_html(str(path), "What <b>river</b>?", context, Prediction("q", [_answer(_heat(context, {"flows": 3.0}), context=context)]),
                 width=100)
     page = path.read_text(encoding="utf-8")
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; [bold]markup[/]" in page
@@ -213,7 +230,7 @@ def test_passage_markup_and_terminal_escapes_are_shown_not_obeyed():
                Answer(context[8:11], 8, 11, 0.1)]
     for colour in (True, False):
         console = Console(record=True, width=100, force_terminal=colour, no_color=not colour)
-        render(console, question, context, answers)
+        render(console, question, context, Prediction("q", answers))
         shown = console.export_text()
         assert "[/] holds [bold]" in shown and "[red]box[/red]" in shown  # markup printed literally
         assert "\u241b[31m" in shown and "\u241b]0;title\u2407" in shown  # ESC and BEL as control pictures

@@ -1,0 +1,121 @@
+"""Training groups: what each kind of group holds, that dealing is reproducible, and that a few
+steps of shared-normalization training with the no-answer option learn the tiny set."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import squad_payload
+from qa.batching import Batcher
+from qa.data import load_squad
+from qa.features import prepare
+from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
+from qa.tokenize import Tokens
+from qa.training_data import KINDS, NO_ANSWER, GroupShares, TrainingSet
+from qa.vocab import Vocabulary
+
+
+@pytest.fixture
+def one_article(tmp_path):
+    """The fixture passages as the paragraphs of one article, so each has others to be grouped with."""
+    payload = squad_payload()
+    payload["data"] = [{"title": "Tiny", "paragraphs": [p for a in payload["data"] for p in a["paragraphs"]]}]
+    path = tmp_path / "one-article.json"
+    path.write_text(json.dumps(payload))
+    records = load_squad(str(path))
+    data = prepare(records)
+    titles = dict(zip(records["context"], records["title"]))
+    return data, [titles[c] for c in data.contexts]
+
+
+def _training(one_article, shares, held_out=frozenset()) -> TrainingSet:
+    data, articles = one_article
+    return TrainingSet.encode(data, Batcher(Vocabulary([]), 16), 400, shares, articles, held_out)
+
+
+def _words(data, context_index) -> str:
+    return " ".join(data.context_tokens[context_index].words).lower()
+
+
+def test_groups_hold_what_their_kind_says(one_article):
+    training = _training(one_article, GroupShares(pair=0.3, other=0.3, removed=0.3))
+    data = training.data
+    assert training.stats() == {"questions": 8, "with_other_paragraphs": 8, "with_removable_sentences": 8}
+    seen = set()
+    for epoch in range(6):
+        training.deal(seed=1, epoch=epoch)
+        for k, i in enumerate(training.usable):
+            example = data.examples[i]
+            answer = " ".join(data.context_tokens[example.context_index].words[example.answer_span[0]:example.answer_span[1] + 1]).lower()
+            rows, target = training._rows(k)
+            kind = KINDS[training.kinds[k]]
+            seen.add(kind)
+            own = training.passages[example.context_index]
+            if kind in ("alone", "pair"):
+                assert rows[0] is own and target == example.answer_span
+                assert len(rows) == (2 if kind == "pair" else 1)
+            else:
+                assert len(rows) == 1 and target == (NO_ANSWER, NO_ANSWER)
+            if kind in ("pair", "other"):
+                other = training.others[k][training.picks[k] % len(training.others[k])]
+                assert other != example.context_index and answer not in _words(data, other)
+            if kind == "removed":
+                lo, hi = training.removals[k]
+                assert lo <= example.answer_span[0] and example.answer_span[1] < hi
+                assert len(rows[0]) == len(own) - (hi - lo)
+    assert seen == set(KINDS)
+    first = training.deal(seed=1, epoch=2), training.kinds.copy(), training.picks.copy()
+    again = training.deal(seed=1, epoch=2), training.kinds, training.picks
+    assert first[0] == again[0] and (first[1] == again[1]).all() and (first[2] == again[2]).all()
+
+
+def test_a_removed_sentence_leaves_the_rest_and_recounts_frequencies(one_article):
+    training = _training(one_article, GroupShares(removed=1.0))
+    training.deal(seed=0, epoch=0)
+    k = next(k for k, i in enumerate(training.usable) if training.data.examples[i].id == "n1")  # "Rollo"
+    [row], _ = training._rows(k)
+    data = training.data
+    tokens = data.context_tokens[data.examples[training.usable[k]].context_index]
+    lo, hi = training.removals[k]
+    assert " ".join(tokens.words[lo:hi]) == "They were led by Rollo , a Viking chieftain ."
+    kept = [j for j in range(len(tokens)) if not lo <= j < hi]
+    direct = training.batcher.encode(Tokens(*([values[j] for j in kept] for values in
+                                             (tokens.words, tokens.lemmas, tokens.starts, tokens.ends))))
+    for name in ("words", "tuned", "chars", "surface", "lower", "lemma", "frequency"):  # as if it were written so
+        assert np.array_equal(getattr(row, name), getattr(direct, name)), name
+
+
+def test_held_out_articles_are_not_trained_on(one_article):
+    assert _training(one_article, GroupShares(), held_out={"Tiny"}).usable == []
+
+
+def test_a_few_steps_learn_spans_and_the_null_option(one_article):
+    torch.manual_seed(0)
+    training = _training(one_article, GroupShares(pair=0.3, other=0.2, removed=0.2))
+    config = ReaderConfig(hidden=16, char_filters=8, dropout=0.0, no_answer=True)
+    net = ReaderNet(config, glove_tensor())
+    optimizer = torch.optim.Adamax(net.parameters(), lr=0.01)
+    losses = []
+    for step in range(60):
+        training.deal(seed=0, epoch=step % 3)  # three fixed deals, seen in turn
+        batch = training.collate(list(range(len(training.usable))))
+        loss = span_loss(net(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.2 * np.mean(losses[:3])
+    net.eval()
+    training.deal(seed=0, epoch=0)
+    batch = training.collate(list(range(len(training.usable))))
+    with torch.no_grad():
+        output = net(batch)
+    for g in range(len(training.usable)):
+        rows = (batch.row_group == g).nonzero().flatten()
+        null = torch.logsumexp(output.null_logits[rows], 0) - np.log(len(rows))
+        best_start = output.start_logits[rows].max()
+        if batch.answer_starts[g] == NO_ANSWER:
+            assert null > best_start
+        else:
+            assert output.start_logits[rows[0]].argmax() == batch.answer_starts[g]
