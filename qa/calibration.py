@@ -4,7 +4,9 @@ temperature on the span logits fitted so that it is.
 The score is p(start) x p(end) with both softmaxes taken over the passage. Dividing the logits
 by a temperature T changes the scores but never which span wins, so T is fitted after training,
 on questions the model was not trained on, by minimising the log-loss of "the top answer is an
-exact match" under the score (``fit_temperature``).
+exact match" under the score (``fit_temperature``). With the no-answer option the null logit is in
+both softmaxes, and on a file with unanswerable questions the threshold on the no-answer
+probability above which the reader abstains is fitted too (``fit_no_answer_threshold``).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
-from qa.answers import SpanLogits
+from qa.answers import SpanLogits, best_texts
 
 TEMPERATURE_RANGE = (0.2, 5.0)
 
@@ -36,10 +38,22 @@ def expected_calibration_error(confidences: list[float], correct: list[float], b
     return {"ece": ece, "bins": table}
 
 
+def _normalizers(x: SpanLogits, temperature: float) -> tuple[float, float]:
+    """log of the start and end softmaxes' denominators at ``temperature``, the null option's included."""
+    start, end = logsumexp(x.start / temperature), logsumexp(x.end / temperature)
+    if x.null is None:
+        return start, end
+    return np.logaddexp(start, x.null / temperature), np.logaddexp(end, x.null / temperature)
+
+
 def top_scores(logits: list[SpanLogits], temperature: float) -> np.ndarray:
     """The top answer's score of each question at ``temperature``."""
-    return np.exp([x.best / temperature - logsumexp(x.start / temperature) - logsumexp(x.end / temperature)
-                   for x in logits])
+    return np.exp([x.best / temperature - sum(_normalizers(x, temperature)) for x in logits])
+
+
+def no_answer_probabilities(logits: list[SpanLogits], temperature: float) -> np.ndarray:
+    """Each question's no-answer probability at ``temperature`` (logits of a model with the option)."""
+    return np.exp([2 * x.null / temperature - sum(_normalizers(x, temperature)) for x in logits])
 
 
 def log_loss(scores: np.ndarray, correct: np.ndarray) -> float:
@@ -65,7 +79,6 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     from rich.console import Console
     from rich.table import Table
 
-    from qa.answers import best_texts
     from qa.checkpoint import CONFIG_FILE, read_json, write_json
     from qa.data import load_squad
     from qa.features import prepare
@@ -81,7 +94,7 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     with console.status(f"reading {len(records)} questions"):
         predictions = read_examples(reader.net, reader.batcher, prepare(records), options)
     references = {i: a for i, a in zip(records["id"], records["answers"])}
-    # is the top answer right? asked of answerable questions only, as qa evaluate's ECE is
+    # is the top answer right? asked of answerable questions only, the null option in place
     answered = [p for p in predictions if p.answers and references[p.id]["text"]]
     correct = [q["exact_match"] for q in squad_scores(best_texts(answered), [{"id": p.id, "answers": references[p.id]}
                                                                              for p in answered],
@@ -98,8 +111,31 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
         result[f"ece_{name}"] = round(expected_calibration_error(scores.tolist(), correct)["ece"], 4)
         table.add_row(f"{t:.3f}", f"{result[f'log_loss_{name}']:.4f}", f"{result[f'ece_{name}']:.4f}",
                       f"{scores.mean():.3f}", f"{np.mean(correct):.3f}")
+    if reader.has_no_answer and any(not a["text"] for a in references.values()):
+        result.update(fit_no_answer_threshold(predictions, references, temperature))
     console.print(table)
     settings = read_json(reader.folder / CONFIG_FILE)
     write_json(reader.folder / CONFIG_FILE, {**settings, "calibration": result})
-    console.print(f"wrote temperature {temperature:.3f} to {reader.folder / CONFIG_FILE}")
+    fitted = f"temperature {temperature:.3f}"
+    if "no_answer_threshold" in result:
+        fitted += (f" and no-answer threshold {result['no_answer_threshold']:.3f} (SQuAD 2.0 F1 "
+                   f"{result['no_answer_f1']:.2f} on {result['no_answer_questions']} questions, "
+                   f"{100 * result['unanswerable_share']:.0f}% of them unanswerable)")
+    console.print(f"wrote {fitted} to {reader.folder / CONFIG_FILE}")
     return result
+
+
+def fit_no_answer_threshold(predictions, references: dict, temperature: float) -> dict:
+    """The no-answer probability above which the reader should abstain: the official SQuAD 2.0
+    best-F1 threshold of the forced answers on these questions, at ``temperature``."""
+    from qa.squad.squad import best_threshold, score_pairs
+
+    forced = [p for p in predictions if p.answers]
+    texts = best_texts(forced)
+    pairs = score_pairs([{"id": p.id, "prediction_text": texts[p.id]} for p in forced],
+                        [{"id": p.id, "answers": references[p.id]} for p in forced], v2=True)
+    probability = no_answer_probabilities([p.answers[0].logits for p in forced], temperature).tolist()
+    has_answer = [bool(references[p.id]["text"]) for p in forced]
+    f1, threshold = best_threshold([f for _, f in pairs], probability, has_answer, [False] * len(forced))
+    return {"no_answer_threshold": round(float(threshold), 4), "no_answer_f1": round(f1, 2),
+            "no_answer_questions": len(forced), "unanswerable_share": round(1 - float(np.mean(has_answer)), 4)}

@@ -3,7 +3,7 @@
 ``Answer.score`` is p(start) * p(end) under the model's start and end softmaxes over the whole
 passage (one softmax over all the windows read), at the model's calibrated temperature. A model
 with the no-answer option also scores "the passage does not answer this": when that probability
-reaches the model's threshold the reader abstains (``answer`` returns no answers; ``predict``
+is above the model's threshold the reader abstains (``answer`` returns no answers; ``predict``
 keeps the best guesses and says so), unless told to ``force`` an answer.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from qa.heat import DEFAULT_VIEW
 DEFAULT_MODEL = Path(__file__).parent / "model"
 MAX_QUESTION_TOKENS = 64  # longer questions are cut to their first 64 tokens, with a warning
 MAX_WINDOWS = 4  # a longer passage is read in the windows that BM25 ranks best for the question
-NO_ANSWER_THRESHOLD = 0.5  # abstain at this no-answer probability when the model folder names none
+NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the model folder names none
 
 
 class Reader:
@@ -38,7 +38,7 @@ class Reader:
         self.options = ReadingOptions(window_tokens=window_tokens, window_stride=window_stride, max_windows=max_windows,
                                       max_question_tokens=MAX_QUESTION_TOKENS, temperature=temperature,
                                       bfloat16=bfloat16)
-        self.no_answer_threshold = no_answer_threshold  # abstain when p(no answer) reaches it
+        self.no_answer_threshold = no_answer_threshold  # abstain when p(no answer) is above it
 
     @property
     def has_no_answer(self) -> bool:
@@ -104,7 +104,7 @@ class Reader:
                 with_attention: bool = False, attention_view: str = DEFAULT_VIEW, force: bool = False) -> Prediction:
         """The whole result for one question: the ``top_k`` best answers (kept as best guesses when the
         reader abstains), ``no_answer`` (the probability that the passage does not answer, None for a model
-        without the option) and ``abstained`` (that probability reached the threshold, and not ``force``)."""
+        without the option) and ``abstained`` (that probability is above the threshold, and not ``force``)."""
         return self.predict_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
                                   with_attention=with_attention, attention_view=attention_view, force=force)[0]
 
@@ -144,5 +144,6 @@ class Reader:
         return predictions
 
     def abstains(self, prediction: Prediction) -> bool:
-        """Whether the model's no-answer probability for ``prediction`` reaches its threshold."""
-        return prediction.no_answer is not None and prediction.no_answer >= self.no_answer_threshold
+        """Whether the model's no-answer probability for ``prediction`` is above its threshold (the
+        official SQuAD 2.0 rule: answer up to the threshold)."""
+        return prediction.no_answer is not None and prediction.no_answer > self.no_answer_threshold
