@@ -60,3 +60,29 @@ def squad_file(tmp_path):
 def feature_cache(tmp_path, monkeypatch):
     """Keep prepared-feature caches inside each test's folder."""
     monkeypatch.setenv("QA_CACHE", str(tmp_path / "cache"))
+
+
+def null_model_folder(folder, null_bias: float):
+    """The shipped model given a no-answer head whose logit is ``null_bias`` on every passage (its last
+    layer zero but for the bias): a model that always (large bias) or never (very negative) abstains."""
+    import torch
+
+    from qa.checkpoint import save_model
+    from qa.model import ReaderConfig, ReaderNet, glove_tensor
+    from qa.reader import Reader
+
+    shipped = Reader.load()
+    config = ReaderConfig.from_dict({**shipped.net.config.to_dict(), "no_answer": True})
+    net = ReaderNet(config, glove_tensor())
+    net.load_state_dict(shipped.net.state_dict(), strict=False)
+    with torch.no_grad():
+        net.null.score[-1].weight.zero_()
+        net.null.score[-1].bias.fill_(null_bias)
+    save_model(folder, net, {"model": config.to_dict(), "calibration": {"no_answer_threshold": 0.5}})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def abstaining_model(tmp_path_factory):
+    """A model folder whose reader abstains on every question (its best guesses stay the shipped model's)."""
+    return null_model_folder(tmp_path_factory.mktemp("abstaining"), 50.0)

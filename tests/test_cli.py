@@ -252,3 +252,18 @@ def test_evaluate_passes_the_attention_view(monkeypatch, argv, view):
     monkeypatch.setattr("qa.evaluation.run_evaluation", lambda *args, **kwargs: calls.append(kwargs))
     assert main(["evaluate", "dev.json", *argv]) == 0
     assert calls[0]["attention_view"] == view
+
+
+def test_ask_json_when_the_reader_abstains(abstaining_model, capsys):
+    argv = ["ask", "Which NFL team represented the AFC at Super Bowl 50?", "--context",
+            "The 1973 oil crisis began when OAPEC proclaimed an oil embargo.", "--model", str(abstaining_model), "--json"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["answer"] is None and payload["abstained"] is True and payload["no_answer_probability"] > 0.99
+    assert payload["best_guess"]["answer"] and payload["answers"] == []
+    assert main(argv + ["--force"]) == 0
+    forced = json.loads(capsys.readouterr().out)
+    assert forced["answer"] == payload["best_guess"]["answer"] and forced["abstained"] is False
+    assert main(argv[:-1]) == 0
+    shown = capsys.readouterr().out
+    assert "does not seem to answer" in shown and f"Best guess: {payload['best_guess']['answer']}" in shown

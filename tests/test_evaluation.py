@@ -86,3 +86,33 @@ def test_ctrl_c_while_writing_results_still_writes_the_whole_set(squad_file, tmp
     assert set(json.loads((output / "nbest.json").read_text())) == ids
     assert 0 <= json.loads((output / "metrics.json").read_text())["f1"] <= 100
     assert "interrupted after the complete results were written" in capsys.readouterr().err
+
+
+def _v2_file(tmp_path):
+    """The fixture with one unanswerable question added to each passage."""
+    payload = squad_payload()
+    for article in payload["data"]:
+        paragraph = article["paragraphs"][0]
+        paragraph["qas"].append({"id": f"{article['title']}-none", "question": "Who won the 1998 World Cup?",
+                                 "answers": [], "is_impossible": True})
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_a_squad_v2_file_is_scored_with_the_readers_abstentions(abstaining_model, tmp_path):
+    from conftest import null_model_folder
+
+    path = _v2_file(tmp_path)
+    assert main(["evaluate", str(path), "--model", str(abstaining_model), "--output", str(tmp_path / "none")]) == 0
+    predictions = json.loads((tmp_path / "none" / "predictions.json").read_text())
+    probabilities = json.loads((tmp_path / "none" / "na_prob.json").read_text())
+    metrics = json.loads((tmp_path / "none" / "metrics.json").read_text())
+    assert set(predictions.values()) == {""} and min(probabilities.values()) > 0.99
+    assert metrics["NoAns_exact"] == 100.0 and metrics["HasAns_exact"] == 0.0 and metrics["exact"] == pytest.approx(300 / 11)
+    answering = null_model_folder(tmp_path / "answering", -50.0)
+    assert main(["evaluate", str(path), "--model", str(answering), "--output", str(tmp_path / "all")]) == 0
+    predictions = json.loads((tmp_path / "all" / "predictions.json").read_text())
+    metrics = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    assert all(predictions.values()) and metrics["NoAns_exact"] == 0.0
+    assert metrics["calibration"]["bins"] and sum(b["count"] for b in metrics["calibration"]["bins"]) == 11

@@ -141,3 +141,17 @@ def test_model_files_load_and_bad_ones_are_named(reader, tmp_path):
     (folder / "config.json").write_text('{"model": {"colour": "blue"}}')
     with pytest.raises(ModelFileError, match="not a reader config"):
         Reader.load(folder)
+
+
+def test_a_reader_that_judges_no_answer_abstains_keeps_its_guess_and_can_be_forced(abstaining_model):
+    shipped, abstaining = Reader.load(), Reader.load(abstaining_model)
+    question, context = "What river does Warsaw stand on?", "Warsaw stands on the Vistula River in Poland."
+    assert abstaining.answer(question, context) == []
+    prediction = abstaining.predict(question, context)
+    assert prediction.abstained and prediction.no_answer > 0.99 and prediction.text == ""
+    guess, [forced], [expected] = prediction.answers[0], abstaining.answer(question, context, force=True), \
+        shipped.answer(question, context)
+    assert guess.text == forced.text == expected.text == "Vistula River"
+    assert forced.score < 0.01  # the null option holds nearly all the probability
+    plain = shipped.predict(question, context)
+    assert plain.no_answer is None and not plain.abstained
