@@ -157,3 +157,25 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
     single, double = (json.loads((folder / "metrics.json").read_text()) for folder in (one, two))
     assert (single["processes"], double["processes"]) == (1, 2)
     assert {k: v for k, v in double.items() if k not in timing} == {k: v for k, v in single.items() if k not in timing}
+
+
+def test_an_answer_across_the_boundary_between_windows_is_found_and_scored_once():
+    shipped = Reader.load()
+    sentence = "The bridge over the Vistula was designed by Anna Kowalska and opened in 1931."
+    before_name = len(tokenize(sentence[: sentence.index("Anna")]))
+    filler = FILLER * 18  # 324 tokens: the name is moved onto the cut by single words below
+    pad = 349 - len(tokenize(filler)) - before_name  # "Anna" at token 349, "Kowalska" at 350
+    context = filler + "again " * pad + sentence + " " + FILLER * 20
+    tokens = tokenize(context)
+    anna = tokens.words.index("Anna")
+    assert anna == 349 and window_starts(len(tokens), 400, 300)[:2] == [0, 300]
+    # windows [0, 400) and [300, 700) own the tokens before and from 350: the answer's start logit
+    # comes from the first window and its end logit from the second
+    question = "Who designed the bridge over the Vistula?"
+    [split] = shipped.predict(question, context, top_k=3).answers[:1]
+    whole = Reader(shipped.net, shipped.batcher, None, window_tokens=2000, window_stride=1000,
+                   temperature=shipped.temperature).predict(question, context, top_k=3)
+    assert split.text == whole.answers[0].text == "Anna Kowalska"
+    assert abs(split.score - whole.answers[0].score) < 0.05
+    texts = [a.text for a in shipped.predict(question, context, top_k=3).answers]
+    assert len(texts) == len(set(texts))  # found by both windows, listed once
