@@ -32,7 +32,7 @@ from qa.heat import ANSWER_DEPENDENT_VIEWS, VIEWS, evidence_of, heat_of
 from qa.model import ReaderNet, ReaderOutput
 from qa.retrieval import Ranker
 from qa.tokenize import Tokens
-from qa.windows import merge_ranked, split_windows, window_starts
+from qa.windows import merge_ranked, owned_ranges, split_windows, window_starts
 
 
 # Candidates kept per question beyond top_k while reading: they are ranked by their own window's
@@ -125,14 +125,6 @@ def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOp
         owned.update({(q, w): own for w, own in zip(indices, ranges)})
     rows.sort(key=lambda row: len(windows[row[1]]))  # stable: ties keep question order
     return _Plan(windows, owners, firsts, window_range, owned, rows)
-
-
-def owned_ranges(starts: list[int], size: int, length: int) -> list[tuple[int, int]]:
-    """For windows of ``size`` tokens starting at ``starts`` (ascending) in a passage of ``length``, the
-    local ``[lo, hi)`` of the tokens each one owns: every token read once, an overlap split at its
-    middle, so a passage-wide softmax counts each token once."""
-    cuts = [0] + [(following + previous + size) // 2 for previous, following in zip(starts, starts[1:])] + [length]
-    return [(max(cuts[k] - start, 0), min(cuts[k + 1], start + size) - start) for k, start in enumerate(starts)]
 
 
 def _token_triples(tokens: Tokens) -> list[tuple[str, int, int]]:

