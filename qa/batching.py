@@ -8,7 +8,7 @@ the passage.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -33,6 +33,8 @@ class Batch:
     question_spellings: torch.Tensor  # (B, Q)
     question_mask: torch.Tensor  # (B, Q) bool
     spellings: torch.Tensor  # (U, C) character ids of the batch's distinct words; row 0 is padding
+    passage_context: torch.Tensor | None = None  # (B, P, D) contextual features (qa.contextual), when the model uses them
+    question_context: torch.Tensor | None = None  # (B, Q, D)
     answer_starts: torch.Tensor | None = None  # (G,) training target per group: token index (slot * P + token), -1 = none
     answer_ends: torch.Tensor | None = None  # (G,)
     row_group: torch.Tensor | None = None  # (B,) training group of each row; None: each row is its own group
@@ -62,9 +64,16 @@ class EncodedText:
     lower: np.ndarray  # (L,) int64
     lemma: np.ndarray  # (L,) int64
     frequency: np.ndarray  # (L,) float32
+    context: np.ndarray | None = None  # (L, D) contextual features (qa.contextual), for a model that reads them
 
     def __len__(self) -> int:
         return len(self.words)
+
+    def with_context(self, features: np.ndarray) -> "EncodedText":
+        """The same text carrying its (L, D) contextual features."""
+        if len(features) != len(self):
+            raise ValueError(f"{len(features)} feature rows for a text of {len(self)} tokens")
+        return replace(self, context=features)
 
 
 def _pad(arrays: list[np.ndarray], length: int, dtype=np.int64) -> np.ndarray:
@@ -78,6 +87,14 @@ def _pad(arrays: list[np.ndarray], length: int, dtype=np.int64) -> np.ndarray:
 def _padded(texts: list[EncodedText], name: str, length: int, dtype=np.int64) -> np.ndarray:
     """Field ``name`` of each text, zero-padded to ``length``: (B, L) or (B, L, C)."""
     return _pad([getattr(t, name) for t in texts], length, dtype)
+
+
+def _padded_context(texts: list[EncodedText], length: int) -> torch.Tensor:
+    """The texts' contextual features zero-padded to ``length`` and stacked: (B, length, D) float32."""
+    out = np.zeros((len(texts), length, texts[0].context.shape[1]), dtype=np.float32)
+    for b, text in enumerate(texts):
+        out[b, : len(text)] = text.context
+    return torch.from_numpy(out)
 
 
 def _matches(passage_keys: np.ndarray, question_keys: np.ndarray, question_real: np.ndarray) -> np.ndarray:
@@ -179,6 +196,9 @@ class Batcher:
                       passage_features=features, passage_mask=p_mask, question_words=q_words,
                       question_tuned=q_tuned, question_spellings=q_spellings, question_mask=q_mask,
                       spellings=spellings)
+        if passages[0].context is not None:
+            batch.passage_context = _padded_context(passages, p_words.shape[1])
+            batch.question_context = _padded_context(questions, q_words.shape[1])
         if spans is not None:
             batch.answer_starts = torch.tensor([s for s, _ in spans])
             batch.answer_ends = torch.tensor([e for _, e in spans])

@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="run the network under bfloat16 autocast: faster on CPUs with AVX512-BF16 or AMX")
     evaluate.add_argument("--lenient", action="store_true",
                           help="skip malformed records (counted and reported) instead of stopping at the first")
+    evaluate.add_argument("--max-windows", type=int, metavar="N",
+                          help="read at most N windows of 400 tokens of a long passage, those BM25 ranks best for "
+                               "the question (default 4; 0: all)")
     evaluate.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW,
                           help="attention view whose answer-sentence hit rate goes in metrics.json (none: skip)")
     return parser
@@ -142,7 +145,8 @@ def _evaluate(args) -> int:
 
     run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
                    limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient,
-                   bfloat16=args.bfloat16, attention_view=None if args.attention == "none" else args.attention)
+                   bfloat16=args.bfloat16, attention_view=None if args.attention == "none" else args.attention,
+                   max_windows=args.max_windows)
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +34,11 @@ class EncoderSettings:
     window: int = 128  # wordpieces per encoder pass, [CLS] and [SEP] included (the model was tuned on 128)
     stride: int = 64  # wordpieces between the starts of consecutive windows
     bfloat16: bool = False  # run the encoder under bfloat16 autocast (CPU mixed precision)
+
+    @classmethod
+    def of(cls, config, bfloat16: bool = False) -> "EncoderSettings":
+        """The settings a reader config (``qa.model.ReaderConfig``) names."""
+        return cls(config.contextual, config.contextual_window, config.contextual_stride, bfloat16)
 
     def __post_init__(self):
         if not 0 < self.stride <= self.window - 2:
@@ -97,7 +103,7 @@ class ContextualEncoder:
 
     def _pieces(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """Each text's wordpiece ids and their character spans, with no special tokens and no cut."""
-        encoded = self.tokenizer(texts, add_special_tokens=False, truncation=False, padding=False,
+        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, padding=False,
                                  return_offsets_mapping=True, verbose=False)
         return list(zip(encoded["input_ids"], encoded["offset_mapping"]))
 
@@ -129,6 +135,69 @@ class ContextualEncoder:
 
     def encode(self, texts: list[str], tokens: list[Tokens], batch_size: int = 32) -> list[np.ndarray]:
         """One (len(tokens[i]), D) float32 array per text: its spaCy tokens' pooled features."""
+        if not texts:
+            return []
         pieces = self._pieces(texts)
         states = self._states([ids for ids, _ in pieces], batch_size)
         return [token_pooling(t.starts, t.ends, spans) @ s for t, (_, spans), s in zip(tokens, pieces, states)]
+
+
+class FeatureStore:
+    """Contextual features of a fixed list of texts, extracted once into a folder of float16 chunk
+    files and read back memory-mapped: training's frozen features.
+
+    The folder is named by the encoder's ``fingerprint`` and a digest of the texts, so a cache is
+    reused only for the same encoder, settings and texts. Extraction writes chunk after chunk
+    atomically, so an interrupted extraction resumes at the first missing chunk."""
+
+    CHUNK = 1024  # texts per chunk file
+
+    def __init__(self, folder: Path, offsets: np.ndarray, chunks: list[np.ndarray]):
+        self.folder = folder
+        self._offsets = offsets  # (texts + 1,) first row of each text, counted over all chunks
+        self._chunks = chunks  # memory-mapped (rows, D) float16 arrays
+        self._chunk_rows = np.cumsum([0] + [len(c) for c in chunks])
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Text ``index``'s (tokens, D) float16 features."""
+        chunk = index // self.CHUNK
+        first = self._offsets[index] - self._chunk_rows[chunk]
+        return self._chunks[chunk][first : first + self._offsets[index + 1] - self._offsets[index]]
+
+    @staticmethod
+    def folder_for(root: Path, fingerprint: str, texts: list[str]) -> Path:
+        digest = hashlib.sha256(fingerprint.encode())
+        for text in texts:
+            digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+        return Path(root) / digest.hexdigest()[:32]
+
+    @classmethod
+    def build(cls, encoder: ContextualEncoder, texts: list[str], tokens: list[Tokens], root: Path,
+              progress=None, batch_size: int = 32) -> "FeatureStore":
+        """The store of ``texts`` under ``root``: read from disk, extracting the chunks that are missing
+        first; ``progress(done, total)`` is called after each chunk."""
+        from qa.checkpoint import write_json
+
+        folder = cls.folder_for(root, encoder.fingerprint(), texts)
+        folder.mkdir(parents=True, exist_ok=True)
+        count = (len(texts) + cls.CHUNK - 1) // cls.CHUNK
+        for k in range(count):
+            path = folder / f"chunk-{k:05d}.npy"
+            if not path.exists():
+                part = slice(k * cls.CHUNK, (k + 1) * cls.CHUNK)
+                features = encoder.encode(texts[part], tokens[part], batch_size)
+                rows = np.concatenate(features) if features else np.zeros((0, encoder.dim))
+                partial = path.with_suffix(".partial.npy")
+                np.save(partial, rows.astype(np.float16))
+                partial.replace(path)
+            if progress is not None:
+                progress(k + 1, count)
+        lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        write_json(folder / "index.json", {"texts": len(texts), "rows": int(offsets[-1]), "dim": encoder.dim,
+                                           "settings": repr(encoder.settings)})
+        chunks = [np.load(folder / f"chunk-{k:05d}.npy", mmap_mode="r") for k in range(count)]
+        return cls(folder, offsets, chunks)

@@ -126,6 +126,25 @@ def load_squad(source: str, split: str = "validation", lenient: bool = False,
     return records.select(range(min(limit, len(records)))) if limit else records
 
 
+RECORDS_PER_PIECE = 500  # records converted to Arrow at a time
+FEATURES = datasets.Features({  # the flat records' columns, as the hub's SQuAD datasets have them
+    "id": datasets.Value("string"), "title": datasets.Value("string"), "context": datasets.Value("string"),
+    "question": datasets.Value("string"),
+    "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int64")}),
+})
+
+
+def _as_dataset(columns: dict[str, list]) -> datasets.Dataset:
+    """The column lists as one Dataset, converted a few hundred records at a time: at once, a file whose
+    contexts are whole documents (each repeated for every question) peaks near 2 GB in the conversion
+    of a 35 MB file (10,570 questions about 48 articles); in pieces, under 0.8 GB."""
+    count = len(columns["id"])
+    pieces = [datasets.Dataset.from_dict({name: values[i : i + RECORDS_PER_PIECE] for name, values in columns.items()},
+                                         features=FEATURES)
+              for i in range(0, max(count, 1), RECORDS_PER_PIECE)]
+    return datasets.concatenate_datasets(pieces) if len(pieces) > 1 else pieces[0]
+
+
 def _load_records(source: str, split: str, lenient: bool, skipped: Counter | None) -> datasets.Dataset:
     path = Path(source)
     if path.is_dir():
@@ -140,7 +159,7 @@ def _load_records(source: str, split: str, lenient: bool, skipped: Counter | Non
         columns, counts = _flatten(payload, source, lenient)
         if skipped is not None:
             skipped.update(counts)
-        return datasets.Dataset.from_dict(columns)
+        return _as_dataset(columns)
     if source.endswith(".json") or "/" not in source and "." in source:
         raise DataError(f"{source}: no such file")
     try:

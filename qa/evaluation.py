@@ -121,7 +121,7 @@ def _print_v2_report(console, metrics: dict, data: str) -> None:
 
 
 def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, attention_view: str | None,
-             abstain: bool, world, console) -> dict:
+             abstain: bool, max_windows: int | None, world, console) -> dict:
     """Run the shipped or given model over ``records`` along the one inference path (``qa.inference``),
     this rank's share of the batches, abstaining where the model says no answer if ``abstain``;
     returns the predictions and timing entries of ``metrics.json``."""
@@ -135,7 +135,8 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
         prepared = prepare(records)  # one process per machine fills the cache, the others read it
     reader = Reader.load(model, bfloat16=bfloat16)
     reader.net.to(world.device)
-    options = replace(reader.options, top_k=nbest, batch_size=batch_size, heat_view=attention_view)
+    options = replace(reader.options, top_k=nbest, batch_size=batch_size, heat_view=attention_view,
+                      max_windows=reader.options.max_windows if max_windows is None else max_windows)
     tic = time.monotonic()
     columns = [TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("question-windows"),
                TextColumn("{task.fields[speed]:.0f}/s"), TimeRemainingColumn()]
@@ -145,7 +146,9 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total, speed=done / max(time.monotonic() - tic, 1e-9))
 
-        predictions = read_examples(reader.net, reader.batcher, prepared, options, world, advance)
+        context = reader.context_features(prepared.contexts, prepared.context_tokens, list(records["question"]),
+                                          [e.question for e in prepared.examples])
+        predictions = read_examples(reader.net, reader.batcher, prepared, options, world, advance, context)
     seconds = time.monotonic() - tic
     if abstain:
         for prediction in predictions:
@@ -161,11 +164,12 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
                    lenient: bool = False, bfloat16: bool = False, attention_view: str | None = DEFAULT_VIEW,
-                   console=None) -> dict:
+                   max_windows: int | None = None, console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``.
 
     With a model and ``attention_view``, ``metrics["attention"]`` says how often that view's heaviest
-    passage sentence holds a gold answer, beside chance (``qa.heat.SentenceHits``).
+    passage sentence holds a gold answer, beside chance (``qa.heat.SentenceHits``). ``max_windows``
+    overrides how many windows of a long passage are read (the reader's default: ``qa.reader.MAX_WINDOWS``).
 
     Under ``torchrun`` the model's batches are shared among the processes; rank 0 gathers the
     answers, scores them and writes the same files one process would."""
@@ -195,7 +199,8 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             texts = _read_predictions(predictions_file)
             metrics["predictions"] = predictions_file
         else:
-            run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, world, console)
+            run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, max_windows, world,
+                           console)
             predictions, passage_tokens = run["predictions"], run["passage_tokens"]
             texts = best_texts(predictions)
             nbest_lists = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score}

@@ -119,8 +119,9 @@ def _prepare(records: "datasets.Dataset", workers: int) -> tuple["datasets.Datas
     return datasets.Dataset.from_list(context_rows), datasets.Dataset.from_list(rows)
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("QA_CACHE", Path.home() / ".cache" / "qa")) / "features"
+def cache_root() -> Path:
+    """Where prepared files and contextual features are cached: ``$QA_CACHE``, else ``~/.cache/qa``."""
+    return Path(os.environ.get("QA_CACHE", Path.home() / ".cache" / "qa"))
 
 
 def _tokenizer_fingerprint() -> str:
@@ -150,7 +151,7 @@ def prepare(records: "datasets.Dataset", cache: bool = True, workers: int = 0) -
     import datasets
 
     datasets.disable_progress_bars()
-    folder = _cache_dir() / dataset_key(records)
+    folder = cache_root() / "features" / dataset_key(records)
     if cache and (folder / "examples").exists():
         context_ds = datasets.load_from_disk(str(folder / "contexts"))
         example_ds = datasets.load_from_disk(str(folder / "examples"))

