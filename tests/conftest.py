@@ -86,3 +86,22 @@ def null_model_folder(folder, null_bias: float):
 def abstaining_model(tmp_path_factory):
     """A model folder whose reader abstains on every question (its best guesses stay the shipped model's)."""
     return null_model_folder(tmp_path_factory.mktemp("abstaining"), 50.0)
+
+
+def fit(net, batch_of_step, steps: int, lr: float = 0.01) -> list[float]:
+    """``steps`` Adamax steps of ``net`` on the span loss, ``batch_of_step(step)`` giving each step's
+    batch; returns the losses, for learning tests."""
+    import torch
+
+    from qa.model import span_loss
+
+    optimizer = torch.optim.Adamax(net.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        batch = batch_of_step(step)
+        loss = span_loss(net(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

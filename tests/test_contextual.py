@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit
 from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore, token_pooling
 from qa.tokenize import tokenize
 
@@ -73,7 +74,7 @@ def test_a_few_steps_with_contextual_features_memorise_a_tiny_set(encoder, squad
     from qa.batching import Batcher
     from qa.data import load_squad
     from qa.features import prepare
-    from qa.model import ReaderNet, glove_tensor, span_loss
+    from qa.model import ReaderNet, glove_tensor
     from qa.vocab import Vocabulary
 
     torch.manual_seed(0)
@@ -89,14 +90,7 @@ def test_a_few_steps_with_contextual_features_memorise_a_tiny_set(encoder, squad
                             [batcher.encode(e.question).with_context(q) for e, q in zip(data.examples, questions)],
                             [e.answer_span for e in data.examples])
     assert batch.passage_context.shape == (8, batch.passage_words.shape[1], encoder.dim)
-    optimizer = torch.optim.Adamax(net.parameters(), lr=0.01)
-    losses = []
-    for _ in range(40):
-        loss = span_loss(net(batch), batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fit(net, lambda step: batch, 40)
     assert losses[-1] < 0.2 * losses[0]
     assert net.context.weight.grad.abs().sum() > 0  # the features are read
     batch.passage_context = None

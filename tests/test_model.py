@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from conftest import fit
+
 from qa.batching import Batcher
 from qa.data import load_squad
 from qa.features import prepare
@@ -75,14 +77,7 @@ def test_a_few_steps_memorise_a_tiny_set(squad_file, vectors, pointer):
     net = ReaderNet(config, vectors)
     batcher = Batcher(Vocabulary(config.tuned_words), config.max_word_chars)
     batch = _batch(data, batcher, range(8))
-    optimizer = torch.optim.Adamax(net.parameters(), lr=0.01)
-    losses = []
-    for _ in range(60):
-        loss = span_loss(net(batch), batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fit(net, lambda step: batch, 60)
     assert losses[-1] < 0.2 * losses[0]
     net.eval()
     output = net(batch)

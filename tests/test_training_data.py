@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import squad_payload
+from conftest import fit, squad_payload
 from qa.batching import Batcher
 from qa.data import load_squad
 from qa.features import prepare
-from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
+from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.tokenize import Tokens
 from qa.training_data import KINDS, NO_ANSWER, GroupShares, TrainingSet
 from qa.vocab import Vocabulary
@@ -95,16 +95,12 @@ def test_a_few_steps_learn_spans_and_the_null_option(one_article):
     training = _training(one_article, GroupShares(pair=0.3, other=0.2, removed=0.2))
     config = ReaderConfig(hidden=16, char_filters=8, dropout=0.0, no_answer=True)
     net = ReaderNet(config, glove_tensor())
-    optimizer = torch.optim.Adamax(net.parameters(), lr=0.01)
-    losses = []
-    for step in range(60):
-        training.deal(seed=0, epoch=step % 3)  # three fixed deals, seen in turn
-        batch = training.collate(list(range(len(training.usable))))
-        loss = span_loss(net(batch), batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+
+    def batch_of_step(step):  # three fixed deals, seen in turn
+        training.deal(seed=0, epoch=step % 3)
+        return training.collate(list(range(len(training.usable))))
+
+    losses = fit(net, batch_of_step, 60)
     assert np.mean(losses[-3:]) < 0.2 * np.mean(losses[:3])
     net.eval()
     training.deal(seed=0, epoch=0)
