@@ -60,6 +60,7 @@ class GroupShares:
 
 
 def _words(tokens: Tokens, indices) -> str:
+    """The lower-case words at ``indices``, space-separated and padded, for whole-word containment tests."""
     return " " + " ".join(tokens.words[i].lower() for i in indices) + " "
 
 
