@@ -179,8 +179,6 @@ class FeatureStore:
               progress=None, batch_size: int = 32) -> "FeatureStore":
         """The store of ``texts`` under ``root``: read from disk, extracting the chunks that are missing
         first; ``progress(done, total)`` is called after each chunk."""
-        from qa.checkpoint import write_json
-
         folder = cls.folder_for(root, encoder.fingerprint(), texts)
         folder.mkdir(parents=True, exist_ok=True)
         count = (len(texts) + cls.CHUNK - 1) // cls.CHUNK
@@ -197,7 +195,5 @@ class FeatureStore:
                 progress(k + 1, count)
         lengths = np.array([len(t) for t in tokens], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        write_json(folder / "index.json", {"texts": len(texts), "rows": int(offsets[-1]), "dim": encoder.dim,
-                                           "settings": repr(encoder.settings)})
         chunks = [np.load(folder / f"chunk-{k:05d}.npy", mmap_mode="r") for k in range(count)]
         return cls(folder, offsets, chunks)
