@@ -4,6 +4,7 @@ evaluator can use the results without loading the network.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,6 +93,20 @@ class SpanLogits:
     end: np.ndarray  # (passage tokens,)
     best: float  # start[i] + end[j] of the top span
     null: float | None = None  # the passage's null logit, with the no-answer option
+
+    def log_normalizers(self, temperature: float) -> tuple[float, float]:
+        """log of the start and end softmaxes' denominators at ``temperature``, the null option's included."""
+        start = float(np.logaddexp.reduce(self.start.astype(np.float64) / temperature))
+        end = float(np.logaddexp.reduce(self.end.astype(np.float64) / temperature))
+        if self.null is None:
+            return start, end
+        return float(np.logaddexp(start, self.null / temperature)), float(np.logaddexp(end, self.null / temperature))
+
+    def no_answer(self, temperature: float) -> float | None:
+        """The probability that the passage holds no answer (null as both start and end), None without the option."""
+        if self.null is None:
+            return None
+        return math.exp(2 * self.null / temperature - sum(self.log_normalizers(temperature)))
 
 
 @dataclass

@@ -14,7 +14,6 @@ from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import logsumexp
 
 from qa.answers import SpanLogits, best_texts
 
@@ -38,22 +37,14 @@ def expected_calibration_error(confidences: list[float], correct: list[float], b
     return {"ece": ece, "bins": table}
 
 
-def _normalizers(x: SpanLogits, temperature: float) -> tuple[float, float]:
-    """log of the start and end softmaxes' denominators at ``temperature``, the null option's included."""
-    start, end = logsumexp(x.start / temperature), logsumexp(x.end / temperature)
-    if x.null is None:
-        return start, end
-    return np.logaddexp(start, x.null / temperature), np.logaddexp(end, x.null / temperature)
-
-
 def top_scores(logits: list[SpanLogits], temperature: float) -> np.ndarray:
     """The top answer's score of each question at ``temperature``."""
-    return np.exp([x.best / temperature - sum(_normalizers(x, temperature)) for x in logits])
+    return np.exp([x.best / temperature - sum(x.log_normalizers(temperature)) for x in logits])
 
 
 def no_answer_probabilities(logits: list[SpanLogits], temperature: float) -> np.ndarray:
     """Each question's no-answer probability at ``temperature`` (logits of a model with the option)."""
-    return np.exp([2 * x.null / temperature - sum(_normalizers(x, temperature)) for x in logits])
+    return np.array([x.no_answer(temperature) for x in logits])
 
 
 def log_loss(scores: np.ndarray, correct: np.ndarray) -> float:

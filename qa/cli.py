@@ -15,6 +15,8 @@ from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS
 from qa.inputs import checked_passage, read_text_file
 from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
 
+MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
+
 ATTENTION_HELP = (
     f"which attention view shades the passage (default {DEFAULT_VIEW}): "
     + "; ".join(f"{name}: {rule}" for name, rule in VIEWS.items())
@@ -33,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     source = ask.add_mutually_exclusive_group()
     source.add_argument("--context", help="the passage text")
     source.add_argument("--file", help="read the passage from a UTF-8 text file")
-    ask.add_argument("--model", help="model folder (default: the shipped model)")
+    ask.add_argument("--model", help=MODEL_HELP)
     ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
     ask.add_argument("--force", action="store_true",
                      help="answer even when the model judges that the passage does not answer the question")
@@ -45,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     chat_source = chat.add_mutually_exclusive_group()
     chat_source.add_argument("--context", help="the passage text")
     chat_source.add_argument("--file", help="read the passage from a UTF-8 text file")
-    chat.add_argument("--model", help="model folder (default: the shipped model)")
+    chat.add_argument("--model", help=MODEL_HELP)
     chat.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW, help=ATTENTION_HELP)
     chat.add_argument("--force", action="store_true", help="always answer (also :force in the chat)")
 
@@ -60,12 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser("calibrate", help="fit the score temperature of a model on questions it was not trained on")
     calibrate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
     calibrate.add_argument("--split", default="validation", help="split of a hub dataset")
-    calibrate.add_argument("--model", help="model folder to calibrate (default: the shipped model)")
+    calibrate.add_argument("--model", help=MODEL_HELP)
     calibrate.add_argument("--limit", type=int, default=0, help="only the first N questions")
     evaluate = commands.add_parser("evaluate", help="official SQuAD EM/F1 (and the v2.0 figures on SQuAD 2.0 files)")
     evaluate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
     evaluate.add_argument("--split", default="validation", help="split of a hub dataset")
-    evaluate.add_argument("--model", help="model folder (default: the shipped model)")
+    evaluate.add_argument("--model", help=MODEL_HELP)
     evaluate.add_argument("--output", help="folder for predictions.json, nbest.json, metrics.json "
                                            "(and na_prob.json on SQuAD 2.0 files)")
     evaluate.add_argument("--batch-size", type=int, default=64)

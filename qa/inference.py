@@ -192,13 +192,9 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null
     """``found`` rescored and ranked under one start and one end softmax over the whole passage, and
     the probability of no answer: ``owned`` (2, tokens) holds each token's start and end logit from the
     window that owns it, ``null`` the passage's null logit (None without the no-answer option)."""
+    logits = SpanLogits(owned[0], owned[1], math.nan, null)
     start, end = owned[0].astype(np.float64) / options.temperature, owned[1].astype(np.float64) / options.temperature
-    start_norm, end_norm = float(np.logaddexp.reduce(start)), float(np.logaddexp.reduce(end))
-    no_answer = None
-    if null is not None:
-        null /= options.temperature
-        start_norm, end_norm = float(np.logaddexp(start_norm, null)), float(np.logaddexp(end_norm, null))
-        no_answer = math.exp(2 * null - start_norm - end_norm)
+    start_norm, end_norm = logits.log_normalizers(options.temperature)
     placed = []  # (answer, its first token, its last token in the passage)
     for answer in found:
         first, last = bisect.bisect_left(tokens.starts, answer.start), bisect.bisect_left(tokens.ends, answer.end)
@@ -209,7 +205,7 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null
     if options.with_logits and placed:
         best, first, last = placed[0]
         best.logits = SpanLogits(owned[0].copy(), owned[1].copy(), float(owned[0][first] + owned[1][last]), null)
-    return [answer for answer, _, _ in placed], no_answer
+    return [answer for answer, _, _ in placed], logits.no_answer(options.temperature)
 
 
 @torch.inference_mode()
@@ -286,10 +282,10 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
         for q, window_nulls in part_nulls.items():  # likewise every window
             merged_nulls[q] = np.fmax(merged_nulls[q], window_nulls) if q in merged_nulls else window_nulls
     no_answer: dict[int, float | None] = {}
-    for q, found in merged.items():
+    for q in merged_owned:  # every query read, those without a valid span too: their no-answer probability holds
         null = passage_null_logit(merged_nulls[q]) if q in merged_nulls else None
-        merged[q], no_answer[q] = _passage_scores(found, passage_tokens[queries[q].passage], merged_owned[q], null,
-                                                  options)
+        merged[q], no_answer[q] = _passage_scores(merged.get(q, []), passage_tokens[queries[q].passage],
+                                                  merged_owned[q], null, options)
     for q, document in merged_documents.items():
         tokens = passage_tokens[queries[q].passage]
         heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document)

@@ -17,10 +17,21 @@ from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, ModelFileError, load_weights,
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW
 
-DEFAULT_MODEL = Path(__file__).parent / "model"
+SHIPPED_MODELS = Path(__file__).parent / "models"
+MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
+DEFAULT_MODEL = SHIPPED_MODELS / "default"
 MAX_QUESTION_TOKENS = 64  # longer questions are cut to their first 64 tokens, with a warning
 MAX_WINDOWS = 4  # a longer passage is read in the windows that BM25 ranks best for the question
 NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the model folder names none
+
+
+def model_folder(model: str | Path | None) -> Path:
+    """The folder of a model given by shipped name (``default``, ``fast``) or by folder; None is ``default``.
+
+    A name wins over a folder of the same name in the working directory: write ``./fast`` for that one.
+    """
+    name = "default" if model is None else str(model)
+    return SHIPPED_MODELS / name if name in MODEL_NAMES else Path(model)
 
 
 class Reader:
@@ -56,12 +67,13 @@ class Reader:
 
     @classmethod
     def load(cls, path: str | Path | None = None, bfloat16: bool = False) -> "Reader":
-        """Load a model folder (``config.json`` + ``model.safetensors``); default: the shipped model."""
+        """Load a shipped model by name (``default``, ``fast``) or a model folder (``config.json`` +
+        ``model.safetensors``); None loads ``default``."""
         from qa.batching import Batcher
         from qa.model import ReaderConfig, ReaderNet, glove_tensor
         from qa.vocab import Vocabulary
 
-        folder = Path(path) if path is not None else DEFAULT_MODEL
+        folder = model_folder(path)
         if not folder.is_dir():
             raise ModelFileError(f"{folder}: no such model folder")
         settings = read_json(folder / CONFIG_FILE)

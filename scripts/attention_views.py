@@ -15,6 +15,7 @@ from pathlib import Path
 
 from qa.answers import best_texts
 from qa.checkpoint import write_json
+from qa.cli import MODEL_HELP
 from qa.data import load_squad
 from qa.features import prepare
 from qa.evaluation import sentence_hits
@@ -46,7 +47,7 @@ def view_hits(data: str, model: str | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/squad-v1.1/dev.json")
-    parser.add_argument("--model", help="model folder (default: the shipped model)")
+    parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     results = view_hits(args.data, args.model)

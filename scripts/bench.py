@@ -6,7 +6,7 @@ and peak memory, training examples/s, forward FLOPs per question and the machine
 throughput; prints a table with the targets, writes ``docs/performance.md`` and optionally JSON.
 
 Usage (from the repository root; needs ``pip install -e ".[bench]"``):
-    python scripts/bench.py [--model DIR] [--dev PATH] [--json PATH] [--markdown PATH] [--quick]
+    python scripts/bench.py [--model default|fast|DIR] [--dev PATH] [--json PATH] [--markdown PATH] [--quick]
 
 ``--quick`` uses tiny samples and evaluates only the first dev questions (smoke tests); point
 ``--markdown`` elsewhere then, so its figures do not replace the published ones.
@@ -38,6 +38,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from qa.cli import MODEL_HELP
 
 SHORT_TOKENS = (120, 180)  # "~150-token" passages, in spaCy tokens (qa.tokenize)
 LONG_TOKENS = (900, 1100)  # "~1,000-token" passages: consecutive paragraphs of one article
@@ -601,7 +603,7 @@ def markdown(report: dict, rows) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="model folder (default: the shipped model)")
+    parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--dev", default="../shared/data/squad-v1.1/dev.json", help="SQuAD v1.1 dev file")
     parser.add_argument("--json", help="also write the figures as JSON here")
     parser.add_argument("--markdown", default="docs/performance.md", help="performance page to regenerate")

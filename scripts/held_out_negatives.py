@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from qa.data import load_squad
@@ -31,8 +32,10 @@ def main() -> None:
     payload = json.loads(Path(args.train).read_text(encoding="utf-8"))
     held_out = payload["data"][-args.articles:]
     path = Path(args.output)
-    path.write_text(json.dumps({"version": "v1.1 held out", "data": held_out}), encoding="utf-8")
-    records = load_squad(str(path))
+    with tempfile.TemporaryDirectory() as folder:  # the held-out articles as a file of their own, to load
+        articles_file = Path(folder) / "held-out-v1.1.json"
+        articles_file.write_text(json.dumps({"version": "v1.1 held out", "data": held_out}), encoding="utf-8")
+        records = load_squad(str(articles_file))
     data = prepare(records, cache=False)
     titles = dict(zip(records["context"], records["title"]))
     articles = [titles[c] for c in data.contexts]

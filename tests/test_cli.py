@@ -25,6 +25,12 @@ def test_ask_with_the_shipped_model_answers_from_the_passage(capsys):
     assert _answer_line(capsys.readouterr().out) == "Rollo"
 
 
+@pytest.mark.parametrize("name", ["default", "fast"])
+def test_each_shipped_model_answers_by_name(name, capsys):
+    assert main(["ask", "Who led the Normans?", "--context", PASSAGE, "--model", name, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == "Rollo"
+
+
 def test_ask_reads_the_passage_from_a_file(tmp_path, capsys):
     path = tmp_path / "passage.txt"
     path.write_text(PASSAGE, encoding="utf-8")

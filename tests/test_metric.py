@@ -69,3 +69,13 @@ def test_squad_v2_figures_by_hand():
     # F1: a correct abstention scores 1 (the official rule for empty answers); "Spain" for "France" 0
     assert (scores["f1"], scores["HasAns_f1"], scores["NoAns_f1"]) == (50.0, 50.0, 50.0)
     assert scores["best_f1"] == 75.0
+
+
+def test_per_question_scores_of_a_v2_file_follow_the_v2_rule():
+    refs = [{"id": "a", "answers": {"text": ["Rollo"], "answer_start": [0]}},
+            {"id": "b", "answers": {"text": [], "answer_start": []}},
+            {"id": "c", "answers": {"text": [], "answer_start": []}}]
+    scores = squad_scores({"a": "Rollo", "b": "", "c": "Paris"}, refs, per_question=True)
+    # an empty prediction where there is no answer scores 1; any text there scores 0
+    assert [(s["exact_match"], s["f1"]) for s in scores["per_question"]] == [(1.0, 1.0), (1.0, 1.0), (0.0, 0.0)]
+    assert scores["f1"] == 100.0 * sum(s["f1"] for s in scores["per_question"]) / 3

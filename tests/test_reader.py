@@ -1,5 +1,6 @@
 """The library API on a small untrained network (behaviour, not accuracy)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +103,17 @@ def test_min_score_lets_callers_abstain(reader):
 def test_window_stride_must_be_below_window_size(reader):
     with pytest.raises(ValueError, match="window_stride"):
         Reader(reader.net, reader.batcher, None, window_tokens=100, window_stride=100)
+
+
+def test_models_are_found_by_shipped_name_or_by_folder(tmp_path, monkeypatch):
+    from qa.reader import SHIPPED_MODELS, model_folder
+
+    assert model_folder(None) == model_folder("default") == SHIPPED_MODELS / "default"
+    assert model_folder("fast") == SHIPPED_MODELS / "fast"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fast").mkdir()  # a folder named like a shipped model is reached by its path
+    assert model_folder("./fast") == Path("./fast") and model_folder(tmp_path / "fast") == tmp_path / "fast"
+    assert Reader.load("fast").folder == SHIPPED_MODELS / "fast"
 
 
 def test_model_files_load_and_bad_ones_are_named(reader, tmp_path):

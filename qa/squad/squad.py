@@ -21,7 +21,8 @@ _CITATION = ("Rajpurkar et al., SQuAD: 100,000+ Questions for Machine Comprehens
 _KWARGS = """
 predictions: list of {"id": str, "prediction_text": str} ("" means no answer)
 references: list of {"id": str, "answers": {"text": [str], "answer_start": [int]}} (no answers: unanswerable)
-per_question: if True, also return "per_question": [{"id", "exact_match", "f1"}] (each 0 or 1 / 0..1)
+per_question: if True, also return "per_question": [{"id", "exact_match", "f1"}] (each 0 or 1 / 0..1; by the
+    v2.0 rules when the v2.0 figures are returned)
 no_answer_probability: optional {id: float}
 Returns {"exact_match": float, "f1": float} in percent. With unanswerable references or no-answer
 probabilities, also the official v2.0 figures: "exact", "f1", "total", "HasAns_exact", "HasAns_f1",
@@ -153,10 +154,12 @@ class Squad(evaluate.Metric):
             "exact_match": 100.0 * sum(em for em, _ in scores) / total,
             "f1": 100.0 * sum(f1 for _, f1 in scores) / total,
         }
-        if no_answer_probability is not None or any(not r["answers"]["text"] for r in references):
+        v2 = no_answer_probability is not None or any(not r["answers"]["text"] for r in references)
+        if v2:
             result.update(v2_figures(predictions, references, no_answer_probability))
-        if per_question:
+        if per_question:  # on a v2.0 file under its rule, so an empty prediction for no answer scores 1
+            pairs = score_pairs(predictions, references, v2=True) if v2 else scores
             result["per_question"] = [
-                {"id": reference["id"], "exact_match": em, "f1": f1} for reference, (em, f1) in zip(references, scores)
+                {"id": reference["id"], "exact_match": em, "f1": f1} for reference, (em, f1) in zip(references, pairs)
             ]
         return result
