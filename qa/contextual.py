@@ -56,21 +56,24 @@ def _folder(source: str) -> str:
     return source
 
 
-def token_pooling(token_starts: list[int], token_ends: list[int], piece_spans: list[tuple[int, int]]) -> np.ndarray:
-    """(tokens, pieces) matrix whose row i averages the pieces whose characters overlap token i
-    (a row of zeros where none does), so ``pooling @ states`` pools (pieces, D) onto the tokens."""
-    pooling = np.zeros((len(token_starts), len(piece_spans)), dtype=np.float32)
+def token_pooling(token_starts: list[int], token_ends: list[int], piece_spans: list[tuple[int, int]],
+                  states: np.ndarray) -> np.ndarray:
+    """(pieces, D) ``states`` pooled onto the tokens: token i gets the mean of the pieces whose characters
+    overlap it (zeros where none does). Memory grows with the pieces, not pieces x tokens."""
+    token_index, piece_index = [], []  # the overlapping (token, piece) pairs
     for j, (begin, end) in enumerate(piece_spans):
         if end <= begin:
             continue
-        first = max(bisect.bisect_right(token_starts, begin) - 1, 0)
-        for i in range(first, len(token_starts)):
+        for i in range(max(bisect.bisect_right(token_starts, begin) - 1, 0), len(token_starts)):
             if token_starts[i] >= end:
                 break
             if token_ends[i] > begin:
-                pooling[i, j] = 1.0
-    counts = pooling.sum(1, keepdims=True)
-    return pooling / np.maximum(counts, 1.0)
+                token_index.append(i)
+                piece_index.append(j)
+    pooled = np.zeros((len(token_starts), states.shape[1]), dtype=np.float32)
+    np.add.at(pooled, token_index, states[piece_index])
+    counts = np.bincount(np.asarray(token_index, dtype=np.int64), minlength=len(token_starts))
+    return pooled / np.maximum(counts, 1)[:, None]
 
 
 class ContextualEncoder:
@@ -139,7 +142,51 @@ class ContextualEncoder:
             return []
         pieces = self._pieces(texts)
         states = self._states([ids for ids, _ in pieces], batch_size)
-        return [token_pooling(t.starts, t.ends, spans) @ s for t, (_, spans), s in zip(tokens, pieces, states)]
+        return [token_pooling(t.starts, t.ends, spans, s) for t, (_, spans), s in zip(tokens, pieces, states)]
+
+
+def _window_text(passage: str, tokens: Tokens, first: int, count: int) -> tuple[str, Tokens]:
+    """The text of tokens [first, first + count) of ``passage``, and those tokens with offsets into it."""
+    begin, end = tokens.starts[first], tokens.ends[first + count - 1]
+    part = slice(first, first + count)
+    return passage[begin:end], Tokens(tokens.words[part], tokens.lemmas[part], [s - begin for s in tokens.starts[part]],
+                                      [e - begin for e in tokens.ends[part]])
+
+
+class LiveFeatures:
+    """Contextual features encoded when ``qa.inference.read`` asks for them (``qa.inference.FeatureSource``).
+
+    Each reader window's text is encoded on its own, so a long passage costs only the windows read,
+    and a passage that fits one window is encoded whole. Features are float16, as training's store
+    keeps them. Windows already in ``kept`` (text, first token, tokens) -> features are reused, and the
+    new ones are added to it, the oldest beyond ``keep`` dropped (``qa chat`` encodes its passage once)."""
+
+    def __init__(self, encoder: ContextualEncoder, passages: list[str], passage_tokens: list[Tokens],
+                 questions: list[str], question_tokens: list[Tokens], kept: dict, keep: int):
+        self.encoder = encoder
+        self.passages, self.passage_tokens = passages, passage_tokens
+        self.questions, self.question_tokens = questions, question_tokens
+        self.kept, self.keep = kept, keep
+
+    def windows(self, spans: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        keys = [(self.passages[p], first, count) for p, first, count in spans]
+        passage_of = {key: p for key, (p, _, _) in zip(keys, spans)}
+        missing = [key for key in passage_of if key not in self.kept]
+        if missing:
+            texts, tokens = zip(*(_window_text(text, self.passage_tokens[passage_of[text, first, count]], first, count)
+                                  for text, first, count in missing))
+            for key, features in zip(missing, self.encoder.encode(list(texts), list(tokens))):
+                self.kept[key] = features.astype(np.float16)
+        found = [self.kept[key] for key in keys]
+        for stale in list(self.kept)[: max(len(self.kept) - self.keep, 0)]:
+            del self.kept[stale]
+        return found
+
+    def question_features(self, queries: list[int]) -> list[np.ndarray]:
+        if not queries:
+            return []
+        encoded = self.encoder.encode([self.questions[q] for q in queries], [self.question_tokens[q] for q in queries])
+        return [features.astype(np.float16) for features in encoded]
 
 
 class FeatureStore:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -70,13 +70,30 @@ class ReadingOptions:
             raise UserError(f"unknown attention view {self.heat_view!r}; choose {', '.join(VIEWS)} or none")
 
 
+class FeatureSource(Protocol):
+    """Where ``read`` gets the contextual features (``qa.contextual``) of a model that reads them, batch
+    by batch: precomputed (``ContextFeatures``) or encoded on demand (``qa.contextual.LiveFeatures``)."""
+
+    def windows(self, spans: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """The (tokens, D) features of each (passage index, first token, tokens) window."""
+
+    def question_features(self, queries: list[int]) -> list[np.ndarray]:
+        """The (tokens, D) features of each query's question (before the question is cut)."""
+
+
 @dataclass
 class ContextFeatures:
-    """Contextual features (``qa.contextual``) for a model that reads them: ``passages[i]`` (tokens, D)
-    for passage i, ``questions[q]`` for query q (before the question is cut)."""
+    """Precomputed contextual features: ``passages[i]`` (tokens, D) for passage i, ``questions[q]``
+    for query q (training's on-disk stores, or arrays)."""
 
     passages: Sequence[np.ndarray]
     questions: Sequence[np.ndarray]
+
+    def windows(self, spans: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        return [self.passages[p][first : first + count] for p, first, count in spans]
+
+    def question_features(self, queries: list[int]) -> list[np.ndarray]:
+        return [self.questions[q] for q in queries]
 
 
 @dataclass(frozen=True)
@@ -211,7 +228,7 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null
 @torch.inference_mode()
 def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: list[Tokens],
          queries: list[Query], options: ReadingOptions = ReadingOptions(), world: World = World(),
-         progress: Callable[[int, int], None] | None = None, context: ContextFeatures | None = None) -> list[Prediction]:
+         progress: Callable[[int, int], None] | None = None, context: FeatureSource | None = None) -> list[Prediction]:
     """The ``options.top_k`` best answers to each query, in the order of ``queries``.
 
     ``passages[i]`` is the text that ``passage_tokens[i]`` tokenizes; answers are slices of it.
@@ -231,17 +248,18 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     batches = [plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)]
     done = 0
     for rows in world.shard(batches):
-        for q, w in rows:
-            if w not in encoded_windows:
-                encoded_windows[w] = batcher.encode(plan.windows[w])
-                if context is not None:
-                    first = plan.window_first[w]
-                    features = context.passages[plan.window_passage[w]][first : first + len(plan.windows[w])]
-                    encoded_windows[w] = encoded_windows[w].with_context(features)
-            if q not in encoded_questions:
-                encoded_questions[q] = batcher.encode(questions[q])
-                if context is not None:
-                    encoded_questions[q] = encoded_questions[q].with_context(context.questions[q][: len(questions[q])])
+        new_windows = [w for w in dict.fromkeys(w for _, w in rows) if w not in encoded_windows]
+        new_questions = [q for q in dict.fromkeys(q for q, _ in rows) if q not in encoded_questions]
+        for w in new_windows:
+            encoded_windows[w] = batcher.encode(plan.windows[w])
+        for q in new_questions:
+            encoded_questions[q] = batcher.encode(questions[q])
+        if context is not None:  # features of this batch's new windows and questions, in one request each
+            spans = [(plan.window_passage[w], plan.window_first[w], len(plan.windows[w])) for w in new_windows]
+            for w, features in zip(new_windows, context.windows(spans)):
+                encoded_windows[w] = encoded_windows[w].with_context(features)
+            for q, features in zip(new_questions, context.question_features(new_questions)):
+                encoded_questions[q] = encoded_questions[q].with_context(features[: len(questions[q])])
         batch = batcher.collate([encoded_windows[w] for _, w in rows], [encoded_questions[q] for q, _ in rows]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
             output = net(batch)
@@ -296,7 +314,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
 
 def read_examples(net: ReaderNet, batcher: Batcher, data: PreparedSet, options: ReadingOptions = ReadingOptions(),
                   world: World = World(), progress: Callable[[int, int], None] | None = None,
-                  context: ContextFeatures | None = None) -> list[Prediction]:
+                  context: FeatureSource | None = None) -> list[Prediction]:
     """``read`` over the questions of a prepared dataset (evaluation, calibration, training's dev
     set), one prediction per example in order; ``context`` indexes passages by context index and
     questions by example."""

@@ -37,7 +37,7 @@ def model_folder(model: str | Path | None) -> Path:
 class Reader:
     """A trained reader network with its vocabulary, ready to answer questions."""
 
-    PASSAGES_KEPT = 8  # contextual features of the most recent passages are kept (qa chat encodes its passage once)
+    WINDOWS_KEPT = 64  # contextual features of the most recent windows are kept (qa chat encodes its passage once)
 
     def __init__(self, net, batcher, folder: Path | None, window_tokens: int = 400, window_stride: int = 300,
                  max_windows: int = MAX_WINDOWS, temperature: float = 1.0, bfloat16: bool = False,
@@ -46,7 +46,7 @@ class Reader:
 
         self.net = net
         self.encoder = encoder  # the frozen contextual encoder (qa.contextual) of a model that reads it
-        self._kept: dict[str, object] = {}  # passage text -> its contextual features
+        self._kept: dict = {}  # (passage text, first token, tokens) -> that window's contextual features
         self.batcher = batcher
         self.folder = folder
         # how this reader reads: windows, question cut, temperature, precision (see qa.inference)
@@ -168,20 +168,15 @@ class Reader:
         return predictions
 
     def context_features(self, passages: list[str], passage_tokens: list, questions: list[str], question_tokens: list):
-        """The contextual features ``qa.inference.read`` needs for these passages and questions (None for
-        a model without them); the features of the most recent passages are kept and reused."""
+        """Where ``qa.inference.read`` gets the contextual features of these passages and questions
+        (``qa.contextual.LiveFeatures``; None for a model without them). The features of the most recent
+        windows read are kept for the next call."""
         if self.encoder is None:
             return None
-        from qa.inference import ContextFeatures
+        from qa.contextual import LiveFeatures
 
-        missing = [k for k, passage in enumerate(passages) if passage not in self._kept]
-        found = self.encoder.encode([passages[k] for k in missing], [passage_tokens[k] for k in missing])
-        features = dict(zip((passages[k] for k in missing), found))
-        passage_features = [features.get(p) if p in features else self._kept[p] for p in passages]
-        self._kept.update(features)
-        for stale in list(self._kept)[: max(len(self._kept) - self.PASSAGES_KEPT, 0)]:
-            del self._kept[stale]
-        return ContextFeatures(passage_features, self.encoder.encode(questions, question_tokens))
+        return LiveFeatures(self.encoder, passages, passage_tokens, questions, question_tokens, self._kept,
+                            self.WINDOWS_KEPT)
 
     def abstains(self, prediction: Prediction) -> bool:
         """Whether the model's no-answer probability for ``prediction`` is above its threshold (the

@@ -16,10 +16,11 @@ def encoder():
 
 def test_pooling_averages_the_overlapping_pieces_and_zeroes_tokens_without_any():
     # tokens "Warsaw" [0, 6), "'s" [6, 8), "\u200b" [9, 10); pieces "wars" [0, 4), "##aw" [4, 6), "'" [6, 7), "s" [7, 8)
-    pooling = token_pooling([0, 6, 9], [6, 8, 10], [(0, 4), (4, 6), (6, 7), (7, 8)])
-    assert pooling.tolist() == [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5], [0, 0, 0, 0]]
+    states = np.array([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0], [7.0, 8.0]])
+    pooled = token_pooling([0, 6, 9], [6, 8, 10], [(0, 4), (4, 6), (6, 7), (7, 8)], states)
+    assert pooled.tolist() == [[2.0, 1.0], [6.0, 6.0], [0.0, 0.0]]
     # a piece over two tokens counts for both
-    assert token_pooling([0, 3], [3, 5], [(0, 5)]).tolist() == [[1.0], [1.0]]
+    assert token_pooling([0, 3], [3, 5], [(0, 5)], np.array([[2.0, 4.0]])).tolist() == [[2.0, 4.0], [2.0, 4.0]]
 
 
 def test_a_text_longer_than_the_window_gets_one_feature_per_token(encoder):
@@ -42,7 +43,7 @@ def test_a_short_text_is_one_pass_of_the_encoder(encoder):
     spans = inputs.pop("offset_mapping")[0].tolist()[1:-1]
     with torch.no_grad():
         states = encoder.model(**inputs).last_hidden_state[0, 1:-1].numpy()
-    assert np.allclose(features, token_pooling(tokens.starts, tokens.ends, spans) @ states, atol=1e-4)
+    assert np.allclose(features, token_pooling(tokens.starts, tokens.ends, spans, states), atol=1e-4)
 
 
 def test_the_store_extracts_once_and_resumes_a_missing_chunk(encoder, tmp_path, monkeypatch):
@@ -113,4 +114,26 @@ def test_a_contextual_reader_encodes_a_passage_once_for_many_questions(tmp_path,
     first = reader.answer("What river does Warsaw stand on?", passage)
     second = reader.answer("What is the capital of Poland?", passage)
     assert first and second and passage[first[0].start:first[0].end] == first[0].text
-    assert encoded == [[passage], ["What river does Warsaw stand on?"], [], ["What is the capital of Poland?"]]
+    assert encoded == [[passage], ["What river does Warsaw stand on?"], ["What is the capital of Poland?"]]
+
+
+def test_a_contextual_reader_encodes_only_the_windows_it_reads_of_a_long_passage(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from qa.checkpoint import save_model
+    from qa.model import ReaderNet, glove_tensor
+    from qa.reader import Reader
+
+    config = _tiny_config()
+    save_model(tmp_path, ReaderNet(config, glove_tensor()), {"model": config.to_dict()})
+    reader = Reader.load(tmp_path)
+    reader.options = replace(reader.options, window_tokens=20, window_stride=15, max_windows=2)
+    encoded = []
+    real = reader.encoder.encode
+    monkeypatch.setattr(reader.encoder, "encode", lambda texts, tokens, b=32: encoded.append(list(texts)) or real(texts, tokens, b))
+    filler = " ".join(f"Town {n} lies on a plain and trades in grain." for n in range(12))
+    passage = f"{filler} Warsaw stands on the Vistula River. {filler}"
+    assert reader.answer("What river does Warsaw stand on?", passage)
+    windows, _ = encoded
+    assert len(windows) == 2 and all(text in passage and len(tokenize(text)) <= 20 for text in windows)
+    assert any("Vistula" in text for text in windows)  # BM25 chose the window that holds the answer
