@@ -30,7 +30,7 @@ from qa.errors import UserError
 from qa.features import PreparedSet
 from qa.inference import ContextFeatures
 from qa.retrieval import Ranker
-from qa.tokenize import Tokens, sentence_spans
+from qa.tokenize import STOP_WORDS, Tokens, sentence_spans
 
 KINDS = ("alone", "pair", "other", "removed")
 DISTRACTORS = 2  # other paragraphs kept per question, one drawn each epoch
@@ -109,6 +109,46 @@ def answer_sentences(data: PreparedSet, usable: list[int]) -> list[tuple[int, in
         answer = _words(tokens, range(first, last + 1))
         ranges.append((lo, hi) if rest and answer not in _words(tokens, rest) else None)
     return ranges
+
+
+def _names_and_numbers(tokens: Tokens, skip_first: bool = False) -> list[tuple[str, int, int]]:
+    """The (shape, first, last) token runs of ``tokens`` that name something: runs of capitalised
+    words that are not function words (shape ``name N``, N words) and numbers (``year`` for four
+    digits from 1000 to 2099, else ``number``). The first token of a question is left out."""
+    runs, first = [], None
+    for k, word in enumerate(tokens.words + [""]):
+        capitalised = word[:1].isupper() and word.isalpha() and word.lower() not in STOP_WORDS and not (skip_first and k == 0)
+        if capitalised and first is None:
+            first = k
+        elif not capitalised and first is not None:
+            runs.append((f"name {k - first}", first, k - 1))
+            first = None
+        if word.isdigit():
+            runs.append(("year" if len(word) == 4 and word[:2] in ("10", "11", "12", "13", "14", "15", "16", "17",
+                                                                  "18", "19", "20") else "number", k, k))
+    return runs
+
+
+def swapped_question(question: str, tokens: Tokens, own: str, others: list[tuple[str, Tokens]],
+                     rng: np.random.Generator) -> str | None:
+    """``question`` with one name or number that its paragraph ``own`` contains swapped for one of the
+    same shape from ``others`` (the article's other paragraphs, with their tokens) that ``own`` does
+    not contain: a question written against its paragraph that the paragraph no longer answers,
+    SQuAD 2.0's commonest kind of unanswerable question. None when there is no such swap."""
+    within = own.lower()
+    candidates = [(shape, tokens.starts[a], tokens.ends[b]) for shape, a, b in _names_and_numbers(tokens, skip_first=True)]
+    candidates = [(shape, a, b) for shape, a, b in candidates if question[a:b].lower() in within]
+    pool: dict[str, set[str]] = {}
+    for text, other in others:
+        for shape, a, b in _names_and_numbers(other):
+            found = text[other.starts[a]:other.ends[b]]
+            if found.lower() not in within:
+                pool.setdefault(shape, set()).add(found)
+    swaps = [(a, b, sorted(pool[shape])) for shape, a, b in candidates if pool.get(shape)]
+    if not swaps:
+        return None
+    a, b, replacements = swaps[rng.integers(len(swaps))]
+    return question[:a] + replacements[rng.integers(len(replacements))] + question[b:]
 
 
 def without(text: EncodedText, lo: int, hi: int) -> EncodedText:

@@ -97,7 +97,7 @@ def write_doc(doc: Path, table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default="pipelines/default.json")
+    parser.add_argument("--recipe", default="pipelines/fast.json")
     parser.add_argument("--steps", type=int, default=1500, help="optimizer steps per row")
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--only", nargs="*", help="row names to run")

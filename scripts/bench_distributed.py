@@ -37,7 +37,7 @@ def throughput(recipe: dict, processes: int, steps: int, folder: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default="pipelines/default.json")
+    parser.add_argument("--recipe", default="pipelines/fast.json")
     parser.add_argument("--steps", type=int, default=300, help="global batches per setting")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()

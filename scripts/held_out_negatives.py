@@ -3,10 +3,12 @@ SQuAD v1.1 training file (articles a recipe's ``held_out_articles`` keeps out of
 asked twice, once about its own paragraph and once about a passage that does not answer it, made
 the way training makes its negatives (``qa.training_data``): another paragraph of its article, the
 one BM25 ranks best for the question, or its own paragraph without the sentences that hold the
-answer, alternately. Half the questions of the output (SQuAD 2.0 layout) are unanswerable.
+answer, in turn; with ``--swapped`` also the question with a name or number of its paragraph
+swapped for one from elsewhere in the article, asked about its own paragraph. Half the questions
+of the output (SQuAD 2.0 layout) are unanswerable.
 
     python scripts/held_out_negatives.py ../shared/data/squad-v1.1/train.json runs/held-out.json --articles 10
-    qa calibrate runs/held-out.json --model runs/documents/best
+    qa calibrate runs/held-out.json --model runs/default/best
 """
 from __future__ import annotations
 
@@ -15,11 +17,15 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from qa.data import load_squad
 from qa.features import prepare
-from qa.training_data import answer_sentences, other_paragraphs
+from qa.training_data import answer_sentences, other_paragraphs, swapped_question
 
-SUFFIX = {"other paragraph": "other", "answer sentences removed": "removed"}  # negative ids: question id + suffix
+SUFFIX = {"other paragraph": "other", "answer sentences removed": "removed",  # negative ids: question id + suffix
+          "question swapped": "swapped"}
+SEED = 13  # which name or number is swapped, and for what
 
 
 def main() -> None:
@@ -28,6 +34,8 @@ def main() -> None:
     parser.add_argument("output", help="where to write the SQuAD 2.0-layout file")
     parser.add_argument("--articles", type=int, default=10, help="how many of the last articles")
     parser.add_argument("--max-passage-tokens", type=int, default=400, help="longest paragraph used, as in training")
+    parser.add_argument("--swapped", action="store_true", help="also make negatives by swapping a name or number "
+                        "of the question (a third of them)")
     args = parser.parse_args()
     payload = json.loads(Path(args.train).read_text(encoding="utf-8"))
     held_out = payload["data"][-args.articles:]
@@ -43,7 +51,12 @@ def main() -> None:
     others = other_paragraphs(data, articles, usable, args.max_passage_tokens)
     removals = answer_sentences(data, usable)
     paragraphs: dict[str, list] = {}  # title -> paragraphs
-    counts = {"answerable": 0, "other paragraph": 0, "answer sentences removed": 0}
+    kinds = list(SUFFIX) if args.swapped else list(SUFFIX)[:2]
+    counts = dict.fromkeys(["answerable", *kinds], 0)
+    members: dict[str, list[int]] = {}  # title -> its paragraphs (context indices)
+    for context, title in enumerate(articles):
+        members.setdefault(title, []).append(context)
+    rng = np.random.default_rng(SEED)
     for k, i in enumerate(usable):
         example = data.examples[i]
         record = records[i]
@@ -54,16 +67,25 @@ def main() -> None:
         paragraphs.setdefault(title, []).append({"context": record["context"], "qas": [question]})
         counts["answerable"] += 1
         tokens = data.context_tokens[example.context_index]
-        if (k % 2 == 0 or removals[k] is None) and others[k]:
-            context, kind = data.contexts[others[k][0]], "other paragraph"
-        elif removals[k] is not None:
+        made = {}  # kind -> (context, question) of the negatives this question can make
+        if others[k]:
+            made["other paragraph"] = data.contexts[others[k][0]], record["question"]
+        if removals[k] is not None:
             lo, hi = removals[k]
             end = tokens.starts[hi] if hi < len(tokens) else len(record["context"])
-            context, kind = (record["context"][: tokens.starts[lo]] + record["context"][end:]).strip(), "answer sentences removed"
-        else:
+            made["answer sentences removed"] = (record["context"][: tokens.starts[lo]] + record["context"][end:]).strip(), \
+                record["question"]
+        if "question swapped" in kinds:
+            rest = [(data.contexts[c], data.context_tokens[c]) for c in members[title] if c != example.context_index]
+            swapped = swapped_question(record["question"], example.question, record["context"], rest, rng)
+            if swapped is not None:
+                made["question swapped"] = record["context"], swapped
+        turn = kinds[k % len(kinds):] + kinds[: k % len(kinds)]  # this question's kind first, then the others
+        kind = next((kind for kind in turn if kind in made), None)
+        if kind is None:
             continue
-        negative = {"id": f"{example.id}-{SUFFIX[kind]}", "question": record["question"], "is_impossible": True,
-                    "answers": []}
+        context, asked = made[kind]
+        negative = {"id": f"{example.id}-{SUFFIX[kind]}", "question": asked, "is_impossible": True, "answers": []}
         paragraphs[title].append({"context": context, "qas": [negative]})
         counts[kind] += 1
     out = {"version": "v2.0 held out", "data": [{"title": t, "paragraphs": p} for t, p in paragraphs.items()]}

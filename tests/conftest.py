@@ -63,7 +63,7 @@ def feature_cache(tmp_path, monkeypatch):
 
 
 def null_model_folder(folder, null_bias: float):
-    """The shipped model given a no-answer head whose logit is ``null_bias`` on every passage (its last
+    """The shipped fast model given a no-answer head whose logit is ``null_bias`` on every passage (its last
     layer zero but for the bias): a model that always (large bias) or never (very negative) abstains."""
     import torch
 
@@ -71,7 +71,7 @@ def null_model_folder(folder, null_bias: float):
     from qa.model import ReaderConfig, ReaderNet, glove_tensor
     from qa.reader import Reader
 
-    shipped = Reader.load()
+    shipped = Reader.load("fast")
     config = ReaderConfig.from_dict({**shipped.net.config.to_dict(), "no_answer": True})
     net = ReaderNet(config, glove_tensor())
     net.load_state_dict(shipped.net.state_dict(), strict=False)

@@ -40,17 +40,18 @@ def _questions(payload: dict) -> list[tuple[str, str, str]]:
     return [(q["id"], q["question"], p["context"]) for a in payload["data"] for p in a["paragraphs"] for q in p["qas"]]
 
 
-def test_evaluate_gives_the_answers_of_answer_batch(tmp_path):
+@pytest.mark.parametrize("model", ["default", "fast"])
+def test_evaluate_gives_the_answers_of_answer_batch(tmp_path, model):
     payload = _payload_with_a_long_passage()
     assert len(tokenize(payload["data"][-1]["paragraphs"][0]["context"])) > 600
     path = tmp_path / "data.json"
     path.write_text(json.dumps(payload))
-    assert main(["evaluate", str(path), "--output", str(tmp_path / "out"), "--nbest", "3"]) == 0
+    assert main(["evaluate", str(path), "--model", model, "--output", str(tmp_path / "out"), "--nbest", "3"]) == 0
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
     nbest = json.loads((tmp_path / "out" / "nbest.json").read_text())
 
     ids, questions, contexts = zip(*_questions(payload))
-    answers = Reader.load().answer_batch(list(questions), list(contexts), top_k=3)
+    answers = Reader.load(model).answer_batch(list(questions), list(contexts), top_k=3)
     assert predictions == {i: found[0].text for i, found in zip(ids, answers)}
     for i, found in zip(ids, answers):
         assert [(x["start"], x["end"]) for x in nbest[i]] == [(a.start, a.end) for a in found]
@@ -118,7 +119,7 @@ def test_windows_share_one_softmax_over_the_passage(tiny):
 
 
 def test_two_strides_give_the_same_best_answer_with_close_scores():
-    shipped = Reader.load()
+    shipped = Reader.load("fast")
     long = _payload_with_a_long_passage()["data"][-1]["paragraphs"][0]
     best = []
     for size, stride in ((400, 300), (400, 200), (300, 250)):
@@ -160,7 +161,7 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
 
 
 def test_an_answer_across_the_boundary_between_windows_is_found_and_scored_once():
-    shipped = Reader.load()
+    shipped = Reader.load("fast")
     sentence = "The bridge over the Vistula was designed by Anna Kowalska and opened in 1931."
     before_name = len(tokenize(sentence[: sentence.index("Anna")]))
     filler = FILLER * 18  # 324 tokens: the name is moved onto the cut by single words below

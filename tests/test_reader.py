@@ -156,7 +156,7 @@ def test_model_files_load_and_bad_ones_are_named(reader, tmp_path):
 
 
 def test_a_reader_that_judges_no_answer_abstains_keeps_its_guess_and_can_be_forced(abstaining_model):
-    shipped, abstaining = Reader.load(), Reader.load(abstaining_model)
+    shipped, abstaining = Reader.load("fast"), Reader.load(abstaining_model)
     question, context = "What river does Warsaw stand on?", "Warsaw stands on the Vistula River in Poland."
     assert abstaining.answer(question, context) == []
     prediction = abstaining.predict(question, context)

@@ -11,8 +11,8 @@ from qa.batching import Batcher
 from qa.data import load_squad
 from qa.features import prepare
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
-from qa.tokenize import Tokens
-from qa.training_data import KINDS, NO_ANSWER, GroupShares, TrainingSet
+from qa.tokenize import Tokens, tokenize
+from qa.training_data import KINDS, NO_ANSWER, GroupShares, TrainingSet, swapped_question
 from qa.vocab import Vocabulary
 
 
@@ -115,3 +115,19 @@ def test_a_few_steps_learn_spans_and_the_null_option(one_article):
             assert null > best_start
         else:
             assert output.start_logits[rows[0]].argmax() == batch.answer_starts[g]
+
+
+def test_a_swapped_question_names_what_its_paragraph_does_not():
+    own = "The Normans were led by Rollo, a Viking chieftain, and took Normandy in 911."
+    others = [(text, tokenize(text)) for text in ("In 1066 William of Normandy invaded England.",
+                                                  "Brittany lies to the west; in 1204 Philip took the duchy.")]
+    made = {swapped_question("Who led the Normans in 911?", tokenize("Who led the Normans in 911?"), own, others,
+                             np.random.default_rng(seed)) for seed in range(20)}
+    # "Normans" (in the paragraph) becomes a one-word name the paragraph lacks; "Who" is never swapped, and
+    # 911 has no three-digit number to become (the years are another shape)
+    assert made == {"Who led the William in 911?", "Who led the England in 911?", "Who led the Brittany in 911?",
+                    "Who led the Philip in 911?"}
+    # "Normandy" appears in both the paragraph and the other text, so it is never a replacement
+    assert swapped_question("When did the Normans take Normandy?", tokenize("When did the Normans take Normandy?"),
+                            own, [("Normandy and the Normans.", tokenize("Normandy and the Normans."))],
+                            np.random.default_rng(0)) is None
