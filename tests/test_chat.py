@@ -10,6 +10,7 @@ pytestmark = pytest.mark.slow
 
 NORMANS = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
            "a region in France. They were led by Rollo, a Viking chieftain.")
+ROLLO = {"Rollo", "Rollo, a Viking chieftain"}  # the default model gives the name with its apposition
 OXYGEN = "Oxygen is a chemical element. It was discovered by Carl Wilhelm Scheele in Uppsala in 1773."
 
 
@@ -27,11 +28,11 @@ def test_interactive_session_through_a_terminal():
     child.expect("passage loaded")
     child.expect("question> ")
     child.sendline("Who led the Normans?")
-    child.expect(r"Answer: (\S+)")  # the answer line itself, not the passage, which always holds the word
-    assert _plain(child.match.group(1)) == "Rollo"
+    child.expect(r"Answer: (.+?) {3}score")  # the answer line itself, not the passage, which always holds it
+    assert _plain(child.match.group(1)) in ROLLO
     child.expect("question> ")
     child.sendline("In what country is Normandy?")
-    child.expect(r"Answer: (\S+)")
+    child.expect(r"Answer: (.+?) {3}score")
     assert _plain(child.match.group(1)) == "France"
     child.expect("question> ")
     child.sendline(":passage")
@@ -55,5 +56,6 @@ def test_piped_input_gives_one_result_per_question_and_no_prompts():
     result = subprocess.run([sys.executable, "-m", "qa", "chat"], input=script, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    assert re.findall(r"^Answer: (.+?) {3}score", result.stdout, re.M) == ["Rollo", "Carl Wilhelm Scheele"]
+    rollo, scheele = re.findall(r"^Answer: (.+?) {3}score", result.stdout, re.M)
+    assert rollo in ROLLO and scheele == "Carl Wilhelm Scheele"
     assert "question>" not in result.stdout and "paste the passage" not in result.stdout
