@@ -387,7 +387,15 @@ def training_speed(reader, records, sizes: Sizes, progress: Progress, bfloat16: 
     config = TrainConfig(mixed_precision=bfloat16)
     steps = sizes.train_warmup + sizes.train_steps
     data = prepare(records.select(range(min(len(records), (steps + 2) * sizes.train_batch))))
-    training = TrainingSet.encode(data, reader.batcher, config.max_train_passage_tokens)  # once, as qa train does
+    context = None
+    if reader.encoder is not None:  # frozen features, extracted before training as qa train does (not timed)
+        from qa.inference import ContextFeatures
+
+        context = ContextFeatures(reader.encoder.encode(data.contexts, data.context_tokens),
+                                  reader.encoder.encode(list(records["question"][: len(data.examples)]),
+                                                        [e.question for e in data.examples]))
+    training = TrainingSet.encode(data, reader.batcher, config.max_train_passage_tokens,
+                                  context=context)  # once, as qa train does
     orders = [b for b in epoch_batches(training.deal(config.seed, 0), sizes.train_batch, config.seed, ranks=1)
               if len(b) == sizes.train_batch][:steps]
     if len(orders) < steps:
@@ -423,10 +431,14 @@ def forward_flops(reader, question: str, passage: str) -> dict:
         batch, length, width = inputs[0].shape  # 4 gates x hidden x (input + hidden) multiply-adds per token
         lstm_flops.append(2 * 4 * module.hidden_size * (width + module.hidden_size) * length * batch)
 
-    batch = reader.batcher.batch([tokenize(passage)], [tokenize(question)])
+    texts, tokens = [passage, question], [tokenize(passage), tokenize(question)]
+    encoded = [reader.batcher.encode(t) for t in tokens]
     hooks = [m.register_forward_hook(count_lstm) for m in reader.net.modules() if isinstance(m, torch.nn.LSTM)]
     try:
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            if reader.encoder is not None:  # a contextual model's features are part of answering: counted too
+                encoded = [e.with_context(f) for e, f in zip(encoded, reader.encoder.encode(texts, tokens))]
+            batch = reader.batcher.collate(encoded[:1], encoded[1:])
             reader.net(batch)
     finally:
         for hook in hooks:
