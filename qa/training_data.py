@@ -64,13 +64,19 @@ def _words(tokens: Tokens, indices) -> str:
     return " " + " ".join(tokens.words[i].lower() for i in indices) + " "
 
 
+def article_members(articles: list[str]) -> dict[str, list[int]]:
+    """Each article's paragraphs (context indices), from ``articles[c]``, the article of context ``c``."""
+    members: dict[str, list[int]] = {}
+    for context, article in enumerate(articles):
+        members.setdefault(article, []).append(context)
+    return members
+
+
 def other_paragraphs(data: PreparedSet, articles: list[str], usable: list[int], max_tokens: int) -> list[list[int]]:
     """For each usable question, the context indices of up to ``DISTRACTORS`` other paragraphs of its
     article (``articles[c]`` names context ``c``'s), best BM25 match to the question first, leaving out
     those over ``max_tokens`` tokens and those that contain the answer's words."""
-    members: dict[str, list[int]] = {}
-    for context, article in enumerate(articles):
-        members.setdefault(article, []).append(context)
+    members = article_members(articles)
     rankers = {article: Ranker([data.context_tokens[c] for c in contexts])
                for article, contexts in members.items() if len(contexts) > 1}
     found = []
@@ -124,8 +130,7 @@ def _names_and_numbers(tokens: Tokens, skip_first: bool = False) -> list[tuple[s
             runs.append((f"name {k - first}", first, k - 1))
             first = None
         if word.isdigit():
-            runs.append(("year" if len(word) == 4 and word[:2] in ("10", "11", "12", "13", "14", "15", "16", "17",
-                                                                  "18", "19", "20") else "number", k, k))
+            runs.append(("year" if len(word) == 4 and 1000 <= int(word) <= 2099 else "number", k, k))
     return runs
 
 

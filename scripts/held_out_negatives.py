@@ -21,7 +21,7 @@ import numpy as np
 
 from qa.data import load_squad
 from qa.features import prepare
-from qa.training_data import answer_sentences, other_paragraphs, swapped_question
+from qa.training_data import answer_sentences, article_members, other_paragraphs, swapped_question
 
 SUFFIX = {"other paragraph": "other", "answer sentences removed": "removed",  # negative ids: question id + suffix
           "question swapped": "swapped"}
@@ -53,9 +53,7 @@ def main() -> None:
     paragraphs: dict[str, list] = {}  # title -> paragraphs
     kinds = list(SUFFIX) if args.swapped else list(SUFFIX)[:2]
     counts = dict.fromkeys(["answerable", *kinds], 0)
-    members: dict[str, list[int]] = {}  # title -> its paragraphs (context indices)
-    for context, title in enumerate(articles):
-        members.setdefault(title, []).append(context)
+    members = article_members(articles)
     rng = np.random.default_rng(SEED)
     for k, i in enumerate(usable):
         example = data.examples[i]

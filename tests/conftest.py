@@ -36,6 +36,9 @@ PASSAGES = [
 ]
 
 
+ROLLO = {"Rollo", "Rollo, a Viking chieftain"}  # who led the Normans: the default model gives the apposition too
+
+
 def squad_payload() -> dict:
     """The fixture passages in the official nested SQuAD v1.1 layout."""
     data = []

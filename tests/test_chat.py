@@ -6,11 +6,12 @@ import sys
 import pexpect
 import pytest
 
+from conftest import ROLLO
+
 pytestmark = pytest.mark.slow
 
 NORMANS = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
            "a region in France. They were led by Rollo, a Viking chieftain.")
-ROLLO = {"Rollo", "Rollo, a Viking chieftain"}  # the default model gives the name with its apposition
 OXYGEN = "Oxygen is a chemical element. It was discovered by Carl Wilhelm Scheele in Uppsala in 1773."
 
 

@@ -6,15 +6,13 @@ import sys
 
 import pytest
 
+from conftest import ROLLO
 from qa.cli import main
 from qa.heat import DEFAULT_VIEW, VIEWS
 from qa.render import ATTENTION_CHOICES
 
 PASSAGE = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
            "a region in France. They were led by Rollo, a Viking chieftain.")
-
-
-ROLLO = {"Rollo", "Rollo, a Viking chieftain"}  # the default model gives the name with its apposition
 
 
 def _answer_line(out: str) -> str:
