@@ -42,7 +42,8 @@ from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
 from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
-from qa.training_data import GroupShares, TrainingSet
+from qa.tokenize import Tokens
+from qa.training_data import GroupShares, TrainingSet, swapped_questions
 from qa.vocab import Vocabulary, most_frequent_words
 
 LAST_CHECKPOINT = "last.safetensors"  # the resumable state in a run folder
@@ -68,6 +69,7 @@ class TrainConfig:
     pair_share: float = 0.0  # questions trained with their paragraph and another of the article (qa.training_data)
     other_share: float = 0.0  # questions trained against another paragraph of the article, target no answer
     removed_share: float = 0.0  # questions trained against their paragraph minus the answer's sentences, no answer
+    swapped_share: float = 0.0  # questions asked with a name or number swapped, against their paragraph, no answer
     held_out_articles: int = 0  # the training file's last N articles are not trained on (no-answer threshold fitting)
     max_minutes: float = 0.0  # 0 = no budget
     max_steps: int = 0  # stop after this many optimizer steps in all (0 = no limit); a load-independent budget
@@ -94,12 +96,13 @@ class TrainConfig:
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise UserError(f"decay_fraction must be between 0 and 1, not {self.decay_fraction}")
         if self.shares.negatives and not self.model.no_answer:
-            raise UserError("other_share and removed_share train the null option: set the model's no_answer")
+            raise UserError("other_share, removed_share and swapped_share train the null option: "
+                            "set the model's no_answer")
 
     @property
     def shares(self) -> GroupShares:
         """The share of questions dealt each kind of training group per epoch."""
-        return GroupShares(self.pair_share, self.other_share, self.removed_share)
+        return GroupShares(self.pair_share, self.other_share, self.removed_share, self.swapped_share)
 
 
 def seed_everything(seed: int) -> None:
@@ -156,9 +159,9 @@ def _load(path: str, limit: int, workers: int, console) -> tuple[PreparedSet, li
     return data, [titles[context] for context in data.contexts], list(records["question"])
 
 
-def contextual_features(config: ReaderConfig, data: PreparedSet, questions: list[str], console) -> ContextFeatures:
-    """The frozen contextual features of a prepared file's passages and questions, from the on-disk
-    cache (``qa.contextual.FeatureStore``), extracted first where missing, with a progress bar."""
+def feature_stores(config: ReaderConfig, texts: list[tuple[str, list[str], list[Tokens]]], console) -> list:
+    """The frozen contextual features (``qa.contextual.FeatureStore``) of each (name, texts, tokens),
+    from the on-disk cache, extracted first where missing, with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore
@@ -169,12 +172,18 @@ def contextual_features(config: ReaderConfig, data: PreparedSet, questions: list
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn()]
     with Progress(*columns, console=console) as progress:
-        for name, texts, tokens in (("passages", data.contexts, data.context_tokens),
-                                    ("questions", questions, [e.question for e in data.examples])):
-            task = progress.add_task(f"contextual features of {len(texts):,} {name} (chunks)", total=None)
-            stores.append(FeatureStore.build(encoder, texts, tokens, cache_root() / "contextual",
+        for name, strings, tokens in texts:
+            task = progress.add_task(f"contextual features of {len(strings):,} {name} (chunks)", total=None)
+            stores.append(FeatureStore.build(encoder, strings, tokens, cache_root() / "contextual",
                                              lambda done, total: progress.update(task, completed=done, total=total)))
-    return ContextFeatures(*stores)
+    return stores
+
+
+def contextual_features(config: ReaderConfig, data: PreparedSet, questions: list[str], console) -> ContextFeatures:
+    """The frozen contextual features of a prepared file's passages and questions (``feature_stores``)."""
+    return ContextFeatures(*feature_stores(config, [("passages", data.contexts, data.context_tokens),
+                                                    ("questions", questions, [e.question for e in data.examples])],
+                                           console))
 
 
 def make_optimizer(config: TrainConfig, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -422,7 +431,13 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
                   f"{torch.get_num_threads()} thread(s) each")
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
     held_out = held_out_titles(articles or [], config.held_out_articles)
-    train_context = dev_context = None
+    swaps = None
+    if config.shares.swapped:
+        if articles is None or questions is None:
+            raise UserError("swapped groups need the article of every passage and the question texts")
+        with console.status("swapping names and numbers of the questions"):
+            swaps = swapped_questions(train_data, questions[0], articles, config.seed)
+    train_context = dev_context = swap_context = None
     if model_config.contextual:
         if questions is None:
             raise UserError("a model with contextual features needs the question texts")
@@ -430,10 +445,13 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
             tic = time.monotonic()
             train_context = contextual_features(model_config, train_data, questions[0], console)
             dev_context = contextual_features(model_config, dev_data, questions[1], console)
+            if swaps is not None:
+                [swap_context] = feature_stores(model_config, [("swapped questions", [t for t, _ in swaps.values()],
+                                                                [k for _, k in swaps.values()])], console)
             console.print(f"contextual features ready in {(time.monotonic() - tic) / 60:.1f} min "
                           f"({train_context.passages.folder.parent})")
     training = TrainingSet.encode(train_data, batcher, config.max_train_passage_tokens, config.shares, articles,
-                                  held_out, console, train_context)
+                                  held_out, console, train_context, swaps, swap_context)
     trainer = Trainer.build(config, net, world, state.minutes)
     if saved:
         trainer.restore(*saved)

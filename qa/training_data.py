@@ -10,16 +10,20 @@ shares by a generator seeded with the run's seed and the epoch (so a resumed run
 - ``alone``: its own paragraph, the classic SQuAD example;
 - ``pair``: its own paragraph and another paragraph of the same article;
 - ``other``: another paragraph of its article alone; the target is no answer;
-- ``removed``: its own paragraph without the sentences that hold the answer; the target is no answer.
+- ``removed``: its own paragraph without the sentences that hold the answer; the target is no answer;
+- ``swapped``: its own paragraph, asked with a name or number of the question swapped for one of
+  the same shape from elsewhere in the article (``swapped_question``); the target is no answer.
 
 The other paragraphs are the two of the article most like the question under BM25 over content
 lemmas (one drawn per epoch), never one that contains the answer text. A question that has no
 such paragraph, or whose paragraph still holds the answer text once its sentences are removed,
-is dealt ``alone`` instead of the kind it cannot make.
+or that has no name or number to swap, is dealt ``alone`` instead of the kind it cannot make.
+Each question has one swapped form, drawn once per run (its contextual features are extracted once).
 """
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +34,9 @@ from qa.errors import UserError
 from qa.features import PreparedSet
 from qa.inference import ContextFeatures
 from qa.retrieval import Ranker
-from qa.tokenize import STOP_WORDS, Tokens, sentence_spans
+from qa.tokenize import STOP_WORDS, Tokens, sentence_spans, tokenize_many
 
-KINDS = ("alone", "pair", "other", "removed")
+KINDS = ("alone", "pair", "other", "removed", "swapped")
 DISTRACTORS = 2  # other paragraphs kept per question, one drawn each epoch
 NO_ANSWER = -1  # the target of a group whose answer is not in it
 
@@ -44,19 +48,20 @@ class GroupShares:
     pair: float = 0.0
     other: float = 0.0
     removed: float = 0.0
+    swapped: float = 0.0
 
     def __post_init__(self):
-        if min(self.pair, self.other, self.removed) < 0 or self.pair + self.other + self.removed > 1:
+        if min(self.pair, self.other, self.removed, self.swapped) < 0 or self.pair + self.negatives > 1:
             raise UserError("group shares must be non-negative and sum to at most 1")
 
     @property
     def negatives(self) -> float:
         """The share of groups whose target is no answer."""
-        return self.other + self.removed
+        return self.other + self.removed + self.swapped
 
     def probabilities(self) -> list[float]:
         """The shares in the order of ``KINDS``."""
-        return [1 - self.pair - self.other - self.removed, self.pair, self.other, self.removed]
+        return [1 - self.pair - self.negatives, self.pair, self.other, self.removed, self.swapped]
 
 
 def _words(tokens: Tokens, indices) -> str:
@@ -134,26 +139,47 @@ def _names_and_numbers(tokens: Tokens, skip_first: bool = False) -> list[tuple[s
     return runs
 
 
-def swapped_question(question: str, tokens: Tokens, own: str, others: list[tuple[str, Tokens]],
+def article_names(texts: list[str], tokens: list[Tokens], articles: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Per article (``articles[c]`` names text ``c``'s), the distinct names and numbers its paragraphs
+    hold, by shape (``_names_and_numbers``), sorted: what a swapped question draws its replacement from."""
+    pools: dict[str, dict[str, set[str]]] = {}
+    for text, words, article in zip(texts, tokens, articles):
+        pool = pools.setdefault(article, {})
+        for shape, a, b in _names_and_numbers(words):
+            pool.setdefault(shape, set()).add(text[words.starts[a]:words.ends[b]])
+    return {article: {shape: sorted(names) for shape, names in pool.items()} for article, pool in pools.items()}
+
+
+def swapped_question(question: str, tokens: Tokens, own: str, pool: dict[str, list[str]],
                      rng: np.random.Generator) -> str | None:
     """``question`` with one name or number that its paragraph ``own`` contains swapped for one of the
-    same shape from ``others`` (the article's other paragraphs, with their tokens) that ``own`` does
-    not contain: a question written against its paragraph that the paragraph no longer answers,
-    SQuAD 2.0's commonest kind of unanswerable question. None when there is no such swap."""
+    same shape from its article's ``pool`` (``article_names``) that ``own`` does not contain: a question
+    written against its paragraph that the paragraph no longer answers, SQuAD 2.0's commonest kind of
+    unanswerable question. None when there is no such swap."""
     within = own.lower()
     candidates = [(shape, tokens.starts[a], tokens.ends[b]) for shape, a, b in _names_and_numbers(tokens, skip_first=True)]
     candidates = [(shape, a, b) for shape, a, b in candidates if question[a:b].lower() in within]
-    pool: dict[str, set[str]] = {}
-    for text, other in others:
-        for shape, a, b in _names_and_numbers(other):
-            found = text[other.starts[a]:other.ends[b]]
-            if found.lower() not in within:
-                pool.setdefault(shape, set()).add(found)
-    swaps = [(a, b, sorted(pool[shape])) for shape, a, b in candidates if pool.get(shape)]
+    replacements = {shape: [name for name in pool.get(shape, []) if name.lower() not in within]
+                    for shape in {shape for shape, _, _ in candidates}}
+    swaps = [(a, b, replacements[shape]) for shape, a, b in candidates if replacements[shape]]
     if not swaps:
         return None
-    a, b, replacements = swaps[rng.integers(len(swaps))]
-    return question[:a] + replacements[rng.integers(len(replacements))] + question[b:]
+    a, b, names = swaps[rng.integers(len(swaps))]
+    return question[:a] + names[rng.integers(len(names))] + question[b:]
+
+
+def swapped_questions(data: PreparedSet, questions: list[str], articles: list[str], seed: int) -> dict[int, tuple[str, Tokens]]:
+    """One swapped form (``swapped_question``) of each question of ``data`` that has one, by example
+    index, with its tokens; drawn by a generator seeded with ``seed``, so a resumed run makes the same."""
+    pools = article_names(data.contexts, data.context_tokens, articles)
+    rng = np.random.default_rng([seed, len(KINDS)])
+    made = {}
+    for i, example in enumerate(data.examples):
+        context = example.context_index
+        swapped = swapped_question(questions[i], example.question, data.contexts[context], pools[articles[context]], rng)
+        if swapped is not None:
+            made[i] = swapped
+    return dict(zip(made, zip(made.values(), tokenize_many(list(made.values())))))
 
 
 def without(text: EncodedText, lo: int, hi: int) -> EncodedText:
@@ -180,17 +206,20 @@ class TrainingSet:
     shares: GroupShares
     others: list[list[int]]  # per usable question: other paragraphs of its article (context indices)
     removals: list[tuple[int, int] | None]  # per usable question: its answer's sentences as a token range
+    swapped: dict[int, EncodedText]  # by example index: the question with a name or number swapped
     kinds: np.ndarray | None = None  # per usable question: index into KINDS, for the dealt epoch
     picks: np.ndarray | None = None  # per usable question: which of its other paragraphs, for the dealt epoch
 
     @classmethod
     def encode(cls, data: PreparedSet, batcher: Batcher, max_passage_tokens: int, shares: GroupShares = GroupShares(),
                articles: list[str] | None = None, held_out: set[str] = frozenset(), console=None,
-               context: ContextFeatures | None = None) -> "TrainingSet":
+               context: ContextFeatures | None = None, swaps: dict[int, tuple[str, Tokens]] | None = None,
+               swap_context: Sequence[np.ndarray] | None = None) -> "TrainingSet":
         """Keep the questions whose passage has at most ``max_passage_tokens`` tokens (longer ones are rare
         in SQuAD) and whose article is not ``held_out``, encode every text and find what the group
-        ``shares`` need (``articles[c]`` names the article of context ``c``), showing a status line on
-        ``console`` meanwhile. With ``context`` every text carries its contextual features."""
+        ``shares`` need (``articles[c]`` names the article of context ``c``; ``swaps`` are the swapped
+        questions, ``swapped_questions``), showing a status line on ``console`` meanwhile. With
+        ``context`` every text carries its contextual features (``swap_context`` those of ``swaps``, in order)."""
         usable = [i for i, e in enumerate(data.examples)
                   if len(data.context_tokens[e.context_index]) <= max_passage_tokens
                   and (articles is None or articles[e.context_index] not in held_out)]
@@ -201,6 +230,15 @@ class TrainingSet:
             if context is not None:
                 passages = [p.with_context(context.passages[c]) for c, p in enumerate(passages)]
                 questions = {i: q.with_context(context.questions[i]) for i, q in questions.items()}
+        swapped: dict[int, EncodedText] = {}
+        if shares.swapped:
+            if swaps is None or (context is not None and swap_context is None):
+                raise UserError("swapped groups need the swapped questions (and their contextual features)")
+            kept = set(usable)
+            for n, (i, (_, tokens)) in enumerate(swaps.items()):
+                if i in kept:
+                    encoded = batcher.encode(tokens)
+                    swapped[i] = encoded if context is None else encoded.with_context(swap_context[n])
         others: list[list[int]] = [[] for _ in usable]
         if shares.pair or shares.other:
             if articles is None:
@@ -211,12 +249,13 @@ class TrainingSet:
         if shares.removed:
             with console.status("finding answer sentences") if console else contextlib.nullcontext():
                 removals = answer_sentences(data, usable)
-        return cls(data, batcher, usable, passages, questions, shares, others, removals)
+        return cls(data, batcher, usable, passages, questions, shares, others, removals, swapped)
 
     def stats(self) -> dict:
         """How many questions can make each kind of group."""
         return {"questions": len(self.usable), "with_other_paragraphs": sum(bool(o) for o in self.others),
-                "with_removable_sentences": sum(r is not None for r in self.removals)}
+                "with_removable_sentences": sum(r is not None for r in self.removals),
+                "with_swapped_questions": len(self.swapped)}
 
     def deal(self, seed: int, epoch: int) -> list[int]:
         """Deal every question its group for ``epoch``; returns each group's longest passage, in tokens
@@ -226,25 +265,31 @@ class TrainingSet:
         picks = rng.integers(0, DISTRACTORS, size=len(self.usable))
         has_other = np.array([bool(o) for o in self.others])
         has_removal = np.array([r is not None for r in self.removals])
+        has_swap = np.array([i in self.swapped for i in self.usable])
         needs_other = (kinds == KINDS.index("pair")) | (kinds == KINDS.index("other"))
-        kinds[(needs_other & ~has_other) | ((kinds == KINDS.index("removed")) & ~has_removal)] = KINDS.index("alone")
+        cannot = (needs_other & ~has_other) | ((kinds == KINDS.index("removed")) & ~has_removal) \
+            | ((kinds == KINDS.index("swapped")) & ~has_swap)
+        kinds[cannot] = KINDS.index("alone")
         self.kinds, self.picks = kinds, picks
         return [max(len(p) for p in self._rows(k)[0]) for k in range(len(self.usable))]
 
-    def _rows(self, k: int) -> tuple[list[EncodedText], tuple[int, int]]:
-        """The passages of usable question ``k``'s dealt group, its own paragraph (if any) first, and the
-        group's target: the answer's token span in slot 0, or ``NO_ANSWER``."""
-        example = self.data.examples[self.usable[k]]
+    def _rows(self, k: int) -> tuple[list[EncodedText], EncodedText, tuple[int, int]]:
+        """The passages of usable question ``k``'s dealt group, its own paragraph (if any) first, the
+        question asked of them, and the group's target: the answer's token span in slot 0, or ``NO_ANSWER``."""
+        i = self.usable[k]
+        example, question = self.data.examples[i], self.questions[i]
         own = self.passages[example.context_index]
         kind = KINDS[self.kinds[k]]
         if kind == "alone":
-            return [own], example.answer_span
-        other = self.passages[self.others[k][self.picks[k] % len(self.others[k])]] if self.others[k] else None
+            return [own], question, example.answer_span
+        if kind == "swapped":
+            return [own], self.swapped[i], (NO_ANSWER, NO_ANSWER)
+        if kind == "removed":
+            return [without(own, *self.removals[k])], question, (NO_ANSWER, NO_ANSWER)
+        other = self.passages[self.others[k][self.picks[k] % len(self.others[k])]]
         if kind == "pair":
-            return [own, other], example.answer_span
-        if kind == "other":
-            return [other], (NO_ANSWER, NO_ANSWER)
-        return [without(own, *self.removals[k])], (NO_ANSWER, NO_ANSWER)
+            return [own, other], question, example.answer_span
+        return [other], question, (NO_ANSWER, NO_ANSWER)
 
     def collate(self, positions: list[int]) -> Batch:
         """The batch of the dealt groups of the usable questions at ``positions``: one row per passage,
@@ -253,8 +298,7 @@ class TrainingSet:
             raise RuntimeError("deal an epoch before collating its groups")
         passages, questions, groups, slots, targets = [], [], [], [], []
         for g, k in enumerate(positions):
-            rows, target = self._rows(k)
-            question = self.questions[self.usable[k]]
+            rows, question, target = self._rows(k)
             for slot, passage in enumerate(rows):
                 passages.append(passage)
                 questions.append(question)

