@@ -8,8 +8,10 @@ throughput; prints a table with the targets, writes ``docs/performance.md`` and 
 Usage (from the repository root; needs ``pip install -e ".[bench]"``):
     python scripts/bench.py [--model default|fast|DIR ...] [--dev PATH] [--json PATH] [--markdown PATH] [--quick]
 
-Each ``--model`` is measured in turn (default: ``default`` and then ``fast``) and the page shows them
-side by side, each against the targets of its kind (with or without contextual features).
+Each ``--model`` is measured in turn (default: ``default`` and then ``fast``), each in a fresh process
+of its own so that one model's memory and caches do not slow the next, and the page shows them side
+by side, each against the targets of its kind (with or without contextual features). A model's
+figures carry a warning when other processes used the CPUs while it was measured.
 
 ``--quick`` uses tiny samples and evaluates only the first dev questions (smoke tests); point
 ``--markdown`` elsewhere then, so its figures do not replace the published ones.
@@ -29,6 +31,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,7 +63,7 @@ code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL)
 print(time.perf_counter() - tic, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 sys.exit(code)
 """
-BUSY_LOAD = 1.0  # a 1-minute load average from this on means other work shares the CPUs
+BUSY_SHARE = 0.05  # from this share of the machine's CPU time used by other processes on, a model's figures are flagged
 TARGETS = {  # model kind -> {figure: (comparison, bound)}; "fast" reads GloVe alone, "default" also MiniLM features
     "fast": {
         "latency_ms_p50": ("<=", 20.0),
@@ -469,6 +472,26 @@ def machine() -> dict:
             "transformers": importlib.metadata.version("transformers"), "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
+class OtherWork:
+    """The share of the machine's CPU time that processes other than this one and its children used
+    over a ``with`` block (``share``): whether anything else shared the CPUs while a model was measured."""
+
+    @staticmethod
+    def _clock() -> tuple[float, float, float]:
+        """(wall seconds, the machine's busy CPU seconds, this process's and its children's CPU seconds)."""
+        machine_times, own = psutil.cpu_times(), psutil.Process().cpu_times()
+        busy = sum(getattr(machine_times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+        return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
+
+    def __enter__(self) -> "OtherWork":
+        self.start, self.share = self._clock(), 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        (wall0, busy0, own0), (wall1, busy1, own1) = self.start, self._clock()
+        self.share = max(0.0, (busy1 - busy0) - (own1 - own0)) / max((wall1 - wall0) * (os.cpu_count() or 1), 1e-9)
+
+
 def measure(model: str, dev: str, sizes: Sizes, progress: Progress) -> dict:
     """Every figure of one model, stage by stage on one progress bar."""
     from qa.data import load_squad
@@ -533,10 +556,11 @@ def verdicts(results: dict) -> dict:
     return out
 
 
-def notes(results: dict, sizes: Sizes, load: float) -> list[str]:
-    """How to read the figures (``load``: the 1-minute load average at the start)."""
-    lines = [f"WARNING: the machine was busy (1-minute load average {load} at the start): other work shared the "
-             "CPUs, so these figures are too slow; do not publish them."] if load >= BUSY_LOAD else []
+def notes(results: dict, sizes: Sizes) -> list[str]:
+    """How to read the figures."""
+    share = results["other_work_share"]
+    lines = [f"WARNING: other processes used {share:.0%} of the machine's CPU time while this model was measured, "
+             "so these figures are too slow; do not publish them."] if share >= BUSY_SHARE else []
     lines += [
         f"Passages are SQuAD dev paragraphs of {SHORT_TOKENS[0]}-{SHORT_TOKENS[1]} spaCy tokens "
         f"(mean {results['passage_tokens_150']:.0f}) and runs of consecutive paragraphs of one article "
@@ -650,6 +674,18 @@ def describe(model: str) -> str:
     return inputs + (", no-answer option" if settings.get("no_answer") else "")
 
 
+def measured(model: str, dev: str, sizes: Sizes, common: dict) -> dict:
+    """One model's report: its figures, verdicts, notes and how much other work shared the CPUs."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress, OtherWork() as other:
+        results = measure(model, dev, sizes, progress)
+    results["other_work_share"] = round(other.share, 3)
+    status = verdicts(results)
+    return {**common, **results, "model_description": describe(model), "status": status,
+            "targets": {k: {"target": target_text(results["kind"], k), "status": v} for k, v in status.items()},
+            "notes": notes(results, sizes)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help=MODEL_HELP + "; repeat it to compare models "
@@ -664,17 +700,17 @@ def main() -> int:
     console = Console()
     common = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "command": shlex.join(["python", *sys.argv]), "machine": machine(), "sizes": asdict(sizes)}
-    reports = {}
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    for model in models:
-        load = round(os.getloadavg()[0], 2)
-        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-            results = measure(model, args.dev, sizes, progress)
-        status = verdicts(results)
-        reports[model] = {**common, **results, "model_description": describe(model), "status": status,
-                          "targets": {k: {"target": target_text(results["kind"], k), "status": v}
-                                      for k, v in status.items()},
-                          "notes": notes(results, sizes, load)}
+    if len(models) > 1:  # each model in a fresh process of its own
+        reports = {}
+        for model in models:
+            with tempfile.TemporaryDirectory() as folder:
+                figures = Path(folder) / "figures.json"
+                subprocess.run([sys.executable, __file__, "--model", model, "--dev", args.dev, "--json", str(figures),
+                                "--markdown", str(Path(folder) / "page.md"), *(["--quick"] if args.quick else [])],
+                               stdout=subprocess.DEVNULL, check=True)  # its table is printed merged below
+                reports.update(json.loads(figures.read_text()))
+    else:
+        reports = {models[0]: measured(models[0], args.dev, sizes, common)}
     print_table(console, reports, f"qa reader performance ({'quick' if args.quick else 'full'} run)")
     for name, report in reports.items():
         for line in report["notes"]:
