@@ -85,12 +85,12 @@ class Evidence:
 
 @dataclass
 class SpanLogits:
-    """Raw start/end logits over the passage's tokens (each from the window that owns it) and the
-    logit sum of the top span, from which the top answer's score at any temperature follows (see
-    ``qa.calibration``)."""
+    """Raw start/end logits of the passage's tokens that were read (each from the window that owns it)
+    and the logit sum of the top span, from which the top answer's score at any temperature follows
+    (see ``qa.calibration``)."""
 
-    start: np.ndarray  # (passage tokens,)
-    end: np.ndarray  # (passage tokens,)
+    start: np.ndarray  # (tokens read,)
+    end: np.ndarray  # (tokens read,)
     best: float  # start[i] + end[j] of the top span
     null: float | None = None  # the passage's null logit, with the no-answer option
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -204,12 +204,22 @@ def passage_null_logit(window_nulls: np.ndarray) -> float:
     return float(np.logaddexp.reduce(read_nulls) - math.log(len(read_nulls)))
 
 
+def _owned_logits(pieces: list[tuple[int, np.ndarray]], tokens: int) -> np.ndarray:
+    """(2, tokens) start and end logits of a passage from the (first token, (2, n) logits) pieces its
+    read windows own; -inf where no window was read (those tokens take no share of the softmaxes)."""
+    owned = np.full((2, tokens), -np.inf, dtype=np.float32)
+    for first, logits in pieces:
+        owned[:, first : first + logits.shape[1]] = logits
+    return owned
+
+
 def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null: float | None,
                     options: ReadingOptions) -> tuple[list[Answer], float | None]:
     """``found`` rescored and ranked under one start and one end softmax over the whole passage, and
     the probability of no answer: ``owned`` (2, tokens) holds each token's start and end logit from the
-    window that owns it, ``null`` the passage's null logit (None without the no-answer option)."""
-    logits = SpanLogits(owned[0], owned[1], math.nan, null)
+    window that owns it (``_owned_logits``), ``null`` the passage's null logit (None without the option)."""
+    read_tokens = np.isfinite(owned[0])
+    logits = SpanLogits(owned[0][read_tokens], owned[1][read_tokens], math.nan, null)
     start, end = owned[0].astype(np.float64) / options.temperature, owned[1].astype(np.float64) / options.temperature
     start_norm, end_norm = logits.log_normalizers(options.temperature)
     placed = []  # (answer, its first token, its last token in the passage)
@@ -221,7 +231,7 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null
     placed = placed[: options.top_k]
     if options.with_logits and placed:
         best, first, last = placed[0]
-        best.logits = SpanLogits(owned[0].copy(), owned[1].copy(), float(owned[0][first] + owned[1][last]), null)
+        best.logits = replace(logits, best=float(owned[0][first] + owned[1][last]))
     return [answer for answer, _, _ in placed], logits.no_answer(options.temperature)
 
 
@@ -243,7 +253,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     encoded_questions: dict[int, EncodedText] = {}
     best: dict[int, list[Answer]] = {}  # query index -> its best answers so far (memory: top_k each)
     documents: dict[int, np.ndarray] = {}  # query index -> max heat ratio per passage token (several windows)
-    owned: dict[int, np.ndarray] = {}  # query index -> (2, passage tokens) start/end logits of the owning windows
+    owned: dict[int, list[tuple[int, np.ndarray]]] = {}  # query index -> (first token, (2, n) logits) it owns, per window
     nulls: dict[int, np.ndarray] = {}  # query index -> null logit of each window of its passage (nan: not read)
     batches = [plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)]
     done = 0
@@ -272,8 +282,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
             passage = plan.window_passage[w]
             lo, hi = plan.owned[q, w]
             first = plan.window_first[w]
-            scores = owned.setdefault(q, np.full((2, len(passage_tokens[passage])), -np.inf, dtype=np.float32))
-            scores[:, first + lo : first + hi] = logits[b, :, lo:hi]
+            owned.setdefault(q, []).append((first + lo, logits[b, :, lo:hi].copy()))  # a copy: the batch is let go
             if output.null_logits is not None:
                 window_nulls = nulls.setdefault(q, np.full(len(plan.passage_windows[passage]), np.nan))
                 window_nulls[w - plan.passage_windows[passage].start] = float(output.null_logits[b])
@@ -288,22 +297,23 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
             progress(done, len(plan.rows))
     merged: dict[int, list[Answer]] = {}
     merged_documents: dict[int, np.ndarray] = {}
-    merged_owned: dict[int, np.ndarray] = {}
+    merged_owned: dict[int, list[tuple[int, np.ndarray]]] = {}
     merged_nulls: dict[int, np.ndarray] = {}
     for part, part_documents, part_owned, part_nulls in world.gather((best, documents, owned, nulls)):
         for q, found in part.items():
             merged[q] = merge_ranked(merged.get(q, []) + found, options.top_k + CANDIDATE_MARGIN)
         for q, document in part_documents.items():
             merged_documents[q] = np.maximum(merged_documents.get(q, document), document)
-        for q, scores in part_owned.items():  # every token is owned by one row, so one rank filled it
-            merged_owned[q] = np.maximum(merged_owned[q], scores) if q in merged_owned else scores
+        for q, pieces in part_owned.items():  # every token is owned by one row, so one rank holds its piece
+            merged_owned.setdefault(q, []).extend(pieces)
         for q, window_nulls in part_nulls.items():  # likewise every window
             merged_nulls[q] = np.fmax(merged_nulls[q], window_nulls) if q in merged_nulls else window_nulls
     no_answer: dict[int, float | None] = {}
     for q in merged_owned:  # every query read, those without a valid span too: their no-answer probability holds
         null = passage_null_logit(merged_nulls[q]) if q in merged_nulls else None
-        merged[q], no_answer[q] = _passage_scores(merged.get(q, []), passage_tokens[queries[q].passage],
-                                                  merged_owned[q], null, options)
+        tokens = passage_tokens[queries[q].passage]
+        merged[q], no_answer[q] = _passage_scores(merged.get(q, []), tokens, _owned_logits(merged_owned[q], len(tokens)),
+                                                  null, options)
     for q, document in merged_documents.items():
         tokens = passage_tokens[queries[q].passage]
         heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document)

@@ -118,6 +118,19 @@ def test_windows_share_one_softmax_over_the_passage(tiny):
     assert (together.answers[0].start, together.answers[0].end) == (tokens.starts[best[1]], tokens.ends[best[2]])
 
 
+def test_a_passage_is_normalised_over_the_tokens_of_the_windows_read(tiny):
+    net, batcher = tiny
+    passage = " ".join(str(1000 + 7 * i) for i in range(216))
+    tokens, question = tokenize(passage), tokenize("Which number comes after 1700?")
+    for max_windows, read_tokens in ((0, 216), (1, 100)):  # all three windows; the one BM25 ranks first, whole
+        [prediction] = read(net, batcher, [passage], [tokens], [Query("q", question, 0)],
+                            ReadingOptions(window_tokens=100, window_stride=60, max_windows=max_windows,
+                                           with_logits=True))
+        best = prediction.answers[0]
+        assert len(best.logits.start) == len(best.logits.end) == read_tokens  # unread tokens are not kept
+        assert best.score == pytest.approx(math.exp(best.logits.best - sum(best.logits.log_normalizers(1.0))), rel=1e-6)
+
+
 def test_two_strides_give_the_same_best_answer_with_close_scores():
     shipped = Reader.load("fast")
     long = _payload_with_a_long_passage()["data"][-1]["paragraphs"][0]
