@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from dataclasses import dataclass, fields, replace
 from typing import Callable, Protocol, Sequence
 
@@ -255,9 +256,10 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     documents: dict[int, np.ndarray] = {}  # query index -> max heat ratio per passage token (several windows)
     owned: dict[int, list[tuple[int, np.ndarray]]] = {}  # query index -> (first token, (2, n) logits) it owns, per window
     nulls: dict[int, np.ndarray] = {}  # query index -> null logit of each window of its passage (nan: not read)
-    batches = [plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)]
+    batches = world.shard([plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)])
+    question_uses, window_uses = Counter(q for rows in batches for q, _ in rows), Counter(w for rows in batches for _, w in rows)
     done = 0
-    for rows in world.shard(batches):
+    for rows in batches:
         new_windows = [w for w in dict.fromkeys(w for _, w in rows) if w not in encoded_windows]
         new_questions = [q for q in dict.fromkeys(q for q, _ in rows) if q not in encoded_questions]
         for w in new_windows:
@@ -292,6 +294,11 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
                 document = documents.setdefault(q, np.zeros(len(passage_tokens[passage]), dtype=np.float32))
                 place = document[first : first + len(plan.windows[w])]
                 np.maximum(place, found[0].heat.ratio, out=place)
+        for q, w in rows:  # a text no row left to read is let go: memory follows the batches, not the file
+            for uses, index, encoded in ((question_uses, q, encoded_questions), (window_uses, w, encoded_windows)):
+                uses[index] -= 1
+                if not uses[index]:
+                    del encoded[index]
         done += len(rows)
         if progress is not None:
             progress(done, len(plan.rows))
