@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,20 +56,6 @@ def _folder(source: str) -> str:
     return source
 
 
-def _classes(folder: str) -> tuple[type, type]:
-    """The tokenizer and model classes for the encoder in ``folder``: BERT's own where its config says
-    ``bert`` (all-MiniLM-L6-v2 does), since importing them directly skips transformers' auto mapping
-    (about 1.3 s of a cold start), else the Auto classes (other folders and hub names)."""
-    config = Path(folder) / "config.json"
-    if config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("model_type") == "bert":
-        from transformers import BertModel, BertTokenizerFast
-
-        return BertTokenizerFast, BertModel
-    from transformers import AutoModel, AutoTokenizer
-
-    return AutoTokenizer, AutoModel
-
-
 def token_pooling(token_starts: list[int], token_ends: list[int], piece_spans: list[tuple[int, int]],
                   states: np.ndarray) -> np.ndarray:
     """(pieces, D) ``states`` pooled onto the tokens: token i gets the mean of the pieces whose characters
@@ -95,14 +80,14 @@ class ContextualEncoder:
     """A frozen transformer encoder that turns texts into one feature vector per spaCy token."""
 
     def __init__(self, settings: EncoderSettings = EncoderSettings()):
-        folder = _folder(settings.source)
-        tokenizer_class, model_class = _classes(folder)
+        from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging
 
         logging.disable_progress_bar()
+        folder = _folder(settings.source)
         try:
-            self.tokenizer = tokenizer_class.from_pretrained(folder)
-            self.model = model_class.from_pretrained(folder).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModel.from_pretrained(folder).eval()
         except OSError as error:
             raise UserError(f"cannot load the contextual encoder {settings.source!r}: {error}") from None
         if not self.tokenizer.is_fast:
