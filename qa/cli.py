@@ -144,9 +144,6 @@ def _train(args) -> int:
 
 def _evaluate(args) -> int:
     from qa.evaluation import run_evaluation
-    from qa.heap import return_freed_memory
-
-    return_freed_memory()  # a whole file's batches, read one after another
 
     run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
                    limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient,
@@ -157,9 +154,6 @@ def _evaluate(args) -> int:
 
 def _calibrate(args) -> int:
     from qa.calibration import calibrate
-    from qa.heap import return_freed_memory
-
-    return_freed_memory()
 
     calibrate(args.data, model=args.model, split=args.split, limit=args.limit)
     return 0
