@@ -33,10 +33,11 @@ anything else is a question about the current passage"""
 class Chat:
     """One interactive session over a model; holds the current passage, attention view and last answer."""
 
-    def __init__(self, model: str | None, passage: str | None, attention: str = DEFAULT_VIEW, force: bool = False):
+    def __init__(self, model: str | None, passage: str | None, attention: str = DEFAULT_VIEW, force: bool = False,
+                 bfloat16: bool = False):
         from qa.reader import Reader
 
-        self.reader = Reader.load(model)
+        self.reader = Reader.load(model, bfloat16=bfloat16)
         self.passage = passage
         self.attention = attention
         self.force = force  # answer even when the model says the passage does not

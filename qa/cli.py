@@ -16,6 +16,8 @@ from qa.inputs import checked_passage, read_text_file
 from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
 
 MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
+BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 autocast: faster on CPUs with "
+                 "AVX512-BF16 or AMX, much slower on CPUs without them")
 
 ATTENTION_HELP = (
     f"which attention view shades the passage (default {DEFAULT_VIEW}): "
@@ -36,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--context", help="the passage text")
     source.add_argument("--file", help="read the passage from a UTF-8 text file")
     ask.add_argument("--model", help=MODEL_HELP)
+    ask.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
     ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
     ask.add_argument("--force", action="store_true",
                      help="answer even when the model judges that the passage does not answer the question")
@@ -48,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     chat_source.add_argument("--context", help="the passage text")
     chat_source.add_argument("--file", help="read the passage from a UTF-8 text file")
     chat.add_argument("--model", help=MODEL_HELP)
+    chat.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
     chat.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW, help=ATTENTION_HELP)
     chat.add_argument("--force", action="store_true", help="always answer (also :force in the chat)")
 
@@ -74,8 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N questions")
     evaluate.add_argument("--predictions", help="score this predictions file ({id: answer}) instead of running a model")
     evaluate.add_argument("--nbest", type=int, default=5, help="answers per question in nbest.json")
-    evaluate.add_argument("--bfloat16", action="store_true",
-                          help="run the network under bfloat16 autocast: faster on CPUs with AVX512-BF16 or AMX")
+    evaluate.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
     evaluate.add_argument("--lenient", action="store_true",
                           help="skip malformed records (counted and reported) instead of stopping at the first")
     evaluate.add_argument("--max-windows", type=int, metavar="N",
@@ -107,7 +110,7 @@ def _ask(args) -> int:
     passage = _read_passage(args)  # input errors are reported before the slow import below
     from qa.reader import Reader
 
-    reader = Reader.load(args.model)
+    reader = Reader.load(args.model, bfloat16=args.bfloat16)
     prediction = reader.predict(args.question, passage, top_k=args.top_k, with_attention=args.attention != "none",
                                 attention_view=args.attention, force=args.force)
     console = Console()
@@ -126,7 +129,7 @@ def _chat(args) -> int:
     passage = None
     if args.context is not None or args.file is not None:
         passage = _read_passage(args)
-    return Chat(args.model, passage, args.attention, args.force).run()
+    return Chat(args.model, passage, args.attention, args.force, args.bfloat16).run()
 
 
 def _train(args) -> int:

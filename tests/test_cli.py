@@ -177,7 +177,7 @@ def _chat(monkeypatch, lines: str, reader=_FakeReader):
 
     from qa.chat import Chat
 
-    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None: reader()))
+    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None, bfloat16=False: reader()))
     monkeypatch.setattr("sys.stdin", io.StringIO(lines))
     return Chat(None, None)
 
@@ -230,7 +230,7 @@ def test_a_passage_over_the_limit_is_refused(monkeypatch, capsys):
 
 
 def test_ask_writes_the_rendering_as_html(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None: _AnsweringReader()))
+    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None, bfloat16=False: _AnsweringReader()))
     page = tmp_path / "answer.html"
     assert main(["ask", "Who led the Normans?", "--context", PASSAGE, "--attention", "self", "--html", str(page)]) == 0
     assert _AnsweringReader.options == {"top_k": 1, "with_attention": True, "attention_view": "self"}
@@ -243,7 +243,7 @@ def test_ask_writes_the_rendering_as_html(monkeypatch, tmp_path, capsys):
                                             (".", ".: is a folder, not a file")])
 def test_an_unwritable_html_file_is_one_line_and_the_answer_is_still_printed(monkeypatch, tmp_path, capsys, where,
                                                                            message):
-    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None: _AnsweringReader()))
+    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None, bfloat16=False: _AnsweringReader()))
     monkeypatch.chdir(tmp_path)
     assert main(["ask", "Who led the Normans?", "--context", PASSAGE, "--html", where]) == 2
     captured = capsys.readouterr()
@@ -274,3 +274,21 @@ def test_ask_json_when_the_reader_abstains(abstaining_model, capsys):
     assert main(argv[:-1]) == 0
     shown = capsys.readouterr().out
     assert "does not seem to answer" in shown and f"Best guess: {payload['best_guess']['answer']}" in shown
+
+
+@pytest.mark.parametrize("command", ["ask", "chat"])
+@pytest.mark.parametrize("argv, bfloat16", [([], False), (["--bfloat16"], True)])
+def test_ask_and_chat_pass_the_precision_to_the_reader(monkeypatch, command, argv, bfloat16):
+    import io
+
+    loads = []
+
+    def load(cls, path=None, bfloat16=False):
+        loads.append(bfloat16)
+        return _AnsweringReader()
+
+    monkeypatch.setattr("qa.reader.Reader.load", classmethod(load))
+    monkeypatch.setattr("sys.stdin", io.StringIO(":quit\n"))
+    question = ["Who led the Normans?"] if command == "ask" else []
+    assert main([command, *question, "--context", PASSAGE, *argv]) == 0
+    assert loads == [bfloat16]
