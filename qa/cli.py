@@ -17,7 +17,7 @@ from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
 
 MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
 BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 autocast: faster on CPUs with "
-                 "AVX512-BF16 or AMX, much slower on CPUs without them")
+                 "AVX512-BF16 or AMX; on CPUs without them it can be slower than float32")
 
 ATTENTION_HELP = (
     f"which attention view shades the passage (default {DEFAULT_VIEW}): "

@@ -95,6 +95,16 @@ def _load_raising(error: Exception):
     return classmethod(load)
 
 
+def _load_returning(make, precisions: list | None = None):
+    """A stand-in for ``Reader.load`` that returns ``make()``, noting each call's ``bfloat16`` in ``precisions``."""
+    def load(cls, path=None, bfloat16=False):
+        if precisions is not None:
+            precisions.append(bfloat16)
+        return make()
+
+    return classmethod(load)
+
+
 def test_an_internal_error_is_not_reported_as_a_user_mistake(monkeypatch, capsys):
     monkeypatch.setattr("qa.reader.Reader.load", _load_raising(ValueError("internal")))
     with pytest.raises(ValueError, match="internal"):
@@ -177,7 +187,7 @@ def _chat(monkeypatch, lines: str, reader=_FakeReader):
 
     from qa.chat import Chat
 
-    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None, bfloat16=False: reader()))
+    monkeypatch.setattr("qa.reader.Reader.load", _load_returning(reader))
     monkeypatch.setattr("sys.stdin", io.StringIO(lines))
     return Chat(None, None)
 
@@ -230,7 +240,7 @@ def test_a_passage_over_the_limit_is_refused(monkeypatch, capsys):
 
 
 def test_ask_writes_the_rendering_as_html(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None, bfloat16=False: _AnsweringReader()))
+    monkeypatch.setattr("qa.reader.Reader.load", _load_returning(_AnsweringReader))
     page = tmp_path / "answer.html"
     assert main(["ask", "Who led the Normans?", "--context", PASSAGE, "--attention", "self", "--html", str(page)]) == 0
     assert _AnsweringReader.options == {"top_k": 1, "with_attention": True, "attention_view": "self"}
@@ -243,7 +253,7 @@ def test_ask_writes_the_rendering_as_html(monkeypatch, tmp_path, capsys):
                                             (".", ".: is a folder, not a file")])
 def test_an_unwritable_html_file_is_one_line_and_the_answer_is_still_printed(monkeypatch, tmp_path, capsys, where,
                                                                            message):
-    monkeypatch.setattr("qa.reader.Reader.load", classmethod(lambda cls, path=None, bfloat16=False: _AnsweringReader()))
+    monkeypatch.setattr("qa.reader.Reader.load", _load_returning(_AnsweringReader))
     monkeypatch.chdir(tmp_path)
     assert main(["ask", "Who led the Normans?", "--context", PASSAGE, "--html", where]) == 2
     captured = capsys.readouterr()
@@ -282,12 +292,7 @@ def test_ask_and_chat_pass_the_precision_to_the_reader(monkeypatch, command, arg
     import io
 
     loads = []
-
-    def load(cls, path=None, bfloat16=False):
-        loads.append(bfloat16)
-        return _AnsweringReader()
-
-    monkeypatch.setattr("qa.reader.Reader.load", classmethod(load))
+    monkeypatch.setattr("qa.reader.Reader.load", _load_returning(_AnsweringReader, loads))
     monkeypatch.setattr("sys.stdin", io.StringIO(":quit\n"))
     question = ["Who led the Normans?"] if command == "ask" else []
     assert main([command, *question, "--context", PASSAGE, *argv]) == 0
