@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -30,17 +31,26 @@ class AttentionMaps:
     question: np.ndarray  # (Q,)
     passage_by_question: np.ndarray  # (Q, P)
 
+    @cached_property
+    def passage_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(P,) start and (P,) end character offsets of the passage tokens, made once per window."""
+        offsets = np.array([(s, e) for _, s, e in self.passage_tokens], dtype=np.int64).reshape(-1, 2)
+        return offsets[:, 0].copy(), offsets[:, 1].copy()
+
 
 @dataclass
 class Heat:
     """One attention view as a distribution over the passage tokens of the answer's window.
 
     ``weights`` sums to 1; ``ratio`` is each weight over the uniform 1 / P, so a flat distribution
-    is 1 everywhere whatever the passage length. ``starts``/``ends`` are character offsets."""
+    is 1 everywhere whatever the passage length. ``starts``/``ends`` are the tokens' character offsets:
+    arrays, shared by the answers of one window (``AttentionMaps.passage_offsets``), since a
+    question's kept answers each carry a heat and per-answer lists of ints once dominated the
+    memory of evaluating long documents."""
 
     view: str
-    starts: list[int]
-    ends: list[int]
+    starts: np.ndarray  # (P,) integer
+    ends: np.ndarray  # (P,) integer
     weights: np.ndarray  # (P,)
 
     @property
@@ -49,7 +59,7 @@ class Heat:
         return self.weights * len(self.weights)
 
     def to_dict(self) -> dict:
-        return {"view": self.view, "tokens": [{"start": s, "end": e, "weight": round(float(w), 5)}
+        return {"view": self.view, "tokens": [{"start": int(s), "end": int(e), "weight": round(float(w), 5)}
                                               for s, e, w in zip(self.starts, self.ends, self.weights)]}
 
 

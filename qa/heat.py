@@ -57,7 +57,7 @@ def answer_token_range(maps: AttentionMaps, start: int, end: int) -> range:
 def heat_of(maps: AttentionMaps, view: str, start: int, end: int) -> Heat:
     """The ``view`` heat of the answer at characters ``[start, end)``."""
     weights = token_heat(maps, view, answer_token_range(maps, start, end))
-    return Heat(view, [s for _, s, _ in maps.passage_tokens], [e for _, _, e in maps.passage_tokens], weights)
+    return Heat(view, *maps.passage_offsets, weights)
 
 
 def levels(ratio: np.ndarray) -> np.ndarray:

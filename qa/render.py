@@ -72,7 +72,7 @@ def hot_spans(heat: Heat) -> list[Span]:
     for is_hot, run in groupby(range(len(hot)), key=lambda i: bool(hot[i])):
         if is_hot:
             run = list(run)
-            spans.append(Span(heat.starts[run[0]], heat.ends[run[-1]], float(heat.weights[run].sum()),
+            spans.append(Span(int(heat.starts[run[0]]), int(heat.ends[run[-1]]), float(heat.weights[run].sum()),
                               float(ratio[run].max())))
     return sorted(spans, key=lambda s: -s.weight)
 
@@ -279,7 +279,7 @@ def _answer_parts(console: Console, question: str, context: str, prediction: Pre
     answers = prediction.answers
     best = answers[0]
     several = best.document_heat is not None
-    window = (best.heat.starts[0], best.heat.ends[-1]) if several and best.heat is not None else None
+    window = (int(best.heat.starts[0]), int(best.heat.ends[-1])) if several and best.heat is not None else None
     region = passage_region(context, best.start, best.end, within=window)
     header = _header(question, prediction)
     title = "passage"

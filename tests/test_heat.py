@@ -112,6 +112,22 @@ def test_a_passage_of_several_windows_carries_its_document_heat():
     assert one_window[0].answers[0].document_heat is None
 
 
+def test_the_answers_of_one_window_share_its_token_offsets_and_keep_their_own_weights():
+    """Every kept answer carries a heat; the window's offsets are made once, not once per answer."""
+    torch.manual_seed(3)
+    config = ReaderConfig(hidden=16, char_filters=8)
+    net = ReaderNet(config, glove_tensor()).eval()
+    batcher = Batcher(Vocabulary([]), config.max_word_chars)
+    tokens = tokenize(CONTEXT)
+    options = ReadingOptions(top_k=4, heat_view="self")
+    [prediction] = read(net, batcher, [CONTEXT], [tokens], [Query("q", tokenize(QUESTION), 0)], options)
+    first, *others = [answer.heat for answer in prediction.answers]
+    assert len(others) == 3 and first.starts.tolist() == tokens.starts and first.ends.tolist() == tokens.ends
+    assert all(heat.starts is first.starts and heat.ends is first.ends for heat in others)
+    assert not all(np.allclose(heat.weights, first.weights) for heat in others)  # "self" follows each answer
+    assert json.loads(json.dumps(first.to_dict()))["tokens"][0]["start"] == 0
+
+
 def test_evaluate_reports_the_views_hit_rate_beside_chance(squad_file, tmp_path):
     out = tmp_path / "out"
     assert main(["evaluate", str(squad_file), "--output", str(out)]) == 0
