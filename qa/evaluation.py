@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterable
 
 from qa.answers import best_texts
 from qa.calibration import expected_calibration_error
@@ -221,7 +222,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             per_question, questions, [len((r["answers"]["text"] or [""])[0].split()) for r in references],
             passage_tokens)
         if nbest_lists is not None and attention_view:
-            metrics["attention"] = sentence_hits(predictions, records["context"], references, attention_view)
+            metrics["attention"] = sentence_hits(predictions, _each_context(records), references, attention_view)
         if nbest_lists is not None:  # over the questions answered: is an answer's score its chance of being right?
             answered = [(r, s) for r, s in zip(references, per_question) if texts[r["id"]]]
             confidences = [nbest_lists[r["id"]][0]["score"] for r, _ in answered]
@@ -235,7 +236,14 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         leave()
 
 
-def sentence_hits(predictions, contexts: list[str], references: list[dict], view: str) -> dict:
+def _each_context(records):
+    """Each record's passage in turn, a few hundred at a time: a whole column of a document-level
+    file repeats each whole article once per question (about 0.5 GB for dev's 10,570)."""
+    for batch in records.select_columns(["context"]).iter(batch_size=256):
+        yield from batch["context"]
+
+
+def sentence_hits(predictions, contexts: Iterable[str], references: list[dict], view: str) -> dict:
     """The answer-sentence hit rate of ``view`` over the answerable questions with an answer
     (the predictions carry that view's heat)."""
     hits = SentenceHits(view)
@@ -249,9 +257,9 @@ def _passage_lengths(records) -> list[int]:
     """Each question's passage length in tokens (each distinct passage tokenized once)."""
     from qa.tokenize import tokenize_many
 
-    contexts = list(dict.fromkeys(records["context"]))
+    contexts = list(dict.fromkeys(_each_context(records)))
     lengths = dict(zip(contexts, (len(t) for t in tokenize_many(contexts))))
-    return [lengths[c] for c in records["context"]]
+    return [lengths[c] for c in _each_context(records)]
 
 
 def _write_results(folder: Path, texts: dict, nbest_lists: dict | None, no_answer: dict | None,
