@@ -34,8 +34,8 @@ class AttentionMaps:
     @cached_property
     def passage_offsets(self) -> tuple[np.ndarray, np.ndarray]:
         """(P,) start and (P,) end character offsets of the passage tokens, made once per window."""
-        offsets = np.array([(s, e) for _, s, e in self.passage_tokens], dtype=np.int64).reshape(-1, 2)
-        return offsets[:, 0].copy(), offsets[:, 1].copy()
+        return (np.array([s for _, s, _ in self.passage_tokens], dtype=np.int64),
+                np.array([e for _, _, e in self.passage_tokens], dtype=np.int64))
 
 
 @dataclass
