@@ -5,6 +5,8 @@ weights it used, so the terminal can draw exactly what the model looked at.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -120,6 +122,24 @@ def reverse_padded(inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return inputs.gather(1, index.unsqueeze(-1).expand_as(inputs))
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_bfloat16_lstm() -> bool:
+    """Whether this CPU's LSTM kernel runs under bfloat16 autocast: oneDNN builds it only where the CPU
+    has bfloat16 instructions (AVX512-BF16, AMX); elsewhere it raises, so ``BiLSTM`` runs in float32."""
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            nn.LSTM(1, 1)(torch.zeros(1, 1, 1))
+        return True
+    except RuntimeError:
+        return False
+
+
+def _float32_lstm(inputs: torch.Tensor) -> bool:
+    """Whether ``BiLSTM`` must step out of bfloat16 autocast for ``inputs`` (see ``cpu_bfloat16_lstm``)."""
+    return (inputs.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not cpu_bfloat16_lstm())
+
+
 class BiLSTM(nn.Module):
     """Stacked bidirectional LSTM layers, each with sequence dropout on its input.
 
@@ -136,11 +156,14 @@ class BiLSTM(nn.Module):
         self.dropout = SequenceDropout(dropout)
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for forward_rnn, backward_rnn in zip(self.forward_rnns, self.backward_rnns):
-            inputs = self.dropout(inputs)
-            ahead = forward_rnn(inputs)[0]  # (B, L, H)
-            behind = reverse_padded(backward_rnn(reverse_padded(inputs, mask))[0], mask)  # (B, L, H)
-            inputs = torch.cat([ahead, behind], -1)  # (B, L, 2H)
+        exact = _float32_lstm(inputs)
+        with torch.autocast("cpu", enabled=False) if exact else contextlib.nullcontext():
+            inputs = inputs.float() if exact else inputs
+            for forward_rnn, backward_rnn in zip(self.forward_rnns, self.backward_rnns):
+                inputs = self.dropout(inputs)
+                ahead = forward_rnn(inputs)[0]  # (B, L, H)
+                behind = reverse_padded(backward_rnn(reverse_padded(inputs, mask))[0], mask)  # (B, L, H)
+                inputs = torch.cat([ahead, behind], -1)  # (B, L, 2H)
         return inputs
 
 

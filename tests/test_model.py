@@ -142,3 +142,30 @@ def test_the_null_score_is_one_logit_per_row(squad_file, vectors):
     output = ReaderNet(config, vectors)(batch)
     assert output.null_logits.shape == (4,) and torch.isfinite(output.null_logits).all()
     assert ReaderNet(_small(), vectors)(batch).null_logits is None
+
+
+
+def _bilstm_and_inputs():
+    from qa.model import BiLSTM
+
+    torch.manual_seed(0)
+    inputs, mask = torch.randn(3, 7, 6), torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    return BiLSTM(6, 4, 2, 0.0).eval(), inputs, mask
+
+
+def test_the_bilstm_runs_under_bfloat16_autocast_on_this_cpu():
+    lstm, inputs, mask = _bilstm_and_inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = lstm(inputs, mask)  # bfloat16 where the CPU's LSTM kernel has it, float32 where not
+    assert torch.allclose(mixed.float(), lstm(inputs, mask), atol=0.05)
+
+
+def test_without_a_bfloat16_lstm_kernel_the_bilstm_steps_out_of_autocast(monkeypatch):
+    from qa import model
+
+    lstm, inputs, mask = _bilstm_and_inputs()
+    monkeypatch.setattr(model, "cpu_bfloat16_lstm", lambda: False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = lstm(inputs.bfloat16(), mask)
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, lstm(inputs.bfloat16().float(), mask))
