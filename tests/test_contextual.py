@@ -39,11 +39,43 @@ def test_a_short_text_is_one_pass_of_the_encoder(encoder):
     text = "Rollo led the Normans."
     tokens = tokenize(text)
     [features] = encoder.encode([text], [tokens])
-    inputs = encoder.tokenizer(text, return_tensors="pt", return_offsets_mapping=True)
-    spans = inputs.pop("offset_mapping")[0].tolist()[1:-1]
+    [(ids, spans)] = encoder._pieces([text])
+    assert len(ids) + 2 <= encoder.settings.window
     with torch.no_grad():
-        states = encoder.model(**inputs).last_hidden_state[0, 1:-1].numpy()
-    assert np.allclose(features, token_pooling(tokens.starts, tokens.ends, spans, states), atol=1e-4)
+        states = encoder.model(torch.tensor([[encoder.cls, *ids, encoder.sep]]), torch.ones(1, len(ids) + 2))[0, 1:-1]
+    assert np.allclose(features, token_pooling(tokens.starts, tokens.ends, spans, states.numpy()), atol=1e-5)
+
+
+def test_the_encoder_matches_transformers_bert_on_the_same_wordpieces(encoder):
+    from transformers import AutoModel, AutoTokenizer
+
+    from qa.contextual import _folder
+
+    folder = str(_folder(encoder.settings.source))
+    reference, reference_tokenizer = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    texts = ["Rollo led the Normans in 911; na\u00efve caf\u00e9, Stra\u00dfe, \u5317\u4eac.", "Who led them?"]
+    expected = reference_tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    pieces = encoder._pieces(texts)
+    assert [ids for ids, _ in pieces] == expected["input_ids"]
+    assert [list(map(tuple, spans)) for _, spans in pieces] == [list(map(tuple, s)) for s in expected["offset_mapping"]]
+    batch = reference_tokenizer(texts, padding=True, return_tensors="pt")  # [CLS] ... [SEP], the second one padded
+    assert batch["input_ids"][0, 0] == encoder.cls and encoder.sep in batch["input_ids"][1].tolist()
+    with torch.no_grad():
+        ours = encoder.model(batch["input_ids"], batch["attention_mask"])
+        theirs = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(ours[real], theirs[real], atol=1e-4)
+
+
+def test_an_encoder_folder_that_is_not_a_bert_model_is_a_clear_error(tmp_path):
+    from qa.errors import UserError
+
+    with pytest.raises(UserError, match="config.json and model.safetensors"):
+        ContextualEncoder(EncoderSettings(source=str(tmp_path)))
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match="must be a BERT model"):
+        ContextualEncoder(EncoderSettings(source=str(tmp_path)))
 
 
 def test_the_store_extracts_once_and_resumes_a_missing_chunk(encoder, tmp_path, monkeypatch):

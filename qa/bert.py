@@ -1,0 +1,107 @@
+"""A BERT-family encoder's forward pass in plain torch, read from a model folder (``config.json`` and
+``model.safetensors``), with its ``tokenizer.json`` through the ``tokenizers`` library.
+
+Why not ``transformers``: the contextual reader loads its frozen encoder on every ``qa ask``, and
+importing a ``transformers`` 5.x model class pulls in ``torch.distributed.tensor``, ``torch._dynamo``
+and scipy, about 4 s of a 9 s cold start on this project's 2-core machine. Inference needs only
+the encoder's last hidden states, which this module computes from the same weights;
+``tests/test_contextual.py`` checks them against ``transformers``' ``BertModel``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from qa.errors import UserError
+
+
+def _linear_norm(hidden_in: int, hidden: int, eps: float) -> nn.ModuleDict:
+    """A projection followed by a residual LayerNorm, under BERT's names (``dense``, ``LayerNorm``)."""
+    return nn.ModuleDict({"dense": nn.Linear(hidden_in, hidden), "LayerNorm": nn.LayerNorm(hidden, eps=eps)})
+
+
+class _Layer(nn.Module):
+    """One post-LayerNorm transformer layer: multi-head self-attention, then the GELU feed-forward."""
+
+    def __init__(self, hidden: int, heads: int, inner: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.attention = nn.ModuleDict({
+            "self": nn.ModuleDict({name: nn.Linear(hidden, hidden) for name in ("query", "key", "value")}),
+            "output": _linear_norm(hidden, hidden, eps),
+        })
+        self.intermediate = nn.ModuleDict({"dense": nn.Linear(hidden, inner)})
+        self.output = _linear_norm(inner, hidden, eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) states and a (B, 1, 1, T) mask of real keys -> (B, T, H)."""
+        batch, length, hidden = x.shape
+        projections = self.attention["self"]
+
+        def split(name: str) -> torch.Tensor:  # (B, heads, T, H / heads)
+            return projections[name](x).view(batch, length, self.heads, -1).transpose(1, 2)
+
+        mixed = F.scaled_dot_product_attention(split("query"), split("key"), split("value"), attn_mask=mask)
+        mixed = mixed.transpose(1, 2).reshape(batch, length, hidden)
+        out = self.attention["output"]
+        x = out["LayerNorm"](x + out["dense"](mixed))
+        inner = F.gelu(self.intermediate["dense"](x))
+        return self.output["LayerNorm"](x + self.output["dense"](inner))
+
+
+class BertEncoder(nn.Module):
+    """BERT's embeddings and encoder layers (no pooler), parameters named as in the checkpoint."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        hidden, eps = config["hidden_size"], config.get("layer_norm_eps", 1e-12)
+        self.embeddings = nn.ModuleDict({
+            "word_embeddings": nn.Embedding(config["vocab_size"], hidden),
+            "position_embeddings": nn.Embedding(config["max_position_embeddings"], hidden),
+            "token_type_embeddings": nn.Embedding(config.get("type_vocab_size", 2), hidden),
+            "LayerNorm": nn.LayerNorm(hidden, eps=eps),
+        })
+        self.encoder = nn.ModuleDict({"layer": nn.ModuleList(
+            _Layer(hidden, config["num_attention_heads"], config["intermediate_size"], eps)
+            for _ in range(config["num_hidden_layers"]))})
+        self.hidden_size = hidden
+        self.max_positions = config["max_position_embeddings"]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) wordpiece ids and a (B, T) 1/0 mask of real pieces -> (B, T, H) last hidden states."""
+        embed = self.embeddings
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = (embed["word_embeddings"](input_ids) + embed["position_embeddings"](positions)
+             + embed["token_type_embeddings"].weight[0])
+        x = embed["LayerNorm"](x)
+        mask = attention_mask.bool()[:, None, None, :]
+        for layer in self.encoder["layer"]:
+            x = layer(x, mask)
+        return x
+
+    @classmethod
+    def load(cls, folder: Path) -> "BertEncoder":
+        """The encoder in ``folder``: a BERT ``config.json`` (absolute positions, exact GELU) and its
+        ``model.safetensors`` (keys with or without a ``bert.`` prefix; the pooler and heads are ignored)."""
+        from safetensors.torch import load_file
+
+        config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+        if not config_path.is_file() or not weights_path.is_file():
+            raise UserError(f"{folder}: a contextual encoder folder needs config.json and model.safetensors")
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        shape = (config.get("model_type"), config.get("hidden_act", "gelu"), config.get("position_embedding_type", "absolute"))
+        if shape != ("bert", "gelu", "absolute"):
+            raise UserError(f"{folder}: the contextual encoder must be a BERT model with GELU and absolute positions "
+                            f"(model_type, hidden_act, position_embedding_type are {shape})")
+        net = cls(config)
+        weights = {key.removeprefix("bert."): value for key, value in load_file(weights_path).items()}
+        wanted = net.state_dict().keys()
+        missing = [key for key in wanted if key not in weights]
+        if missing:
+            raise UserError(f"{weights_path}: not the weights of this BERT config (missing {missing[0]})")
+        net.load_state_dict({key: weights[key] for key in wanted})
+        return net.eval().requires_grad_(False)
