@@ -7,6 +7,8 @@ start and end on token boundaries are kept with the smallest covering token span
 """
 from __future__ import annotations
 
+import bisect
+
 import hashlib
 import json
 import os
@@ -45,9 +47,11 @@ class PreparedSet:
 
 
 def covering_span(tokens: Tokens, start: int, end: int) -> tuple[tuple[int, int], bool]:
-    """Token span covering characters ``[start, end)`` and whether it matches them exactly."""
-    first = max((i for i, s in enumerate(tokens.starts) if s <= start), default=0)
-    last = min((i for i, e in enumerate(tokens.ends) if e >= end), default=len(tokens) - 1)
+    """Token span covering characters ``[start, end)`` and whether it matches them exactly: the last
+    token starting at or before ``start`` to the first ending at or after ``end`` (token offsets ascend,
+    so both are binary searches; a whole article's answers are found in log time)."""
+    first = max(bisect.bisect_right(tokens.starts, start) - 1, 0)
+    last = min(bisect.bisect_left(tokens.ends, end), len(tokens) - 1)
     last = max(first, last)
     exact = tokens.starts[first] == start and tokens.ends[last] == end
     return (first, last), exact

@@ -1,3 +1,6 @@
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
 from qa.features import covering_span
 from qa.tokenize import lemma, tokenize
 
@@ -25,3 +28,16 @@ def test_covering_span_reports_exact_and_partial_matches():
     tokens = tokenize("a gold-themed party")
     assert covering_span(tokens, 2, 6) == ((1, 1), True)  # "gold"
     assert covering_span(tokens, 3, 6) == ((1, 1), False)  # "old" is inside a token
+    assert covering_span(tokens, 4, 12) == ((1, 3), False)  # "ld-theme" spans "gold", "-", "themed"
+    assert covering_span(tokens, 14, 19) == ((4, 4), True)  # "party", the last token
+    assert covering_span(tokens, 0, 0) == ((0, 0), False)  # before any token ends: the first
+
+
+@given(st.text(alphabet="ab -./1", min_size=1, max_size=40), st.integers(0, 40), st.integers(0, 40))
+def test_covering_span_is_the_last_token_starting_by_start_to_the_first_ending_by_end(text, start, end):
+    tokens = tokenize(text)
+    assume(len(tokens) > 0)  # whitespace alone has no tokens
+    first = max([i for i, s in enumerate(tokens.starts) if s <= start], default=0)
+    last = max(first, min([i for i, e in enumerate(tokens.ends) if e >= end], default=len(tokens) - 1))
+    exact = tokens.starts[first] == start and tokens.ends[last] == end
+    assert covering_span(tokens, start, end) == ((first, last), exact)
