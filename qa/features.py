@@ -8,7 +8,6 @@ start and end on token boundaries are kept with the smallest covering token span
 from __future__ import annotations
 
 import bisect
-
 import hashlib
 import json
 import os

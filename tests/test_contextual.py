@@ -59,7 +59,7 @@ def test_the_encoder_matches_transformers_bert_on_the_same_wordpieces(encoder):
     assert [ids for ids, _ in pieces] == expected["input_ids"]
     assert [list(map(tuple, spans)) for _, spans in pieces] == [list(map(tuple, s)) for s in expected["offset_mapping"]]
     batch = reference_tokenizer(texts, padding=True, return_tensors="pt")  # [CLS] ... [SEP], the second one padded
-    assert batch["input_ids"][0, 0] == encoder.cls and encoder.sep in batch["input_ids"][1].tolist()
+    assert (encoder.cls, encoder.sep) == (reference_tokenizer.cls_token_id, reference_tokenizer.sep_token_id)
     with torch.no_grad():
         ours = encoder.model(batch["input_ids"], batch["attention_mask"])
         theirs = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
@@ -67,15 +67,62 @@ def test_the_encoder_matches_transformers_bert_on_the_same_wordpieces(encoder):
     assert torch.allclose(ours[real], theirs[real], atol=1e-4)
 
 
-def test_an_encoder_folder_that_is_not_a_bert_model_is_a_clear_error(tmp_path):
+def test_an_encoder_folder_that_is_not_a_bert_model_is_a_clear_error(tmp_path, encoder):
+    import shutil
+
+    from qa.contextual import _folder
     from qa.errors import UserError
 
+    packaged = _folder(encoder.settings.source)
+    with pytest.raises(UserError, match="tokenizer.json"):
+        ContextualEncoder(EncoderSettings(source=str(tmp_path)))
+    shutil.copy(packaged / "tokenizer.json", tmp_path)
     with pytest.raises(UserError, match="config.json and model.safetensors"):
         ContextualEncoder(EncoderSettings(source=str(tmp_path)))
+    (tmp_path / "model.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")  # an LFS pointer
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match="not a readable JSON"):
+        ContextualEncoder(EncoderSettings(source=str(tmp_path)))
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
-    (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(UserError, match="must be a BERT model"):
         ContextualEncoder(EncoderSettings(source=str(tmp_path)))
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(UserError, match="incomplete BERT config"):
+        ContextualEncoder(EncoderSettings(source=str(tmp_path)))
+    shutil.copy(packaged / "config.json", tmp_path)
+    with pytest.raises(UserError, match="not a readable safetensors file"):
+        ContextualEncoder(EncoderSettings(source=str(tmp_path)))
+
+
+def test_a_hub_name_is_downloaded_once_and_an_unreachable_hub_is_a_clear_error(tmp_path, encoder, monkeypatch):
+    import shutil
+
+    import huggingface_hub
+
+    from qa.contextual import _folder
+    from qa.errors import UserError
+
+    def offline(name, **kwargs):
+        raise OSError("the hub cannot be reached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(UserError, match="the hub said: the hub cannot be reached"):
+        ContextualEncoder(EncoderSettings(source="someone/some-bert"))
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(_folder(encoder.settings.source) / name, tmp_path)
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda name, **kwargs: asked.append(name) or str(tmp_path))
+    downloaded = ContextualEncoder(EncoderSettings(source="someone/some-bert", window=16, stride=6))
+    assert asked == ["someone/some-bert"]
+    text = "Rollo led the Normans."
+    assert np.array_equal(downloaded.encode([text], [tokenize(text)])[0], encoder.encode([text], [tokenize(text)])[0])
+
+
+def test_the_tokenizer_neither_cuts_nor_pads_a_long_text(encoder):
+    text = "The Normans were the people who gave their name to Normandy, a region in France. " * 12
+    [(ids, spans)] = encoder._pieces([text])
+    assert len(ids) > 128 and len(ids) == len(spans) and encoder.pad not in ids  # the file says cut and pad at 128
+    assert text[slice(*spans[-1])] == "."
 
 
 def test_the_store_extracts_once_and_resumes_a_missing_chunk(encoder, tmp_path, monkeypatch):
