@@ -41,7 +41,7 @@ from qa.inference import ContextFeatures, ReadingOptions, read_examples
 from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
-from qa.model import ReaderConfig, ReaderNet, glove_tensor, span_loss
+from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_bfloat16_lstm, glove_tensor, span_loss
 from qa.tokenize import Tokens
 from qa.training_data import GroupShares, TrainingSet, swapped_questions
 from qa.vocab import Vocabulary, most_frequent_words
@@ -429,6 +429,8 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
         console.print(f"resuming {folder} at epoch {state.epoch + 1}, step {state.step}")
     console.print(f"model: {parameters:,} trainable parameters; {world.size} process(es) on {world.device}, "
                   f"{torch.get_num_threads()} thread(s) each")
+    if config.mixed_precision and world.device.type == "cpu" and not cpu_bfloat16_lstm():
+        console.print(f"[yellow]warning:[/] {BFLOAT16_SLOW}; consider \"mixed_precision\": false in the recipe")
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
     held_out = held_out_titles(articles or [], config.held_out_articles)
     swaps = None

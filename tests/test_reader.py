@@ -167,3 +167,16 @@ def test_a_reader_that_judges_no_answer_abstains_keeps_its_guess_and_can_be_forc
     assert forced.score < 0.01  # the null option holds nearly all the probability
     plain = shipped.predict(question, context)
     assert plain.no_answer is None and not plain.abstained
+
+
+@pytest.mark.parametrize("kernels", [True, False])
+def test_bfloat16_on_a_cpu_without_bfloat16_kernels_says_it_will_be_slow(monkeypatch, kernels):
+    import warnings
+
+    from qa import model
+
+    monkeypatch.setattr(model, "cpu_bfloat16_lstm", lambda: kernels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Reader.load("fast", bfloat16=True)
+    assert [str(w.message) for w in caught if "bfloat16 kernels" in str(w.message)] == ([] if kernels else [model.BFLOAT16_SLOW])
