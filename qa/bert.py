@@ -4,7 +4,7 @@
 Why not ``transformers``: the contextual reader loads its frozen encoder on every ``qa ask``, and
 importing a ``transformers`` 5.x model class pulls in ``torch.distributed.tensor``, ``torch._dynamo``
 and scipy, about 4 s of a 9 s cold start on this project's 2-core machine. Inference needs only
-the encoder's last hidden states, which this module computes from the same weights;
+the encoder's hidden states, which this module computes from the same weights;
 ``tests/test_contextual.py`` checks them against ``transformers``' ``BertModel``.
 """
 from __future__ import annotations
@@ -71,18 +71,27 @@ class BertEncoder(nn.Module):
         self.hidden_size = hidden
         self.max_positions = config["max_position_embeddings"]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) wordpiece ids and a (B, T) 1/0 mask of real pieces -> (B, T, H) last hidden states.
+    @property
+    def depth(self) -> int:
+        """The number of transformer layers."""
+        return len(self.encoder["layer"])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layers: tuple[int, ...] = (-1,)) -> torch.Tensor:
+        """(B, T) wordpiece ids and a (B, T) 1/0 mask of real pieces -> (B, T, H x len(layers)): the hidden
+        states after each of ``layers`` side by side, counted as in ``transformers``' ``hidden_states``
+        (0 the embeddings, 1..depth the layers, -1 the last). Layers above the deepest chosen are not run.
         Every row needs at least one real piece (the callers always send [CLS] and [SEP])."""
+        chosen = [layer % (self.depth + 1) for layer in layers]
         embed = self.embeddings
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = (embed["word_embeddings"](input_ids) + embed["position_embeddings"](positions)
              + embed["token_type_embeddings"].weight[0])
         x = embed["LayerNorm"](x)
         mask = attention_mask.bool()[:, None, None, :]
-        for layer in self.encoder["layer"]:
-            x = layer(x, mask)
-        return x
+        states = [x]
+        for layer in self.encoder["layer"][: max(chosen)]:
+            states.append(layer(states[-1], mask))
+        return torch.cat([states[k] for k in chosen], dim=-1)
 
     @classmethod
     def load(cls, folder: Path) -> "BertEncoder":

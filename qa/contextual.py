@@ -35,11 +35,13 @@ class EncoderSettings:
     window: int = 128  # wordpieces per encoder pass, [CLS] and [SEP] included (the model was tuned on 128)
     stride: int = 64  # wordpieces between the starts of consecutive windows
     bfloat16: bool = False  # run the encoder under bfloat16 autocast (CPU mixed precision)
+    layers: tuple[int, ...] = (-1,)  # hidden states side by side: 0 the embeddings, 1.. the layers, -1 the last
 
     @classmethod
     def of(cls, config, bfloat16: bool = False) -> "EncoderSettings":
         """The settings a reader config (``qa.model.ReaderConfig``) names."""
-        return cls(config.contextual, config.contextual_window, config.contextual_stride, bfloat16)
+        return cls(config.contextual, config.contextual_window, config.contextual_stride, bfloat16,
+                   tuple(config.contextual_layers))
 
     def __post_init__(self):
         if not 0 < self.stride <= self.window - 2:
@@ -112,8 +114,12 @@ class ContextualEncoder:
         if settings.window > self.model.max_positions:
             raise UserError(f"the encoder window ({settings.window}) is longer than the encoder's "
                             f"{self.model.max_positions} positions")
+        depth = self.model.depth
+        if not settings.layers or any(not -depth - 1 <= layer <= depth for layer in settings.layers):
+            raise UserError(f"the encoder's layers must be between {-depth - 1} and {depth} "
+                            f"(0 the embeddings, -1 the last); got {list(settings.layers)}")
         self.settings = settings
-        self.dim = self.model.hidden_size
+        self.dim = self.model.hidden_size * len(settings.layers)  # the chosen layers' states side by side
 
     def fingerprint(self) -> str:
         """A digest of everything that decides the features except the text: the weights, the
@@ -131,7 +137,7 @@ class ContextualEncoder:
 
     @torch.inference_mode()
     def _states(self, pieces: list[list[int]], batch_size: int) -> list[np.ndarray]:
-        """Each text's (pieces, D) last-layer states, read in windows of ``settings.window``."""
+        """Each text's (pieces, D) states of the chosen layers, read in windows of ``settings.window``."""
         size = self.settings.window - 2
         rows = []  # (text, first piece, piece ids, [lo, hi) of the pieces this window owns)
         for t, ids in enumerate(pieces):
@@ -150,7 +156,7 @@ class ContextualEncoder:
                 input_ids[k, : len(ids) + 2] = torch.tensor([cls, *ids, sep])
                 mask[k, : len(ids) + 2] = 1
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.settings.bfloat16):
-                hidden = self.model(input_ids, mask).float().numpy()
+                hidden = self.model(input_ids, mask, self.settings.layers).float().numpy()
             for k, (t, first, _, (lo, hi)) in enumerate(chosen):
                 states[t][first + lo : first + hi] = hidden[k, 1 + lo : 1 + hi]
         return states

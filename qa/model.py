@@ -49,6 +49,7 @@ class ReaderConfig:
     contextual_window: int = 128  # the encoder's wordpieces per pass
     contextual_stride: int = 64  # wordpieces between the encoder's windows
     contextual_dim: int = 384  # the encoder's hidden size
+    contextual_layers: list[int] = field(default_factory=lambda: [-1])  # its hidden states read (qa.bert; -1 the last)
     contextual_size: int = 128  # the features' projection, concatenated to each token's input
     dropout: float = 0.3
     tuned_words: list[str] = field(default_factory=list)  # fine-tuned frequent words
@@ -211,7 +212,9 @@ class ReaderNet(nn.Module):
         token_dim = config.word_dim + config.char_filters + (config.contextual_size if config.contextual else 0)
         self.words = WordEmbedding(vectors, len(config.tuned_words))
         self.chars = CharCNN(config)
-        self.context = nn.Linear(config.contextual_dim, config.contextual_size) if config.contextual else None
+        # a learned mix of the chosen layers: one projection of their states side by side
+        self.context = (nn.Linear(config.contextual_dim * len(config.contextual_layers), config.contextual_size)
+                        if config.contextual else None)
         # Stage 1: aligned question embedding (general attention at the word level, DrQA).
         self.aligned = GeneralAttention(token_dim, token_dim, config.score, config.hidden, project=True)
         self.passage_encoder = BiLSTM(2 * token_dim + NUM_FEATURES, config.hidden, config.encoder_layers, config.dropout)

@@ -159,6 +159,13 @@ def _load(path: str, limit: int, workers: int, console) -> tuple[PreparedSet, li
     return data, [titles[context] for context in data.contexts], list(records["question"])
 
 
+def autocast_on(config: TrainConfig, world: World) -> bool:
+    """Whether training steps and epoch-end evaluations run under autocast: the recipe's
+    ``mixed_precision``, except on a CPU without bfloat16 kernels, where bfloat16 is emulated and
+    several times slower than float32 (``qa.model.BFLOAT16_SLOW``), so the run stays in float32."""
+    return config.mixed_precision and (world.device.type == "cuda" or cpu_bfloat16_lstm())
+
+
 def feature_stores(config: ReaderConfig, texts: list[tuple[str, list[str], list[Tokens]]], console) -> list:
     """The frozen contextual features (``qa.contextual.FeatureStore``) of each (name, texts, tokens),
     from the on-disk cache, extracted first where missing, with a progress bar."""
@@ -167,7 +174,7 @@ def feature_stores(config: ReaderConfig, texts: list[tuple[str, list[str], list[
     from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore
     from qa.features import cache_root
 
-    encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16=True))
+    encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16=cpu_bfloat16_lstm()))  # see autocast_on
     stores = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn()]
@@ -328,7 +335,7 @@ def train_step(trainer: Trainer, training: TrainingSet, batch: list[int], state:
     config, world = trainer.config, trainer.world
     inputs = training.collate(world.split(batch)).to(world.device)
     dtype = torch.float16 if world.device.type == "cuda" else torch.bfloat16
-    with torch.autocast(world.device.type, dtype=dtype, enabled=config.mixed_precision):
+    with torch.autocast(world.device.type, dtype=dtype, enabled=autocast_on(config, world)):
         # the global batch's mean loss once DDP averages the ranks' gradients
         loss = span_loss(trainer.model(inputs), inputs, over=len(batch) / world.size)
     now = trainer.minutes()
@@ -429,8 +436,8 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
         console.print(f"resuming {folder} at epoch {state.epoch + 1}, step {state.step}")
     console.print(f"model: {parameters:,} trainable parameters; {world.size} process(es) on {world.device}, "
                   f"{torch.get_num_threads()} thread(s) each")
-    if config.mixed_precision and world.device.type == "cpu" and not cpu_bfloat16_lstm():
-        console.print(f"[yellow]warning:[/] {BFLOAT16_SLOW}; consider \"mixed_precision\": false in the recipe")
+    if config.mixed_precision and not autocast_on(config, world):
+        console.print(f"[yellow]note:[/] {BFLOAT16_SLOW}; the recipe's mixed precision is off, training runs in float32")
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
     held_out = held_out_titles(articles or [], config.held_out_articles)
     swaps = None
@@ -517,7 +524,7 @@ def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
     tic = time.monotonic()
     with averaged_weights(trainer.net, trainer.ema):
         metrics = evaluate_dev(trainer.net, run.training.batcher, run.dev, config.max_answer_len, world,
-                               bfloat16=config.mixed_precision and world.device.type != "cuda", context=run.dev_context)
+                               bfloat16=autocast_on(config, world) and world.device.type != "cuda", context=run.dev_context)
     record = {"event": "epoch", "epoch": state.epoch + 1, "steps": state.step, "complete": not epoch.budget_spent,
               "minutes": round(trainer.minutes(), 2), "train_examples_per_s": round(epoch.examples_per_s, 1),
               "loss": epoch.loss, "dev_eval_s": round(time.monotonic() - tic, 1), **metrics}

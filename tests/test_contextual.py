@@ -6,6 +6,7 @@ import torch
 
 from conftest import fit
 from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore, token_pooling
+from qa.errors import UserError
 from qa.tokenize import tokenize
 
 
@@ -62,9 +63,27 @@ def test_the_encoder_matches_transformers_bert_on_the_same_wordpieces(encoder):
     assert (encoder.cls, encoder.sep) == (reference_tokenizer.cls_token_id, reference_tokenizer.sep_token_id)
     with torch.no_grad():
         ours = encoder.model(batch["input_ids"], batch["attention_mask"])
-        theirs = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        mixed = encoder.model(batch["input_ids"], batch["attention_mask"], layers=(0, 3, -1))
+        theirs = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
     real = batch["attention_mask"].bool()
-    assert torch.allclose(ours[real], theirs[real], atol=1e-4)
+    assert torch.allclose(ours[real], theirs.last_hidden_state[real], atol=1e-4)
+    # chosen layers side by side, counted as transformers' hidden_states (0 = the embeddings)
+    chosen = torch.cat([theirs.hidden_states[k] for k in (0, 3, 6)], dim=-1)
+    assert mixed.shape[-1] == 3 * ours.shape[-1] and torch.allclose(mixed[real], chosen[real], atol=1e-4)
+
+
+def test_features_of_several_layers_sit_side_by_side_and_layers_out_of_range_are_refused(encoder):
+    two = ContextualEncoder(EncoderSettings(window=16, stride=6, layers=(3, -1)))
+    text = "The Normans gave their name to Normandy, a region in France, in the 10th century."
+    tokens = tokenize(text)
+    [last], [both] = encoder.encode([text], [tokens]), two.encode([text], [tokens])
+    assert two.dim == 2 * encoder.dim and both.shape == (len(tokens), two.dim)
+    assert np.allclose(both[:, encoder.dim :], last, atol=1e-5)  # the last layer, after layer 3's states
+    assert not np.allclose(both[:, : encoder.dim], last, atol=0.1)
+    assert two.fingerprint() != encoder.fingerprint()  # another store on disk
+    for layers in [(7,), (-8,), ()]:
+        with pytest.raises(UserError, match="layers must be between -7 and 6"):
+            ContextualEncoder(EncoderSettings(layers=layers))
 
 
 def test_an_encoder_folder_that_is_not_a_bert_model_is_a_clear_error(tmp_path, encoder):

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import qa.train
 from qa.checkpoint import read_checkpoint
 from qa.cli import main
 from qa.reader import Reader
@@ -175,11 +176,17 @@ def test_learning_rate_falls_to_the_end_of_a_step_budget(squad_file, tmp_path):
     assert group["lr"] == pytest.approx(0.01 * (1 - 5 / 6) / 0.5)
 
 
-def test_mixed_precision_run_evaluates_its_epochs_in_bfloat16(squad_file, tmp_path):
+@pytest.mark.parametrize("kernels", [True, False])
+def test_mixed_precision_run_evaluates_its_epochs_in_bfloat16_where_the_cpu_has_the_kernels(
+        squad_file, tmp_path, monkeypatch, kernels):
+    """Where the CPU lacks bfloat16 kernels the recipe's mixed precision is off: bfloat16 would be
+    emulated there, several times slower, so the run trains and evaluates in float32."""
+    monkeypatch.setattr(qa.train, "cpu_bfloat16_lstm", lambda: kernels)
     run = tmp_path / "run"
     train(replace(_config(squad_file, run, epochs=1), mixed_precision=True))
     out = tmp_path / "eval"
-    assert main(["evaluate", str(squad_file), "--model", str(run / "best"), "--bfloat16", "--output", str(out)]) == 0
+    precision = ["--bfloat16"] if kernels else []
+    assert main(["evaluate", str(squad_file), "--model", str(run / "best"), *precision, "--output", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert _epoch_f1(run) == [round(metrics["f1"], 6)]
 
