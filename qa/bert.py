@@ -88,10 +88,12 @@ class BertEncoder(nn.Module):
              + embed["token_type_embeddings"].weight[0])
         x = embed["LayerNorm"](x)
         mask = attention_mask.bool()[:, None, None, :]
-        states = [x]
-        for layer in self.encoder["layer"][: max(chosen)]:
-            states.append(layer(states[-1], mask))
-        return torch.cat([states[k] for k in chosen], dim=-1)
+        kept = {0: x} if 0 in chosen else {}  # only the chosen states stay alive, not every layer's
+        for depth, layer in enumerate(self.encoder["layer"][: max(chosen)], start=1):
+            x = layer(x, mask)
+            if depth in chosen:
+                kept[depth] = x
+        return torch.cat([kept[k] for k in chosen], dim=-1)
 
     @classmethod
     def load(cls, folder: Path) -> "BertEncoder":
