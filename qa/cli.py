@@ -82,8 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--lenient", action="store_true",
                           help="skip malformed records (counted and reported) instead of stopping at the first")
     evaluate.add_argument("--max-windows", type=int, metavar="N",
-                          help="read at most N windows of 400 tokens of a long passage, those BM25 ranks best for "
-                               "the question (default 4; 0: all)")
+                          help="read at most N windows of 200 tokens of a long passage, those BM25 ranks best for "
+                               "the question (default 6; 0: all)")
     evaluate.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW,
                           help="attention view whose answer-sentence hit rate goes in metrics.json (none: skip)")
     return parser

@@ -48,8 +48,8 @@ class ReadingOptions:
     top_k: int = 1  # answers per question
     max_answer_len: int = 15  # tokens
     batch_size: int = 64  # rows (question, window) per forward pass
-    window_tokens: int = 400  # longest passage read in one piece
-    window_stride: int = 300  # tokens between the starts of consecutive windows
+    window_tokens: int = 200  # longest passage read in one piece (pipelines/README: shorter reader windows)
+    window_stride: int = 150  # tokens between the starts of consecutive windows
     max_question_tokens: int = 64  # longer questions are cut
     max_windows: int = 0  # read only this many windows of a passage, the best by BM25 (0: all)
     temperature: float = 1.0  # divides the span logits so that scores are calibrated

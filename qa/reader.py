@@ -21,7 +21,7 @@ SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
 DEFAULT_MODEL = SHIPPED_MODELS / "default"
 MAX_QUESTION_TOKENS = 64  # longer questions are cut to their first 64 tokens, with a warning
-MAX_WINDOWS = 4  # a longer passage is read in the windows that BM25 ranks best for the question
+MAX_WINDOWS = 6  # a longer passage is read in the windows that BM25 ranks best for the question
 NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the model folder names none
 
 
@@ -39,7 +39,7 @@ class Reader:
 
     WINDOWS_KEPT = 64  # contextual features of the most recent windows are kept (qa chat encodes its passage once)
 
-    def __init__(self, net, batcher, folder: Path | None, window_tokens: int = 400, window_stride: int = 300,
+    def __init__(self, net, batcher, folder: Path | None, window_tokens: int = 200, window_stride: int = 150,
                  max_windows: int = MAX_WINDOWS, temperature: float = 1.0, bfloat16: bool = False,
                  no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None):
         from qa.inference import ReadingOptions
