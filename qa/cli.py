@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a reader from a recipe in pipelines/")
     train.add_argument("--config", default="pipelines/default.json")
     train.add_argument("--run-dir", help="override the recipe's run folder")
-    train.add_argument("--max-minutes", type=float, help="override the training time budget")
+    train.add_argument("--max-minutes", type=float, help="override the training time budget (0: none)")
+    train.add_argument("--max-steps", type=int, help="override the step budget (0: none); unlike minutes it does not "
+                       "depend on the machine's load, so a second seed can read as many batches as the first")
     train.add_argument("--seed", type=int, help="override the seed")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device (auto: CUDA if present)")
     train.add_argument("--prepare-workers", type=int, help="processes for tokenizing the data")
@@ -135,7 +137,8 @@ def _chat(args) -> int:
 def _train(args) -> int:
     from qa.train import TrainConfig, train
 
-    overrides = {k: v for k, v in {"run_dir": args.run_dir, "max_minutes": args.max_minutes, "seed": args.seed,
+    overrides = {k: v for k, v in {"run_dir": args.run_dir, "max_minutes": args.max_minutes,
+                                   "max_steps": args.max_steps, "seed": args.seed,
                                    "device": args.device, "prepare_workers": args.prepare_workers}.items()
                  if v is not None}
     best = train(TrainConfig.from_file(args.config, overrides)).best

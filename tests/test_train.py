@@ -59,6 +59,9 @@ def test_cli_train_and_evaluate_write_official_files(squad_file, tmp_path, capsy
     _config(squad_file, tmp_path / "run", epochs=1)  # writes recipe-run.json
     recipe = tmp_path / "recipe-run.json"
     assert main(["train", "--config", str(recipe)]) == 0
+    assert read_checkpoint(tmp_path / "run" / "last.safetensors")[1]["position"]["total_steps"] == 2  # one epoch
+    assert main(["train", "--config", str(recipe), "--run-dir", str(tmp_path / "short"), "--max-steps", "1"]) == 0
+    assert read_checkpoint(tmp_path / "short" / "last.safetensors")[1]["position"]["total_steps"] == 1
     out = tmp_path / "eval"
     assert main(["evaluate", str(squad_file), "--model", str(tmp_path / "run" / "best"), "--output", str(out)]) == 0
     predictions = json.loads((out / "predictions.json").read_text())
