@@ -124,9 +124,10 @@ def reverse_padded(inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def cpu_bfloat16_lstm() -> bool:
-    """Whether this CPU's LSTM kernel runs under bfloat16 autocast: oneDNN builds it only where the CPU
-    has bfloat16 instructions (AVX512-BF16, AMX); elsewhere it raises, so ``BiLSTM`` runs in float32."""
+def cpu_has_bfloat16_kernels() -> bool:
+    """Whether this CPU has bfloat16 kernels (AVX512-BF16, AMX), probed through the LSTM: oneDNN builds
+    its bfloat16 LSTM only there and raises elsewhere, where ``BiLSTM`` runs in float32 and bfloat16
+    autocast as a whole is emulated, several times slower (``BFLOAT16_SLOW``)."""
     try:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             nn.LSTM(1, 1)(torch.zeros(1, 1, 1))
@@ -140,9 +141,9 @@ BFLOAT16_SLOW = ("this CPU has no bfloat16 kernels (AVX512-BF16 or AMX): bfloat1
 
 
 def _float32_lstm(inputs: torch.Tensor) -> bool:
-    """Whether ``BiLSTM`` must step out of bfloat16 autocast for ``inputs`` (see ``cpu_bfloat16_lstm``)."""
+    """Whether ``BiLSTM`` must step out of bfloat16 autocast for ``inputs`` (see ``cpu_has_bfloat16_kernels``)."""
     return (inputs.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not cpu_bfloat16_lstm())
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not cpu_has_bfloat16_kernels())
 
 
 class BiLSTM(nn.Module):

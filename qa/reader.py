@@ -70,10 +70,10 @@ class Reader:
         """Load a shipped model by name (``default``, ``fast``) or a model folder (``config.json`` +
         ``model.safetensors``); None loads ``default``."""
         from qa.batching import Batcher
-        from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_bfloat16_lstm, glove_tensor
+        from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_kernels, glove_tensor
         from qa.vocab import Vocabulary
 
-        if bfloat16 and not cpu_bfloat16_lstm():
+        if bfloat16 and not cpu_has_bfloat16_kernels():
             warnings.warn(BFLOAT16_SLOW, stacklevel=2)
 
         folder = model_folder(path)

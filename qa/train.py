@@ -41,7 +41,7 @@ from qa.inference import ContextFeatures, ReadingOptions, read_examples
 from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
-from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_bfloat16_lstm, glove_tensor, span_loss
+from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_kernels, glove_tensor, span_loss
 from qa.tokenize import Tokens
 from qa.training_data import GroupShares, TrainingSet, swapped_questions
 from qa.vocab import Vocabulary, most_frequent_words
@@ -163,7 +163,7 @@ def autocast_on(config: TrainConfig, world: World) -> bool:
     """Whether training steps and epoch-end evaluations run under autocast: the recipe's
     ``mixed_precision``, except on a CPU without bfloat16 kernels, where bfloat16 is emulated and
     several times slower than float32 (``qa.model.BFLOAT16_SLOW``), so the run stays in float32."""
-    return config.mixed_precision and (world.device.type == "cuda" or cpu_bfloat16_lstm())
+    return config.mixed_precision and (world.device.type == "cuda" or cpu_has_bfloat16_kernels())
 
 
 def feature_stores(config: ReaderConfig, texts: list[tuple[str, list[str], list[Tokens]]], console) -> list:
@@ -174,7 +174,7 @@ def feature_stores(config: ReaderConfig, texts: list[tuple[str, list[str], list[
     from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore
     from qa.features import cache_root
 
-    encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16=cpu_bfloat16_lstm()))  # see autocast_on
+    encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16=cpu_has_bfloat16_kernels()))  # see autocast_on
     stores = []
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn()]

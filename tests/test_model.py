@@ -165,7 +165,7 @@ def test_without_a_bfloat16_lstm_kernel_the_bilstm_steps_out_of_autocast(monkeyp
     from qa import model
 
     lstm, inputs, mask = _bilstm_and_inputs()
-    monkeypatch.setattr(model, "cpu_bfloat16_lstm", lambda: False)
+    monkeypatch.setattr(model, "cpu_has_bfloat16_kernels", lambda: False)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = lstm(inputs.bfloat16(), mask)
     assert mixed.dtype == torch.float32 and torch.equal(mixed, lstm(inputs.bfloat16().float(), mask))

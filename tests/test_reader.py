@@ -175,7 +175,7 @@ def test_bfloat16_on_a_cpu_without_bfloat16_kernels_says_it_will_be_slow(monkeyp
 
     from qa import model
 
-    monkeypatch.setattr(model, "cpu_bfloat16_lstm", lambda: kernels)
+    monkeypatch.setattr(model, "cpu_has_bfloat16_kernels", lambda: kernels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         Reader.load("fast", bfloat16=True)

@@ -184,7 +184,7 @@ def test_mixed_precision_run_evaluates_its_epochs_in_bfloat16_where_the_cpu_has_
         squad_file, tmp_path, monkeypatch, kernels):
     """Where the CPU lacks bfloat16 kernels the recipe's mixed precision is off: bfloat16 would be
     emulated there, several times slower, so the run trains and evaluates in float32."""
-    monkeypatch.setattr(qa.train, "cpu_bfloat16_lstm", lambda: kernels)
+    monkeypatch.setattr(qa.train, "cpu_has_bfloat16_kernels", lambda: kernels)
     run = tmp_path / "run"
     train(replace(_config(squad_file, run, epochs=1), mixed_precision=True))
     out = tmp_path / "eval"
