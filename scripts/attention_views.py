@@ -31,9 +31,12 @@ def view_hits(data: str, model: str | None) -> dict:
     reader = Reader.load(model)
     prepared = prepare(records)
     references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
+    context = reader.context_features(prepared.contexts, prepared.context_tokens, list(records["question"]),
+                                      [e.question for e in prepared.examples])  # None for a model without them
     results = {}
     for view in VIEWS:
-        predictions = read_examples(reader.net, reader.batcher, prepared, replace(reader.options, heat_view=view))
+        predictions = read_examples(reader.net, reader.batcher, prepared, replace(reader.options, heat_view=view),
+                                    context=context)
         exact = [q["exact_match"] for q in squad_scores(best_texts(predictions), references, per_question=True)["per_question"]]
         right = [bool(e) for e in exact]
         parts = {"all": [True] * len(right), "right": right, "wrong": [not r for r in right]}
