@@ -39,9 +39,10 @@ class Reader:
 
     WINDOWS_KEPT = 64  # contextual features of the most recent windows are kept (qa chat encodes its passage once)
 
-    def __init__(self, net, batcher, folder: Path | None, window_tokens: int = 200, window_stride: int = 150,
-                 max_windows: int = MAX_WINDOWS, temperature: float = 1.0, bfloat16: bool = False,
-                 no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None):
+    def __init__(self, net, batcher, folder: Path | None, window_tokens: int | None = None,
+                 window_stride: int | None = None, max_windows: int = MAX_WINDOWS, temperature: float = 1.0,
+                 bfloat16: bool = False, no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None):
+        """``window_tokens``/``window_stride`` None: ``ReadingOptions``' (the one place the sizes are set)."""
         from qa.inference import ReadingOptions
 
         self.net = net
@@ -50,9 +51,9 @@ class Reader:
         self.batcher = batcher
         self.folder = folder
         # how this reader reads: windows, question cut, temperature, precision (see qa.inference)
-        self.options = ReadingOptions(window_tokens=window_tokens, window_stride=window_stride, max_windows=max_windows,
-                                      max_question_tokens=MAX_QUESTION_TOKENS, temperature=temperature,
-                                      bfloat16=bfloat16)
+        windows = {k: v for k, v in (("window_tokens", window_tokens), ("window_stride", window_stride)) if v is not None}
+        self.options = ReadingOptions(**windows, max_windows=max_windows, max_question_tokens=MAX_QUESTION_TOKENS,
+                                      temperature=temperature, bfloat16=bfloat16)
         self.no_answer_threshold = no_answer_threshold  # abstain when p(no answer) is above it
 
     @property

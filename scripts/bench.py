@@ -322,7 +322,8 @@ def dev_evaluation(dev: str, model: str | None, limit: int, bfloat16_kernels: bo
 
     results = {"dev_eval_limited": bool(limit), "dev_eval_s_bfloat16": None, "dev_exact_match_bfloat16": None,
                "dev_f1_bfloat16": None}
-    for suffix, bfloat16 in (("", False), ("_bfloat16", True))[: 2 if bfloat16_kernels else 1]:
+    precisions = [("", False)] + ([("_bfloat16", True)] if bfloat16_kernels else [])
+    for suffix, bfloat16 in precisions:
         metrics = run_evaluation(dev, model=model, limit=limit, bfloat16=bfloat16, console=Console(quiet=True))
         results.update({f"dev_eval_s{suffix}": metrics["seconds"], "dev_eval_questions": metrics["questions"],
                         f"dev_exact_match{suffix}": metrics["exact_match"], f"dev_f1{suffix}": metrics["f1"]})
@@ -628,7 +629,8 @@ def table_rows(reports: dict) -> list[list[str]]:
         row = [label]
         for report in reports.values():
             value = report[key]
-            row += ["not run" if value is None else fmt.format(value), target_text(report["kind"], key), report["status"].get(key, "")]
+            row += ["not run" if value is None else fmt.format(value), target_text(report["kind"], key),
+                    report["status"].get(key, "")]
         rows.append(row)
     return rows
 
