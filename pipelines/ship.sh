@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make a shipped model end to end: train its recipe, evaluate on the full SQuAD v1.1 dev set, fit the
-# score temperature and the no-answer threshold on held-out training articles, export into qa/models/NAME.
+# score temperature and the no-answer threshold on held-out training articles, choose the attention view
+# shown by default (the one that points at the answer's sentence most often on dev), export into qa/models/NAME.
 #   bash pipelines/ship.sh default        # pipelines/default.json (MiniLM features + GloVe, no-answer option)
 #   bash pipelines/ship.sh fast 150       # pipelines/fast.json (GloVe alone); optional budget in minutes
 # Run from the repository root with the SQuAD v1.1 files in ../shared/data/squad-v1.1/.
@@ -16,4 +17,5 @@ if [ "$HELD_OUT_ARTICLES" -gt 0 ]; then  # the recipe kept these articles out of
   python scripts/held_out_negatives.py "$TRAIN" "$RUN/held-out.json" --articles "$HELD_OUT_ARTICLES"
   qa calibrate "$RUN/held-out.json" --model "$RUN/best"
 fi
+python scripts/attention_views.py --model "$RUN/best" --record  # the view the model's display shows by default
 python scripts/export_model.py "$RUN/best" --name "$NAME" --metrics "$RUN/dev-eval/metrics.json"

@@ -12,7 +12,6 @@ import sys
 from rich.console import Console
 
 from qa.errors import UserError
-from qa.heat import DEFAULT_VIEW
 from qa.inputs import checked_passage, read_text_file
 from qa.render import ATTENTION_CHOICES, export_html, render, visible
 
@@ -33,13 +32,13 @@ anything else is a question about the current passage"""
 class Chat:
     """One interactive session over a model; holds the current passage, attention view and last answer."""
 
-    def __init__(self, model: str | None, passage: str | None, attention: str = DEFAULT_VIEW, force: bool = False,
+    def __init__(self, model: str | None, passage: str | None, attention: str | None = None, force: bool = False,
                  bfloat16: bool = False):
         from qa.reader import Reader
 
         self.reader = Reader.load(model, bfloat16=bfloat16)
         self.passage = passage
-        self.attention = attention
+        self.attention = attention or self.reader.attention_view  # None: the model's own view
         self.force = force  # answer even when the model says the passage does not
         self.interactive = sys.stdin.isatty()
         self.console = Console()

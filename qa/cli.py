@@ -20,7 +20,8 @@ BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 auto
                  "AVX512-BF16 or AMX; on CPUs without them it can be slower than float32")
 
 ATTENTION_HELP = (
-    f"which attention view shades the passage (default {DEFAULT_VIEW}): "
+    "which attention view shades the passage (default: the model's own, the view measured to point at the "
+    f"answer's sentence most often; {DEFAULT_VIEW} for a model that names none): "
     + "; ".join(f"{name}: {rule}" for name, rule in VIEWS.items())
     + "; none: no attention. A token is shaded by its weight over the uniform weight: at least "
     + ", ".join(f"{r:g}x" for r in LEVEL_RATIOS) + "."
@@ -42,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
     ask.add_argument("--force", action="store_true",
                      help="answer even when the model judges that the passage does not answer the question")
-    ask.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW, help=ATTENTION_HELP)
+    ask.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
     ask.add_argument("--json", action="store_true", help="print a JSON result instead of the rendering")
     ask.add_argument("--html", metavar="FILE", help="also write the rendering, with its colours, as an HTML page")
 
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     chat_source.add_argument("--file", help="read the passage from a UTF-8 text file")
     chat.add_argument("--model", help=MODEL_HELP)
     chat.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
-    chat.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW, help=ATTENTION_HELP)
+    chat.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
     chat.add_argument("--force", action="store_true", help="always answer (also :force in the chat)")
 
     train = commands.add_parser("train", help="train a reader from a recipe in pipelines/")
@@ -86,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-windows", type=int, metavar="N",
                           help="read at most N windows of 200 tokens of a long passage, those BM25 ranks best for "
                                "the question (default 6; 0: all)")
-    evaluate.add_argument("--attention", choices=ATTENTION_CHOICES, default=DEFAULT_VIEW,
-                          help="attention view whose answer-sentence hit rate goes in metrics.json (none: skip)")
+    evaluate.add_argument("--attention", choices=ATTENTION_CHOICES,
+                          help="attention view whose answer-sentence hit rate goes in metrics.json (default: the "
+                               "model's own; none: skip)")
     return parser
 
 
@@ -113,11 +115,12 @@ def _ask(args) -> int:
     from qa.reader import Reader
 
     reader = Reader.load(args.model, bfloat16=args.bfloat16)
-    prediction = reader.predict(args.question, passage, top_k=args.top_k, with_attention=args.attention != "none",
-                                attention_view=args.attention, force=args.force)
+    view = args.attention or reader.attention_view
+    prediction = reader.predict(args.question, passage, top_k=args.top_k, with_attention=view != "none",
+                                attention_view=view, force=args.force)
     console = Console()
     if args.json:
-        print(json.dumps(result_dict(args.question, passage, prediction, args.attention), ensure_ascii=False))
+        print(json.dumps(result_dict(args.question, passage, prediction, view), ensure_ascii=False))
     else:
         render(console, args.question, passage, prediction)
     if args.html:  # after the answer is printed, so a path that cannot be written loses nothing
@@ -153,7 +156,7 @@ def _evaluate(args) -> int:
 
     run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
                    limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient,
-                   bfloat16=args.bfloat16, attention_view=None if args.attention == "none" else args.attention,
+                   bfloat16=args.bfloat16, attention_view=args.attention,
                    max_windows=args.max_windows)
     return 0
 

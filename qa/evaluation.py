@@ -25,7 +25,7 @@ from qa.answers import best_texts
 from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
 from qa.errors import UserError
-from qa.heat import DEFAULT_VIEW, SentenceHits
+from qa.heat import SentenceHits
 from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 
@@ -136,7 +136,8 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
         prepared = prepare(records)  # one process per machine fills the cache, the others read it
     reader = Reader.load(model, bfloat16=bfloat16)
     reader.net.to(world.device)
-    options = replace(reader.options, top_k=nbest, batch_size=batch_size, heat_view=attention_view,
+    view = {None: reader.attention_view, "none": None}.get(attention_view, attention_view)
+    options = replace(reader.options, top_k=nbest, batch_size=batch_size, heat_view=view,
                       max_windows=reader.options.max_windows if max_windows is None else max_windows)
     tic = time.monotonic()
     columns = [TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("question-windows"),
@@ -154,7 +155,7 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
     if abstain:
         for prediction in predictions:
             prediction.abstained = reader.abstains(prediction)
-    return {"predictions": predictions, "passage_tokens": [len(prepared.context_tokens[e.context_index])
+    return {"predictions": predictions, "view": view, "passage_tokens": [len(prepared.context_tokens[e.context_index])
                                                            for e in prepared.examples],
             "metrics": {"model": str(reader.folder), "precision": "bfloat16" if bfloat16 else "float32",
                         "processes": world.size, "seconds": round(seconds, 2), "max_windows": options.max_windows,
@@ -164,12 +165,12 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
 
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
-                   lenient: bool = False, bfloat16: bool = False, attention_view: str | None = DEFAULT_VIEW,
+                   lenient: bool = False, bfloat16: bool = False, attention_view: str | None = None,
                    max_windows: int | None = None, console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``.
 
-    With a model and ``attention_view``, ``metrics["attention"]`` says how often that view's heaviest
-    passage sentence holds a gold answer, beside chance (``qa.heat.SentenceHits``). ``max_windows``
+    With a model, ``metrics["attention"]`` says how often the heaviest passage sentence of ``attention_view``
+    (None: the model's own view; "none": no figure) holds a gold answer, beside chance (``qa.heat.SentenceHits``). ``max_windows``
     overrides how many windows of a long passage are read (the reader's default: ``qa.reader.MAX_WINDOWS``).
 
     Under ``torchrun`` the model's batches are shared among the processes; rank 0 gathers the
@@ -194,6 +195,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         metrics: dict = {"data": data, "questions": len(references), "skipped_records": dict(skipped)}
         unanswerable = has_unanswerable(records)
         nbest_lists = None
+        view = None  # the attention view scored, if any
         no_answer = None
         passage_tokens = None
         if predictions_file:
@@ -202,7 +204,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         else:
             run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, max_windows, world,
                            console)
-            predictions, passage_tokens = run["predictions"], run["passage_tokens"]
+            predictions, passage_tokens, view = run["predictions"], run["passage_tokens"], run["view"]
             texts = best_texts(predictions)
             nbest_lists = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score}
                                   for a in p.answers] for p in predictions}
@@ -221,8 +223,8 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         metrics["breakdowns"] = breakdowns(
             per_question, questions, [len((r["answers"]["text"] or [""])[0].split()) for r in references],
             passage_tokens)
-        if nbest_lists is not None and attention_view:
-            metrics["attention"] = sentence_hits(predictions, _each_context(records), references, attention_view)
+        if view:
+            metrics["attention"] = sentence_hits(predictions, _each_context(records), references, view)
         if nbest_lists is not None:  # over the questions answered: is an answer's score its chance of being right?
             answered = [(r, s) for r, s in zip(references, per_question) if texts[r["id"]]]
             confidences = [nbest_lists[r["id"]][0]["score"] for r, _ in answered]

@@ -24,7 +24,9 @@ VIEWS = {
                "row sums to 1 over the question, so this is near flat), weighted by q_j, normalised over the passage",
 }
 ANSWER_DEPENDENT_VIEWS = frozenset({"self"})  # views that differ from one answer to another in a window
-DEFAULT_VIEW = "self"  # the best answer-sentence hit rate on SQuAD v1.1 dev (docs/attention-views.json)
+# A model's own view is the one with the best answer-sentence hit rate on SQuAD v1.1 dev, recorded in its
+# config.json by scripts/attention_views.py --record; a model that records none is shown this one.
+DEFAULT_VIEW = "self"
 # Level k (1..4) needs at least LEVEL_RATIOS[k - 1] times the uniform weight; level 0 is not shown. Chosen
 # so that all four levels occur: on 300 dev questions the self view puts 13%, 6.4%, 2.1% and 0.5% of
 # tokens at or above them, and the median passage peaks at 3.3x.

@@ -15,7 +15,7 @@ from pathlib import Path
 from qa.answers import Answer, AttentionMaps, Prediction  # noqa: F401  (the library's result types, importable here)
 from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, ModelFileError, load_weights, read_json
 from qa.errors import UserError
-from qa.heat import DEFAULT_VIEW
+from qa.heat import DEFAULT_VIEW, VIEWS
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
@@ -41,8 +41,10 @@ class Reader:
 
     def __init__(self, net, batcher, folder: Path | None, window_tokens: int | None = None,
                  window_stride: int | None = None, max_windows: int = MAX_WINDOWS, temperature: float = 1.0,
-                 bfloat16: bool = False, no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None):
-        """``window_tokens``/``window_stride`` None: ``ReadingOptions``' (the one place the sizes are set)."""
+                 bfloat16: bool = False, no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None,
+                 attention_view: str = DEFAULT_VIEW):
+        """``window_tokens``/``window_stride`` None: ``ReadingOptions``' (the one place the sizes are set).
+        ``attention_view``: the view shown when a call names none (the model's measured best)."""
         from qa.inference import ReadingOptions
 
         self.net = net
@@ -55,6 +57,7 @@ class Reader:
         self.options = ReadingOptions(**windows, max_windows=max_windows, max_question_tokens=MAX_QUESTION_TOKENS,
                                       temperature=temperature, bfloat16=bfloat16)
         self.no_answer_threshold = no_answer_threshold  # abstain when p(no answer) is above it
+        self.attention_view = attention_view  # qa.heat.VIEWS: the view shown unless a call names another
 
     @property
     def has_no_answer(self) -> bool:
@@ -94,13 +97,17 @@ class Reader:
 
             encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16))
         calibration = settings.get("calibration", {})
+        recorded = settings.get("attention", {})  # the view scripts/attention_views.py measured best, if any
+        view = recorded.get("view", DEFAULT_VIEW) if isinstance(recorded, dict) else recorded
+        if view not in VIEWS:
+            raise ModelFileError(f"{folder / CONFIG_FILE}: unknown attention view {view!r}")
         return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder,
                    temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16,
                    no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)),
-                   encoder=encoder)
+                   encoder=encoder, attention_view=view)
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
-               min_score: float = 0.0, with_attention: bool = False, attention_view: str = DEFAULT_VIEW,
+               min_score: float = 0.0, with_attention: bool = False, attention_view: str | None = None,
                force: bool = False) -> list[Answer]:
         """The ``top_k`` best answers to ``question`` in ``context``, best first.
 
@@ -108,7 +115,8 @@ class Reader:
         (unless ``force``), or no answer scored ``min_score``. ``predict`` gives the best guesses and
         the no-answer probability even then.
         With ``with_attention`` each answer carries the attention maps of the window it came from
-        (``attention``), the ``attention_view`` heat over that window (``heat``, see ``qa.heat.VIEWS``)
+        (``attention``), the ``attention_view`` heat over that window (``heat``, see ``qa.heat.VIEWS``; None:
+        the model's own view, ``attention_view`` of the reader)
         and what its own tokens attended to (``evidence``).
         """
         return self.answer_batch([question], [context], top_k=top_k, max_answer_len=max_answer_len,
@@ -117,7 +125,7 @@ class Reader:
 
     def answer_batch(self, questions: list[str], contexts: list[str], batch_size: int = 64, top_k: int = 1,
                      max_answer_len: int = 15, min_score: float = 0.0, with_attention: bool = False,
-                     attention_view: str = DEFAULT_VIEW, force: bool = False) -> list[list[Answer]]:
+                     attention_view: str | None = None, force: bool = False) -> list[list[Answer]]:
         """Answers for many (question, context) pairs, batched by length; same results as ``answer``."""
         if not 0.0 <= min_score <= 1.0:
             raise UserError("min_score must be between 0 and 1")
@@ -127,7 +135,7 @@ class Reader:
         return [[] if p.abstained else [a for a in p.answers if a.score >= min_score] for p in predictions]
 
     def predict(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
-                with_attention: bool = False, attention_view: str = DEFAULT_VIEW, force: bool = False) -> Prediction:
+                with_attention: bool = False, attention_view: str | None = None, force: bool = False) -> Prediction:
         """The whole result for one question: the ``top_k`` best answers (kept as best guesses when the
         reader abstains), ``no_answer`` (the probability that the passage does not answer, None for a model
         without the option) and ``abstained`` (that probability is above the threshold, and not ``force``)."""
@@ -135,7 +143,7 @@ class Reader:
                                   with_attention=with_attention, attention_view=attention_view, force=force)[0]
 
     def predict_batch(self, questions: list[str], contexts: list[str], batch_size: int = 64, top_k: int = 1,
-                      max_answer_len: int = 15, with_attention: bool = False, attention_view: str = DEFAULT_VIEW,
+                      max_answer_len: int = 15, with_attention: bool = False, attention_view: str | None = None,
                       force: bool = False) -> list[Prediction]:
         """``predict`` for many (question, context) pairs, batched by length.
 
@@ -147,7 +155,8 @@ class Reader:
         from qa.tokenize import tokenize_many
 
         options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len, batch_size=batch_size,
-                          with_attention=with_attention, heat_view=attention_view if with_attention else None)
+                          with_attention=with_attention,
+                          heat_view=(attention_view or self.attention_view) if with_attention else None)
         if len(questions) != len(contexts):
             raise UserError(f"{len(questions)} questions but {len(contexts)} contexts")
         for question, context in zip(questions, contexts):

@@ -1,9 +1,14 @@
 """Which attention view points at the answer? The answer-sentence hit rate of every view in
 ``qa.heat.VIEWS`` on a SQuAD file, over all questions and split by whether the model's answer is
 an exact match (a view that follows the chosen answer, such as ``self``, scores well where the
-answer is right by construction; where it is wrong, only a view that reads the question can).
+answer is right by construction; where it is wrong, only a view that reads the question can). A contextual model's features are encoded once, for all views, into training's on-disk cache
+(``qa.train.contextual_features``: whole passages, as training's dev evaluation reads them).
 
-Usage: python scripts/attention_views.py [--data PATH] [--model DIR] [--json docs/attention-views.json]
+With ``--record`` the view with the best hit rate over all questions is written into the model
+folder's config.json (``attention``): the view ``qa ask``, ``qa chat``, ``qa evaluate`` and ``Reader``
+show for that model unless told another.
+
+Usage: python scripts/attention_views.py [--data PATH] [--model DIR] [--json docs/attention-views.json] [--record]
 """
 from __future__ import annotations
 
@@ -13,8 +18,10 @@ from itertools import compress
 from dataclasses import replace
 from pathlib import Path
 
+from rich.console import Console
+
 from qa.answers import best_texts
-from qa.checkpoint import write_json
+from qa.checkpoint import CONFIG_FILE, read_json, write_json
 from qa.cli import MODEL_HELP
 from qa.data import load_squad
 from qa.features import prepare
@@ -22,7 +29,8 @@ from qa.evaluation import sentence_hits
 from qa.heat import VIEWS
 from qa.inference import read_examples
 from qa.metric import squad_scores
-from qa.reader import Reader
+from qa.reader import Reader, model_folder
+from qa.train import contextual_features
 
 
 def view_hits(data: str, model: str | None) -> dict:
@@ -31,8 +39,9 @@ def view_hits(data: str, model: str | None) -> dict:
     reader = Reader.load(model)
     prepared = prepare(records)
     references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
-    context = reader.context_features(prepared.contexts, prepared.context_tokens, list(records["question"]),
-                                      [e.question for e in prepared.examples])  # None for a model without them
+    context = None  # a contextual model's features are encoded once, into training's on-disk cache, for all views
+    if reader.encoder is not None:
+        context = contextual_features(reader.net.config, prepared, list(records["question"]), Console(stderr=True))
     results = {}
     for view in VIEWS:
         predictions = read_examples(reader.net, reader.batcher, prepared, replace(reader.options, heat_view=view),
@@ -47,15 +56,33 @@ def view_hits(data: str, model: str | None) -> dict:
     return results
 
 
+def record_view(folder: Path, results: dict, data: str) -> str:
+    """Write the view of ``results`` (``view_hits``) with the best hit rate over all questions, and the
+    figures that chose it, into the model folder's config.json; returns that view."""
+    rates = {view: parts["all"]["answer_sentence_hit_rate"] for view, parts in results.items()}
+    best = max(rates, key=rates.get)
+    chance = next(iter(results.values()))["all"]["length_weighted_chance"]
+    settings = read_json(folder / CONFIG_FILE)
+    write_json(folder / CONFIG_FILE, {**settings, "attention": {
+        "view": best, "measured_on": data, "answer_sentence_hit_rate": {v: round(r, 4) for v, r in rates.items()},
+        "length_weighted_chance": round(chance, 4)}})
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/squad-v1.1/dev.json")
     parser.add_argument("--model", help=MODEL_HELP)
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--record", action="store_true",
+                        help="write the best view into the model folder's config.json (its default view from then on)")
     args = parser.parse_args()
     results = view_hits(args.data, args.model)
     if args.json:
-        write_json(Path(args.json), {"data": args.data, "model": args.model or "shipped", "views": results})
+        write_json(Path(args.json), {"data": args.data, "model": args.model or "default", "views": results})
+    if args.record:
+        folder = model_folder(args.model)
+        print(f"recorded {record_view(folder, results, args.data)!r} in {folder / CONFIG_FILE}")
 
 
 if __name__ == "__main__":

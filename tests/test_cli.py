@@ -8,7 +8,8 @@ import pytest
 
 from conftest import ROLLO
 from qa.cli import main
-from qa.heat import DEFAULT_VIEW, VIEWS
+from qa.heat import VIEWS
+from qa.reader import Reader
 from qa.render import ATTENTION_CHOICES
 
 PASSAGE = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
@@ -45,7 +46,7 @@ def test_ask_json_gives_the_answer_with_its_offsets(capsys):
     assert result["answer"] in ROLLO and PASSAGE[result["start"] : result["end"]] == result["answer"]
     assert len(result["answers"]) == 3 and result["answers"][0]["answer"] == result["answer"]
     assert [a["score"] for a in result["answers"]] == sorted((a["score"] for a in result["answers"]), reverse=True)
-    assert result["attention"] == result["heat"]["view"] == DEFAULT_VIEW
+    assert result["attention"] == result["heat"]["view"] == Reader.load().attention_view  # the model's own view
     assert abs(sum(t["weight"] for t in result["heat"]["tokens"]) - 1) < 1e-3
     for side, text in (("passage", PASSAGE), ("question", "Who led the Normans?")):
         rows = result["evidence"][side]
@@ -162,6 +163,8 @@ def test_an_unknown_optimizer_is_a_user_error():
 class _FakeReader:
     """Stands in for a model in ``qa chat``: answers with an internal error, as a bug would."""
 
+    attention_view = "self"
+
     def predict(self, question, passage, **options):
         raise ValueError("internal")
 
@@ -170,6 +173,7 @@ class _AnsweringReader:
     """Stands in for a model: answers "Rollo" with a hand-made heat, and records its options."""
 
     options: dict = {}
+    attention_view = "question"  # the model's own view: shown unless the user names another
 
     def predict(self, question, passage, force=False, **options):
         import numpy as np
@@ -210,7 +214,7 @@ def test_chat_cycles_the_views_and_writes_the_last_answer_as_html(monkeypatch, c
     cycle = ":attention\n" * len(ATTENTION_CHOICES)
     chat = _chat(monkeypatch, f"{PASSAGE}\n.\n:html rollo.html\n:attention none\nWho led them?\n{cycle}"
                               f":html\n:html rollo.html\n:html .\n:help\n", _AnsweringReader)
-    assert chat.attention == DEFAULT_VIEW
+    assert chat.attention == "question"
     assert chat.run() == 0
     out = capsys.readouterr().out
     assert "error: no answer to write yet: ask a question first" in out and "error: :html needs a FILE" in out
@@ -262,8 +266,8 @@ def test_an_unwritable_html_file_is_one_line_and_the_answer_is_still_printed(mon
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv, view", [([], DEFAULT_VIEW), (["--attention", "general"], "general"),
-                                        (["--attention", "none"], None)])
+@pytest.mark.parametrize("argv, view", [([], None), (["--attention", "general"], "general"),
+                                        (["--attention", "none"], "none")])
 def test_evaluate_passes_the_attention_view(monkeypatch, argv, view):
     calls = []
     monkeypatch.setattr("qa.evaluation.run_evaluation", lambda *args, **kwargs: calls.append(kwargs))

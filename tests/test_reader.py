@@ -155,6 +155,24 @@ def test_model_files_load_and_bad_ones_are_named(reader, tmp_path):
         Reader.load(folder)
 
 
+def test_a_model_shows_the_attention_view_its_config_records(reader, tmp_path):
+    from qa.checkpoint import ModelFileError, save_model
+    from qa.heat import DEFAULT_VIEW
+
+    folder = tmp_path / "model"
+    save_model(folder, reader.net, {"model": reader.net.config.to_dict()})
+    assert Reader.load(folder).attention_view == DEFAULT_VIEW  # a model that records none
+    save_model(folder, reader.net, {"model": reader.net.config.to_dict(), "attention": {"view": "question"}})
+    loaded = Reader.load(folder)
+    assert loaded.attention_view == "question"
+    [shown] = loaded.answer("What river?", PASSAGE, with_attention=True)
+    [chosen] = loaded.answer("What river?", PASSAGE, with_attention=True, attention_view="self")
+    assert (shown.heat.view, chosen.heat.view) == ("question", "self")  # a call's own choice wins
+    save_model(folder, reader.net, {"model": reader.net.config.to_dict(), "attention": {"view": "sideways"}})
+    with pytest.raises(ModelFileError, match="config.json: unknown attention view 'sideways'"):
+        Reader.load(folder)
+
+
 def test_a_reader_that_judges_no_answer_abstains_keeps_its_guess_and_can_be_forced(abstaining_model):
     shipped, abstaining = Reader.load("fast"), Reader.load(abstaining_model)
     question, context = "What river does Warsaw stand on?", "Warsaw stands on the Vistula River in Poland."
