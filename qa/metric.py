@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 
 METRIC_DIR = Path(__file__).parent / "squad"
@@ -9,9 +10,20 @@ METRIC_DIR = Path(__file__).parent / "squad"
 
 @functools.lru_cache(maxsize=1)
 def squad_metric():
-    """The ``evaluate`` module in ``qa/squad`` (the hub's ``squad`` and ``squad_v2`` are not needed)."""
-    import evaluate
+    """The ``evaluate`` module in ``qa/squad`` (the hub's ``squad`` and ``squad_v2`` are not needed).
 
+    ``import evaluate`` also imports its ``evaluator`` package, unused here, which imports
+    ``transformers.pipelines`` when transformers is installed: about 3 s of a 5 s import on this
+    project's 2-core machine. That one import is blocked meanwhile (unless already done), so the
+    evaluator takes the path it has for a machine without transformers."""
+    blocked = "transformers.pipelines" not in sys.modules
+    if blocked:
+        sys.modules["transformers.pipelines"] = None  # an import of it now raises ImportError
+    try:
+        import evaluate
+    finally:
+        if blocked:
+            del sys.modules["transformers.pipelines"]
     return evaluate.load(str(METRIC_DIR))
 
 
