@@ -1,6 +1,4 @@
 """``python -m qa`` runs the ``qa`` command."""
-import sys
+from qa.cli import console
 
-from qa.cli import main
-
-sys.exit(main())
+console()

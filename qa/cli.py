@@ -1,6 +1,6 @@
 """The ``qa`` command: ask, chat, train, evaluate, calibrate. ``main(argv)`` returns an exit code;
 user mistakes (``UserError``) print one line to stderr and exit 2, never a traceback; any other
-exception is a bug and propagates with its traceback."""
+exception is a bug and propagates with its traceback. ``console`` is the installed ``qa`` script."""
 from __future__ import annotations
 
 import argparse
@@ -182,3 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         print(f"qa: {str(interrupt) or 'interrupted'}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # whoever read the output stopped (qa ask ... | head): end quietly, as head's peers do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
+        return 141
+
+
+QUICK_EXIT = frozenset({"ask", "chat"})  # commands whose process has nothing left to do after its output
+
+
+def console() -> None:
+    """The ``qa`` script and ``python -m qa``: ``main``, then exit with its code. ``ask`` and ``chat`` skip
+    the interpreter's teardown once their output is flushed (about 0.9 s of freeing the vocabulary,
+    spaCy and the model on a 2-core machine, measured launch to exit); every file they write is closed
+    by then."""
+    code = main()
+    if sys.argv[1:2] and sys.argv[1] in QUICK_EXIT:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
