@@ -8,7 +8,7 @@ With ``--record`` the view with the best hit rate over all questions is written 
 folder's config.json (``attention``): the view ``qa ask``, ``qa chat``, ``qa evaluate`` and ``Reader``
 show for that model unless told another.
 
-Usage: python scripts/attention_views.py [--data PATH] [--model DIR] [--json docs/attention-views.json] [--record]
+Usage: python scripts/attention_views.py [--data PATH] [--model DIR] [--json docs/attention-views-default.json] [--record]
 """
 from __future__ import annotations
 
