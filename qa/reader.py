@@ -99,7 +99,7 @@ class Reader:
         calibration = settings.get("calibration", {})
         recorded = settings.get("attention", {})  # the view scripts/attention_views.py measured best, if any
         view = recorded.get("view", DEFAULT_VIEW) if isinstance(recorded, dict) else recorded
-        if view not in VIEWS:
+        if not isinstance(view, str) or view not in VIEWS:  # a list or number would not even hash
             raise ModelFileError(f"{folder / CONFIG_FILE}: unknown attention view {view!r}")
         return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder,
                    temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16,

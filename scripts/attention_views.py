@@ -1,7 +1,8 @@
 """Which attention view points at the answer? The answer-sentence hit rate of every view in
 ``qa.heat.VIEWS`` on a SQuAD file, over all questions and split by whether the model's answer is
 an exact match (a view that follows the chosen answer, such as ``self``, scores well where the
-answer is right by construction; where it is wrong, only a view that reads the question can). A contextual model's features are encoded once, for all views, into training's on-disk cache
+answer is right by construction; where it is wrong, only a view that reads the question can).
+A contextual model's features are encoded once, for all views, into training's on-disk cache
 (``qa.train.contextual_features``: whole passages, as training's dev evaluation reads them).
 
 With ``--record`` the view with the best hit rate over all questions is written into the model

@@ -171,6 +171,9 @@ def test_a_model_shows_the_attention_view_its_config_records(reader, tmp_path):
     save_model(folder, reader.net, {"model": reader.net.config.to_dict(), "attention": {"view": "sideways"}})
     with pytest.raises(ModelFileError, match="config.json: unknown attention view 'sideways'"):
         Reader.load(folder)
+    save_model(folder, reader.net, {"model": reader.net.config.to_dict(), "attention": {"view": ["self"]}})
+    with pytest.raises(ModelFileError, match=r"config.json: unknown attention view \['self'\]"):
+        Reader.load(folder)
 
 
 def test_a_reader_that_judges_no_answer_abstains_keeps_its_guess_and_can_be_forced(abstaining_model):
