@@ -11,6 +11,11 @@ from functools import cached_property
 import numpy as np
 
 
+def token_levels(ratio: np.ndarray, level_ratios: tuple[float, ...]) -> np.ndarray:
+    """Level 0..len(level_ratios) of each ratio to the uniform weight: how many of ``level_ratios`` it reaches."""
+    return np.searchsorted(np.asarray(level_ratios), ratio, side="right")
+
+
 @dataclass
 class AttentionMaps:
     """The attention weights of the forward pass that produced an answer, trimmed to real tokens.
@@ -52,15 +57,21 @@ class Heat:
     starts: np.ndarray  # (P,) integer
     ends: np.ndarray  # (P,) integer
     weights: np.ndarray  # (P,)
+    level_ratios: tuple[float, ...]  # level k needs level_ratios[k - 1] times the uniform weight (qa.heat)
 
     @property
     def ratio(self) -> np.ndarray:
         """(P,) weight / uniform weight."""
         return self.weights * len(self.weights)
 
+    def levels(self) -> np.ndarray:
+        """(P,) level of each token: how many of ``level_ratios`` its ratio to uniform reaches (0 not shown)."""
+        return token_levels(self.ratio, self.level_ratios)
+
     def to_dict(self) -> dict:
-        return {"view": self.view, "tokens": [{"start": int(s), "end": int(e), "weight": round(float(w), 5)}
-                                              for s, e, w in zip(self.starts, self.ends, self.weights)]}
+        return {"view": self.view, "level_ratios": list(self.level_ratios),
+                "tokens": [{"start": int(s), "end": int(e), "weight": round(float(w), 5)}
+                           for s, e, w in zip(self.starts, self.ends, self.weights)]}
 
 
 @dataclass
@@ -72,6 +83,11 @@ class DocumentHeat:
     starts: list[int]
     ends: list[int]
     ratio: np.ndarray  # (tokens of the whole passage,)
+    level_ratios: tuple[float, ...]  # as ``Heat``'s
+
+    def levels(self) -> np.ndarray:
+        """Level of each token of the whole passage, as ``Heat.levels``."""
+        return token_levels(self.ratio, self.level_ratios)
 
 
 @dataclass

@@ -23,8 +23,9 @@ ATTENTION_HELP = (
     "which attention view shades the passage (default: the model's own, the view measured to point at the "
     f"answer's sentence most often; {DEFAULT_VIEW} for a model that names none): "
     + "; ".join(f"{name}: {rule}" for name, rule in VIEWS.items())
-    + "; none: no attention. A token is shaded by its weight over the uniform weight: at least "
-    + ", ".join(f"{r:g}x" for r in LEVEL_RATIOS) + "."
+    + "; none: no attention. A token is shaded by its weight over the uniform weight, at four levels the model "
+    "records per view (fitted on dev so that each marks the same share of tokens; "
+    + ", ".join(f"{r:g}x" for r in LEVEL_RATIOS) + " for a model that records none); the legend shows them."
 )
 
 

@@ -4,7 +4,8 @@ view's heaviest sentence holds the answer.
 
 Every view is a quantity the forward pass computes (``AttentionMaps``); none is made up for
 display. Levels are read off the ratio to the uniform weight 1 / P, so a flat distribution shows
-nothing and a level means the same on a short paragraph and a long window.
+nothing and a level means the same on a short paragraph and a long window; the ratio each level
+needs is fitted per model and view on dev, so that each level marks the same share of tokens.
 """
 from __future__ import annotations
 
@@ -27,10 +28,14 @@ ANSWER_DEPENDENT_VIEWS = frozenset({"self"})  # views that differ from one answe
 # A model's own view is the one with the best answer-sentence hit rate on SQuAD v1.1 dev, recorded in its
 # config.json by scripts/attention_views.py --record; a model that records none is shown this one.
 DEFAULT_VIEW = "self"
-# Level k (1..4) needs at least LEVEL_RATIOS[k - 1] times the uniform weight; level 0 is not shown. Chosen
-# so that all four levels occur: on 300 dev questions the self view puts 13%, 6.4%, 2.1% and 0.5% of
-# tokens at or above them, and the median passage peaks at 3.3x.
+# Level k (1..4) of a token needs at least level_ratios[k - 1] times the uniform weight; level 0 is not shown.
+# Each model records its own per view (fit_level_ratios, by scripts/attention_views.py --record), since one
+# model's heat is flatter than another's; a model that records none is shown LEVEL_RATIOS, chosen by hand
+# on fast's self view. LEVEL_SHARES are the shares of tokens at or above each level that the fitted ones
+# give on SQuAD v1.1 dev: those LEVEL_RATIOS gave on 300 dev questions of fast's self view.
 LEVEL_RATIOS = (1.5, 2.0, 3.0, 5.0)
+LEVEL_SHARES = (0.13, 0.064, 0.021, 0.005)
+LOWEST_LEVEL_RATIO = 1.1  # a fitted level 1 needs at least this, so a flat distribution still shows nothing
 EVIDENCE_ROWS = 6
 
 
@@ -56,15 +61,34 @@ def answer_token_range(maps: AttentionMaps, start: int, end: int) -> range:
     return range(inside[0], inside[-1] + 1) if inside else range(0)
 
 
-def heat_of(maps: AttentionMaps, view: str, start: int, end: int) -> Heat:
-    """The ``view`` heat of the answer at characters ``[start, end)``."""
+def heat_of(maps: AttentionMaps, view: str, start: int, end: int,
+            level_ratios: tuple[float, ...] = LEVEL_RATIOS) -> Heat:
+    """The ``view`` heat of the answer at characters ``[start, end)``, shown at ``level_ratios``."""
     weights = token_heat(maps, view, answer_token_range(maps, start, end))
-    return Heat(view, *maps.passage_offsets, weights)
+    return Heat(view, *maps.passage_offsets, weights, level_ratios)
 
 
-def levels(ratio: np.ndarray) -> np.ndarray:
-    """(P,) level 0..4 of each token: how many of ``LEVEL_RATIOS`` its ratio to uniform reaches."""
-    return np.searchsorted(np.asarray(LEVEL_RATIOS), ratio, side="right")
+def checked_level_ratios(values) -> tuple[float, ...]:
+    """``values`` as level ratios: one per level (4), each a number above 0 and above the one before;
+    otherwise a ValueError that says so."""
+    if (not isinstance(values, (list, tuple)) or len(values) != len(LEVEL_RATIOS)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        raise ValueError(f"level ratios must be {len(LEVEL_RATIOS)} numbers, got {values!r}")
+    ratios = tuple(float(v) for v in values)
+    if not 0 < ratios[0] or any(b <= a for a, b in zip(ratios, ratios[1:])):
+        raise ValueError(f"level ratios must be positive and increasing, got {list(ratios)}")
+    return ratios
+
+
+def fit_level_ratios(ratios: np.ndarray, shares: tuple[float, ...] = LEVEL_SHARES) -> tuple[float, ...]:
+    """Level ratios that put ``shares`` of the tokens of a sample (``ratios``: each token's ratio to the
+    uniform weight, pooled over many heats) at or above each level: the sample's (1 - share) quantiles,
+    rounded to 2 decimals, at least ``LOWEST_LEVEL_RATIO`` and each above the one before."""
+    fitted = []
+    for share in shares:
+        ratio = max(round(float(np.quantile(ratios, 1.0 - share)), 2), LOWEST_LEVEL_RATIO)
+        fitted.append(max(ratio, fitted[-1] + 0.01) if fitted else ratio)
+    return tuple(fitted)
 
 
 def evidence_of(maps: AttentionMaps, start: int, end: int, rows: int = EVIDENCE_ROWS) -> Evidence | None:

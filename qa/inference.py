@@ -29,7 +29,7 @@ from qa.decode import Spans, best_spans
 from qa.distributed import World
 from qa.errors import UserError
 from qa.features import PreparedSet
-from qa.heat import ANSWER_DEPENDENT_VIEWS, VIEWS, evidence_of, heat_of
+from qa.heat import ANSWER_DEPENDENT_VIEWS, LEVEL_RATIOS, VIEWS, checked_level_ratios, evidence_of, heat_of
 from qa.model import ReaderNet, ReaderOutput
 from qa.retrieval import Ranker
 from qa.tokenize import Tokens
@@ -57,6 +57,7 @@ class ReadingOptions:
     with_attention: bool = False  # each answer carries the attention maps of its window and its evidence
     with_logits: bool = False  # each answer carries its window's span logits
     heat_view: str | None = None  # each answer carries this view's heat (qa.heat.VIEWS)
+    heat_levels: tuple[float, ...] = LEVEL_RATIOS  # the ratios to uniform its levels need (qa.heat)
 
     def __post_init__(self):
         if min(self.top_k, self.max_answer_len, self.batch_size, self.max_question_tokens) < 1:
@@ -69,6 +70,10 @@ class ReadingOptions:
             raise UserError("temperature must be positive")
         if self.heat_view is not None and self.heat_view not in VIEWS:
             raise UserError(f"unknown attention view {self.heat_view!r}; choose {', '.join(VIEWS)} or none")
+        try:
+            checked_level_ratios(self.heat_levels)
+        except ValueError as error:
+            raise UserError(str(error)) from None
 
 
 class FeatureSource(Protocol):
@@ -184,14 +189,15 @@ def _row_answers(output: ReaderOutput, spans: Spans, row: int, context: str, win
         return []
     maps = _attention_maps(output, row, window, question) if options.with_attention or options.heat_view else None
     view = options.heat_view
-    shared_heat = heat_of(maps, view, 0, 0) if view and view not in ANSWER_DEPENDENT_VIEWS else None
+    levels = options.heat_levels
+    shared_heat = heat_of(maps, view, 0, 0, levels) if view and view not in ANSWER_DEPENDENT_VIEWS else None
     start_logits, end_logits = output.start_logits[row].tolist(), output.end_logits[row].tolist()
     answers = []
     for first, last, _ in found:
         begin, finish = window.starts[first], window.ends[last]
         answer = Answer(context[begin:finish], begin, finish, start_logits[first] + end_logits[last])
         if view:
-            answer.heat = shared_heat or heat_of(maps, view, begin, finish)
+            answer.heat = shared_heat or heat_of(maps, view, begin, finish, levels)
         if options.with_attention:
             answer.attention, answer.evidence = maps, evidence_of(maps, begin, finish)
         answers.append(answer)
@@ -323,7 +329,7 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
                                                   null, options)
     for q, document in merged_documents.items():
         tokens = passage_tokens[queries[q].passage]
-        heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document)
+        heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document, options.heat_levels)
         for answer in merged.get(q, []):
             answer.document_heat = heat
     return [Prediction(query.id, merged.get(q, []), no_answer.get(q)) for q, query in enumerate(queries)]

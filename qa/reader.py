@@ -15,7 +15,7 @@ from pathlib import Path
 from qa.answers import Answer, AttentionMaps, Prediction  # noqa: F401  (the library's result types, importable here)
 from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, ModelFileError, load_weights, read_json
 from qa.errors import UserError
-from qa.heat import DEFAULT_VIEW, VIEWS
+from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS, checked_level_ratios
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
@@ -42,9 +42,11 @@ class Reader:
     def __init__(self, net, batcher, folder: Path | None, window_tokens: int | None = None,
                  window_stride: int | None = None, max_windows: int = MAX_WINDOWS, temperature: float = 1.0,
                  bfloat16: bool = False, no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None,
-                 attention_view: str = DEFAULT_VIEW):
+                 attention_view: str = DEFAULT_VIEW, level_ratios: dict[str, tuple[float, ...]] | None = None):
         """``window_tokens``/``window_stride`` None: ``ReadingOptions``' (the one place the sizes are set).
-        ``attention_view``: the view shown when a call names none (the model's measured best)."""
+        ``attention_view``: the view shown when a call names none (the model's measured best);
+        ``level_ratios``: view -> the ratios to uniform its heat levels need (``qa.heat.LEVEL_RATIOS`` for
+        a view not in it)."""
         from qa.inference import ReadingOptions
 
         self.net = net
@@ -58,6 +60,7 @@ class Reader:
                                       temperature=temperature, bfloat16=bfloat16)
         self.no_answer_threshold = no_answer_threshold  # abstain when p(no answer) is above it
         self.attention_view = attention_view  # qa.heat.VIEWS: the view shown unless a call names another
+        self.level_ratios = dict(level_ratios or {})
 
     @property
     def has_no_answer(self) -> bool:
@@ -101,10 +104,17 @@ class Reader:
         view = recorded.get("view", DEFAULT_VIEW) if isinstance(recorded, dict) else recorded
         if not isinstance(view, str) or view not in VIEWS:  # a list or number would not even hash
             raise ModelFileError(f"{folder / CONFIG_FILE}: unknown attention view {view!r}")
+        level_ratios = recorded.get("levels", {}) if isinstance(recorded, dict) else {}
+        try:  # the heat levels scripts/attention_views.py fitted per view, if any
+            if not isinstance(level_ratios, dict) or not set(level_ratios) <= set(VIEWS):
+                raise ValueError(f"levels must map views ({', '.join(VIEWS)}) to level ratios")
+            level_ratios = {v: checked_level_ratios(ratios) for v, ratios in level_ratios.items()}
+        except ValueError as error:
+            raise ModelFileError(f"{folder / CONFIG_FILE}: attention {error}") from None
         return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder,
                    temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16,
                    no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)),
-                   encoder=encoder, attention_view=view)
+                   encoder=encoder, attention_view=view, level_ratios=level_ratios)
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
                min_score: float = 0.0, with_attention: bool = False, attention_view: str | None = None,
@@ -154,9 +164,10 @@ class Reader:
         from qa.inference import Query, read
         from qa.tokenize import tokenize_many
 
+        view = (attention_view or self.attention_view) if with_attention else None
         options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len, batch_size=batch_size,
-                          with_attention=with_attention,
-                          heat_view=(attention_view or self.attention_view) if with_attention else None)
+                          with_attention=with_attention, heat_view=view,
+                          heat_levels=self.level_ratios.get(view, LEVEL_RATIOS))
         if len(questions) != len(contexts):
             raise UserError(f"{len(questions)} questions but {len(contexts)} contexts")
         for question, context in zip(questions, contexts):

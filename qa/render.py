@@ -2,11 +2,13 @@
 
 The heat is the answer's ``Heat`` (``qa.heat``): one attention view of the forward pass as a
 distribution over the passage tokens of the answer's window, on an absolute scale. A token's level
-is how many of ``LEVEL_RATIOS`` (1.5, 2, 3, 5 times the uniform weight) its weight reaches, so a
-flat distribution shows nothing. In colour, levels 1-4 are a light-to-dark blue background and the
-answer is black on orange (safe for colour-blind readers); without colour (``NO_COLOR`` or output
-that is not a terminal) nothing is styled, the answer is marked ``[[ ]]`` and a line of blocks
-`` ▂▄▆█`` under each line of the passage gives the level of the characters above it.
+is how many of the heat's ``level_ratios`` (multiples of the uniform weight, fitted per model and
+view so that each level marks the same share of tokens on dev; 1.5, 2, 3, 5 for a model that
+records none) its weight reaches, so a flat distribution shows nothing. In colour, levels 1-4 are
+a light-to-dark blue background and the answer is black on orange (safe for colour-blind
+readers); without colour (``NO_COLOR`` or output that is not a terminal) nothing is styled, the
+answer is marked ``[[ ]]`` and a line of blocks `` ▂▄▆█`` under each line of the passage gives the
+level of the characters above it.
 
 Below the passage: the hottest spans, the evidence (the passage tokens and question words the
 answer's own tokens attended to, each weight labelled with its tokens) and, for a passage read in
@@ -29,9 +31,9 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from qa.answers import Answer, Evidence, Heat, Prediction
+from qa.answers import Answer, Evidence, Heat, Prediction, token_levels
 from qa.errors import UserError
-from qa.heat import LEVEL_RATIOS, VIEWS, levels
+from qa.heat import VIEWS
 
 ATTENTION_CHOICES = (*VIEWS, "none")  # the values of ``--attention`` and chat's ``:attention``
 ANSWER_STYLE = "bold black on color(214)"  # orange
@@ -67,7 +69,7 @@ class Span:
 
 def hot_spans(heat: Heat) -> list[Span]:
     """Runs of contiguous tokens with level >= 1, heaviest first."""
-    ratio, hot = heat.ratio, levels(heat.ratio) > 0
+    ratio, hot = heat.ratio, heat.levels() > 0
     spans = []
     for is_hot, run in groupby(range(len(hot)), key=lambda i: bool(hot[i])):
         if is_hot:
@@ -77,8 +79,8 @@ def hot_spans(heat: Heat) -> list[Span]:
     return sorted(spans, key=lambda s: -s.weight)
 
 
-def _heat_style(ratio: float) -> str:
-    return HEAT_STYLES[int(levels(ratio)) - 1]
+def _heat_style(ratio: float, heat: Heat) -> str:
+    return HEAT_STYLES[int(token_levels(ratio, heat.level_ratios)) - 1]
 
 
 def character_levels(heat: Heat | None, region: tuple[int, int]) -> np.ndarray:
@@ -86,7 +88,7 @@ def character_levels(heat: Heat | None, region: tuple[int, int]) -> np.ndarray:
     first, last = region
     shown = np.zeros(last - first, dtype=np.int64)
     if heat is not None:
-        for start, end, level in zip(heat.starts, heat.ends, levels(heat.ratio)):
+        for start, end, level in zip(heat.starts, heat.ends, heat.levels()):
             if level and start < last and end > first:
                 shown[max(start, first) - first : min(end, last) - first] = level
     return shown
@@ -180,7 +182,7 @@ def document_strip(answer: Answer, length: int, width: int) -> tuple[str, int]:
     level of ``answer.document_heat`` among the tokens starting in it; and the answer's bucket."""
     heat = answer.document_heat
     buckets = np.zeros(width, dtype=np.int64)
-    np.maximum.at(buckets, np.asarray(heat.starts, dtype=np.int64) * width // length, levels(heat.ratio))
+    np.maximum.at(buckets, np.asarray(heat.starts, dtype=np.int64) * width // length, heat.levels())
     return "".join(BLOCKS[level] for level in buckets), answer.start * width // length
 
 
@@ -207,10 +209,10 @@ def result_dict(question: str, context: str, prediction: Prediction, mode: str) 
     return payload
 
 
-def _legend(view: str, plain: bool) -> Text:
+def _legend(heat: Heat, plain: bool) -> Text:
     """What the shading shows: the view's rule and what each level means."""
-    legend = Text.assemble(("heat", "bold"), f" ({view} view): {VIEWS[view]}\nlevels: ")
-    for k, ratio in enumerate(LEVEL_RATIOS, 1):
+    legend = Text.assemble(("heat", "bold"), f" ({heat.view} view): {VIEWS[heat.view]}\nlevels: ")
+    for k, ratio in enumerate(heat.level_ratios, 1):
         label = f"≥{ratio:g}x uniform" if k == 1 else f"≥{ratio:g}x"
         swatch = Text(f"{BLOCKS[k]} {label}  ") if plain else Text.assemble((f" {label} ", HEAT_STYLES[k - 1]), " ")
         legend.append_text(swatch)
@@ -241,13 +243,13 @@ def _spans_table(heat: Heat, context: str) -> Table | Text:
     """The hottest spans of ``hot_spans`` with their weight and highest ratio, or a line saying there are none."""
     spans = hot_spans(heat)[:SPAN_ROWS]
     if not spans:
-        return Text(f"no passage token reaches {LEVEL_RATIOS[0]:g}x the uniform weight: "
+        return Text(f"no passage token reaches {heat.level_ratios[0]:g}x the uniform weight: "
                     f"the {heat.view} view is flat here")
     table = Table(title=f"most attended spans ({heat.view} view)", title_justify="left", min_width=40)
     for column in ("span", "characters", "weight", "max x uniform"):
         table.add_column(column, justify="left" if column == "span" else "right")
     for span in spans:
-        table.add_row(Text(visible(context[span.start : span.end]), _heat_style(span.ratio)),
+        table.add_row(Text(visible(context[span.start : span.end]), _heat_style(span.ratio, heat)),
                       f"{span.start}-{span.end}", f"{span.weight:.3f}", f"{span.ratio:.1f}")
     return table
 
@@ -290,7 +292,7 @@ def _answer_parts(console: Console, question: str, context: str, prediction: Pre
     body = plain_passage(context, best, region, console.width - 4) if plain else passage_text(context, best, region)
     parts = [header, Panel(body, title=title, title_align="left")]
     if best.heat is not None:
-        parts.append(_legend(best.heat.view, plain))
+        parts.append(_legend(best.heat, plain))
     if several:
         parts += _strip_lines(best, context, console.width)
     if len(answers) > 1:

@@ -5,9 +5,13 @@ answer is right by construction; where it is wrong, only a view that reads the q
 A contextual model's features are encoded once, for all views, into training's on-disk cache
 (``qa.train.contextual_features``: whole passages, as training's dev evaluation reads them).
 
-With ``--record`` the view with the best hit rate over all questions is written into the model
-folder's config.json (``attention``): the view ``qa ask``, ``qa chat``, ``qa evaluate`` and ``Reader``
-show for that model unless told another.
+Each view's heat levels are fitted on the same questions (``qa.heat.fit_level_ratios``: the ratios to
+the uniform weight that put ``qa.heat.LEVEL_SHARES`` of the top answers' passage tokens at or above
+each level), since one model's heat is flatter than another's.
+
+With ``--record`` the view with the best hit rate over all questions and every view's levels are
+written into the model folder's config.json (``attention``): the view ``qa ask``, ``qa chat``,
+``qa evaluate`` and ``Reader`` show for that model unless told another, and the levels they shade at.
 
 Usage: python scripts/attention_views.py [--data PATH] [--model DIR] [--json docs/attention-views-default.json] [--record]
 """
@@ -19,6 +23,7 @@ from itertools import compress
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from qa.answers import best_texts
@@ -27,7 +32,7 @@ from qa.cli import MODEL_HELP
 from qa.data import load_squad
 from qa.features import prepare
 from qa.evaluation import sentence_hits
-from qa.heat import VIEWS
+from qa.heat import LEVEL_SHARES, VIEWS, fit_level_ratios
 from qa.inference import read_examples
 from qa.metric import squad_scores
 from qa.reader import Reader, model_folder
@@ -35,7 +40,8 @@ from qa.train import contextual_features
 
 
 def view_hits(data: str, model: str | None) -> dict:
-    """{view: {"all" | "right" | "wrong": SentenceHits.result()}}."""
+    """{view: {"all" | "right" | "wrong": SentenceHits.result(), "level_ratios": fitted levels,
+    "level_shares": the share of tokens at or above each}}."""
     records = load_squad(data)
     reader = Reader.load(model)
     prepared = prepare(records)
@@ -53,20 +59,25 @@ def view_hits(data: str, model: str | None) -> dict:
         results[view] = {name: sentence_hits(*(list(compress(column, keep)) for column in
                                                (predictions, records["context"], references)), view)
                          for name, keep in parts.items()}
+        ratios = np.concatenate([p.answers[0].heat.ratio for p in predictions if p.answers])
+        levels = fit_level_ratios(ratios)
+        results[view]["level_ratios"] = list(levels)
+        results[view]["level_shares"] = [round(float((ratios >= r).mean()), 4) for r in levels]
         print(view, json.dumps(results[view]), flush=True)
     return results
 
 
 def record_view(folder: Path, results: dict, data: str) -> str:
-    """Write the view of ``results`` (``view_hits``) with the best hit rate over all questions, and the
-    figures that chose it, into the model folder's config.json; returns that view."""
+    """Write the view of ``results`` (``view_hits``) with the best hit rate over all questions, the
+    figures that chose it and every view's levels into the model folder's config.json; returns that view."""
     rates = {view: parts["all"]["answer_sentence_hit_rate"] for view, parts in results.items()}
     best = max(rates, key=rates.get)
     chance = next(iter(results.values()))["all"]["length_weighted_chance"]
     settings = read_json(folder / CONFIG_FILE)
     write_json(folder / CONFIG_FILE, {**settings, "attention": {
         "view": best, "measured_on": data, "answer_sentence_hit_rate": {v: round(r, 4) for v, r in rates.items()},
-        "length_weighted_chance": round(chance, 4)}})
+        "length_weighted_chance": round(chance, 4), "levels": {v: parts["level_ratios"] for v, parts in results.items()},
+        "level_shares_aimed_at": list(LEVEL_SHARES)}})
     return best
 
 

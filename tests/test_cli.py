@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROLLO
 from qa.cli import main
-from qa.heat import VIEWS
+from qa.heat import LEVEL_RATIOS, VIEWS
 from qa.reader import Reader
 from qa.render import ATTENTION_CHOICES
 
@@ -191,7 +191,7 @@ class _AnsweringReader:
 
         _AnsweringReader.options = options
         start = passage.index("Rollo")
-        heat = Heat(options["attention_view"], [start], [start + 5], np.ones(1, dtype=np.float32))
+        heat = Heat(options["attention_view"], [start], [start + 5], np.ones(1, dtype=np.float32), LEVEL_RATIOS)
         return Prediction("q", [Answer("Rollo", start, start + 5, 0.9, heat=heat if options["with_attention"] else None)])
 
 

@@ -10,7 +10,7 @@ from qa.answers import AttentionMaps, Heat
 from qa.batching import Batcher
 from qa.cli import main
 from qa.errors import UserError
-from qa.heat import SentenceHits, evidence_of, heat_of, levels, token_heat
+from qa.heat import LEVEL_RATIOS, SentenceHits, checked_level_ratios, evidence_of, fit_level_ratios, heat_of, token_heat
 from qa.inference import Query, ReadingOptions, read
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.tokenize import tokenize
@@ -55,13 +55,32 @@ def test_each_view_is_the_quantity_it_names():
 
 
 def test_levels_are_ratios_to_uniform_so_flat_shows_nothing():
-    assert levels(np.array([0.5, 1.0, 1.49, 1.5, 2.0, 2.9, 3.0, 5.0, 100.0])).tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 4]
-    flat = Heat("question", list(range(10)), list(range(1, 11)), np.full(10, 0.1, dtype=np.float32))
-    assert levels(flat.ratio).max() == 0
+    weights = np.array([0.5, 1.0, 1.49, 1.5, 2.0, 2.9, 3.0, 5.0, 100.0]) / 9  # ratios to uniform as listed
+    heat = Heat("question", list(range(9)), list(range(1, 10)), weights, LEVEL_RATIOS)
+    assert heat.levels().tolist() == [0, 0, 0, 1, 2, 2, 3, 4, 4]
+    assert Heat("question", *[list(range(9))] * 2, weights, (0.9, 2.5, 4.0, 50.0)).levels().tolist() == \
+        [0, 1, 1, 1, 1, 2, 2, 3, 4]  # the model's own levels, where it records them
+    flat = Heat("question", list(range(10)), list(range(1, 11)), np.full(10, 0.1, dtype=np.float32), LEVEL_RATIOS)
+    assert flat.levels().max() == 0
     start = CONTEXT.index("Vistula River")
     heat = heat_of(_maps(), "question", start, start + len("Vistula River"))
     assert heat.ratio[11] == pytest.approx(0.5 * len(heat.weights))  # 7.5x uniform over 15 tokens
-    assert levels(heat.ratio)[11] == 4
+    assert heat.levels()[11] == 4 and heat.to_dict()["level_ratios"] == list(LEVEL_RATIOS)
+
+
+def test_fitted_levels_mark_the_aimed_shares_of_tokens():
+    ratios = np.arange(1, 1001) / 500  # 0.002 .. 2.0, evenly
+    fitted = fit_level_ratios(ratios, (0.2, 0.1, 0.05, 0.01))
+    assert fitted == pytest.approx((1.6, 1.8, 1.9, 1.98), abs=0.006)
+    assert [(ratios >= r).mean() for r in fitted] == pytest.approx([0.2, 0.1, 0.05, 0.01], abs=0.006)
+    flat = fit_level_ratios(np.full(100, 1.0), (0.2, 0.1, 0.05, 0.01))
+    assert flat == (1.1, 1.11, 1.12, 1.13)  # above uniform, increasing: a flat heat still shows nothing
+    with pytest.raises(ValueError, match="increasing"):
+        checked_level_ratios([2.0, 1.5, 3.0, 5.0])
+    with pytest.raises(ValueError, match="4 numbers"):
+        checked_level_ratios([1.5, 2.0])
+    with pytest.raises(UserError, match="increasing"):
+        ReadingOptions(heat_levels=(1.0, 1.0, 2.0, 3.0))
 
 
 def test_evidence_labels_every_weight_with_its_tokens():
@@ -79,7 +98,7 @@ def test_sentence_hits_by_hand():
     tokens = tokenize(passage)
     weights = np.zeros(len(tokens), dtype=np.float32)
     weights[[i for i, w in enumerate(tokens.words) if w == "Vistula"]] = 1.0
-    heat = Heat("question", tokens.starts, tokens.ends, weights)
+    heat = Heat("question", tokens.starts, tokens.ends, weights, LEVEL_RATIOS)
     hits = SentenceHits("question")
     hits.add(passage, heat, [passage.index("Vistula")])  # the heaviest sentence holds the answer
     hits.add(passage, heat, [passage.index("zoo")])  # it does not

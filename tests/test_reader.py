@@ -176,6 +176,27 @@ def test_a_model_shows_the_attention_view_its_config_records(reader, tmp_path):
         Reader.load(folder)
 
 
+def test_a_model_shades_at_the_levels_its_config_records_per_view(reader, tmp_path):
+    from qa.checkpoint import ModelFileError, save_model
+    from qa.heat import LEVEL_RATIOS
+
+    folder = tmp_path / "model"
+    levels = {"question": [1.1, 1.2, 1.4, 2.0]}
+    save_model(folder, reader.net, {"model": reader.net.config.to_dict(),
+                                    "attention": {"view": "question", "levels": levels}})
+    loaded = Reader.load(folder)
+    [own] = loaded.answer("What river?", PASSAGE, with_attention=True)
+    [other] = loaded.answer("What river?", PASSAGE, with_attention=True, attention_view="self")
+    assert own.heat.level_ratios == (1.1, 1.2, 1.4, 2.0)
+    assert other.heat.level_ratios == LEVEL_RATIOS  # a view the model records no levels for
+    assert (own.heat.levels() == np.searchsorted([1.1, 1.2, 1.4, 2.0], own.heat.ratio, side="right")).all()
+    for bad, message in (({"question": [2.0, 1.0, 3.0, 4.0]}, "increasing"), ({"sideways": [1, 2, 3, 4]}, "map views"),
+                         ({"self": "high"}, "4 numbers"), ([1, 2, 3, 4], "map views")):
+        save_model(folder, reader.net, {"model": reader.net.config.to_dict(), "attention": {"view": "self", "levels": bad}})
+        with pytest.raises(ModelFileError, match=f"config.json: attention .*{message}"):
+            Reader.load(folder)
+
+
 def test_a_reader_that_judges_no_answer_abstains_keeps_its_guess_and_can_be_forced(abstaining_model):
     shipped, abstaining = Reader.load("fast"), Reader.load(abstaining_model)
     question, context = "What river does Warsaw stand on?", "Warsaw stands on the Vistula River in Poland."

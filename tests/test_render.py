@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.style import Style
 
 from qa.answers import Answer, DocumentHeat, Evidence, Heat, Prediction
+from qa.heat import LEVEL_RATIOS
 from qa.render import (
     ANSWER_STYLE,
     BLOCKS,
@@ -39,7 +40,7 @@ def _heat(context: str, ratios: dict[str, float]) -> Heat:
     named = np.isin(words, list(ratios))
     ratio[~named] = (len(words) - ratio.sum()) / (~named).sum()
     assert (ratio >= 0).all()
-    return Heat("question", list(tokens.starts), list(tokens.ends), (ratio / len(words)).astype(np.float32))
+    return Heat("question", list(tokens.starts), list(tokens.ends), (ratio / len(words)).astype(np.float32), LEVEL_RATIOS)
 
 
 def _answer(heat: Heat | None = None, evidence: Evidence | None = None, context: str = CONTEXT, **extra) -> Answer:
@@ -69,6 +70,20 @@ def test_each_token_gets_the_style_of_its_level_and_the_answer_its_own():
     assert "≥1.5x uniform" in plain and "≥5x" in plain and "question view" in plain  # the legend
     assert re.search(r"│ capital +│ +14-21 │ +0\.269 │ +3\.5 │", plain)  # weight 3.5 / 13 tokens, 3.5x
     assert re.search(r"│ Warsaw +│ +0-6 │ +0\.131 │ +1\.7 │", plain) and "│ Poland" not in plain
+
+
+def test_a_model_with_flatter_heat_shades_and_labels_at_its_own_levels():
+    from dataclasses import replace
+
+    heat = replace(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}), level_ratios=(1.15, 1.3, 1.6, 3.0))
+    console = _recorded()
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(heat)]))
+    styled = console.export_text(styles=True, clear=False)
+    assert Style.parse(HEAT_STYLES[3]).render("capital") in styled  # 3.5x: level 4 (>= 3x) at these levels
+    assert Style.parse(HEAT_STYLES[2]).render("Warsaw") in styled  # 1.7x: level 3 (>= 1.6x)
+    assert Style.parse(HEAT_STYLES[0]).render("Poland") in styled  # 1.2x: level 1 (>= 1.15x)
+    plain = console.export_text()
+    assert "≥1.15x uniform" in plain and "≥1.6x" in plain and "≥1.5x" not in plain  # the legend says which
 
 
 def test_a_flat_heat_highlights_nothing():
@@ -171,10 +186,10 @@ def _document() -> tuple[str, Answer]:
     ratio[tokens.words.index("Warsaw")] = 1.7
     inside = [i for i, (s, e) in enumerate(zip(tokens.starts, tokens.ends)) if s >= 4500 and e <= 5600]
     window = Heat("question", [tokens.starts[i] for i in inside], [tokens.ends[i] for i in inside],
-                  np.full(len(inside), 1 / len(inside), dtype=np.float32))
+                  np.full(len(inside), 1 / len(inside), dtype=np.float32), LEVEL_RATIOS)
     start = context.index(ANSWER)
     answer = Answer(ANSWER, start, start + len(ANSWER), 0.9, heat=window,
-                    document_heat=DocumentHeat("question", list(tokens.starts), list(tokens.ends), ratio))
+                    document_heat=DocumentHeat("question", list(tokens.starts), list(tokens.ends), ratio, LEVEL_RATIOS))
     return context, answer
 
 
