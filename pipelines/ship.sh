@@ -17,5 +17,5 @@ if [ "$HELD_OUT_ARTICLES" -gt 0 ]; then  # the recipe kept these articles out of
   python scripts/held_out_negatives.py "$TRAIN" "$RUN/held-out.json" --articles "$HELD_OUT_ARTICLES"
   qa calibrate "$RUN/held-out.json" --model "$RUN/best"
 fi
-python scripts/attention_views.py --model "$RUN/best" --record  # the view the model's display shows by default
+python scripts/attention_views.py --model "$RUN/best" --record  # the view its display shows by default, and each view's heat levels
 python scripts/export_model.py "$RUN/best" --name "$NAME" --metrics "$RUN/dev-eval/metrics.json"

@@ -87,7 +87,7 @@ def fit_level_ratios(ratios: np.ndarray, shares: tuple[float, ...] = LEVEL_SHARE
     fitted = []
     for share in shares:
         ratio = max(round(float(np.quantile(ratios, 1.0 - share)), 2), LOWEST_LEVEL_RATIO)
-        fitted.append(max(ratio, fitted[-1] + 0.01) if fitted else ratio)
+        fitted.append(max(ratio, round(fitted[-1] + 0.01, 2)) if fitted else ratio)
     return tuple(fitted)
 
 
