@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="skip malformed records (counted and reported) instead of stopping at the first")
     evaluate.add_argument("--max-windows", type=int, metavar="N",
                           help="read at most N windows of 200 tokens of a long passage, those BM25 ranks best for "
-                               "the question (default 5; 0: all)")
+                               "the question (default 4; 0: all)")
     evaluate.add_argument("--attention", choices=ATTENTION_CHOICES,
                           help="attention view whose answer-sentence hit rate goes in metrics.json (default: the "
                                "model's own; none: skip)")

@@ -10,7 +10,8 @@ the window that owns it (overlaps split at their middle), so scores compare acro
 A model with the no-answer option also gives each window a null logit; the passage's is their
 log-mean-exp, it joins both softmaxes, and ``Prediction.no_answer`` is its probability.
 Under ``torchrun`` the batches are dealt out to the ranks and the answers gathered: every row
-sits in the same batch as in one process, so the results are the same bits.
+sits in the same batch as in one process, so the results are the same bits (at the same number of
+threads a process: float32 sums split over more threads can differ in the last bits).
 """
 from __future__ import annotations
 

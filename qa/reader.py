@@ -21,7 +21,7 @@ SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
 DEFAULT_MODEL = SHIPPED_MODELS / "default"
 MAX_QUESTION_TOKENS = 64  # longer questions are cut to their first 64 tokens, with a warning
-MAX_WINDOWS = 5  # a longer passage is read in the windows that BM25 ranks best for the question
+MAX_WINDOWS = 4  # a longer passage is read in the windows that BM25 ranks best for the question
 NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the model folder names none
 
 

@@ -3,6 +3,7 @@ passages are read in windows, every text is encoded once, and two processes unde
 the files one process writes."""
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -160,12 +161,14 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
     path.write_text(json.dumps(payload))
     one, two = tmp_path / "one", tmp_path / "two"
     # several batches, dealt out to the two ranks; the fast model, whose scores do not depend on how texts are
-    # batched (MiniLM's float32 scores move in the last digits with the batch's padding and thread count)
-    base = [str(path), "--batch-size", "3", "--model", "fast"]
+    # batched (MiniLM's float32 scores move in the last digits with the batch's padding). One thread in the
+    # single process, as torchrun gives each rank: float32 sums split over more threads can differ in the last bits
+    base, one_thread = [str(path), "--batch-size", "3", "--model", "fast"], {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "qa", "evaluate", *base, "--output", str(one)], check=True,
-                   capture_output=True)
+                   capture_output=True, env=one_thread)
     launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                               "-m", "qa", "evaluate", *base, "--output", str(two)], capture_output=True, text=True)
+                               "-m", "qa", "evaluate", *base, "--output", str(two)], capture_output=True, text=True,
+                              env=one_thread)
     assert launched.returncode == 0, launched.stderr
     for name in ("predictions.json", "nbest.json"):
         assert (two / name).read_bytes() == (one / name).read_bytes()
