@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--max-windows", type=int, metavar="N",
                           help="read at most N windows of 200 tokens of a long passage, those BM25 ranks best for "
                                "the question (default 4; 0: all)")
+    evaluate.add_argument("--first-windows", type=int, metavar="N",
+                          help="read the N best of them first, and the others only for a question whose best answer "
+                               "there scores below the reader's confident score (default 2; 0: all at once)")
     evaluate.add_argument("--attention", choices=ATTENTION_CHOICES,
                           help="attention view whose answer-sentence hit rate goes in metrics.json (default: the "
                                "model's own; none: skip)")
@@ -158,7 +161,7 @@ def _evaluate(args) -> int:
     run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
                    limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient,
                    bfloat16=args.bfloat16, attention_view=args.attention,
-                   max_windows=args.max_windows)
+                   max_windows=args.max_windows, first_windows=args.first_windows)
     return 0
 
 

@@ -122,7 +122,7 @@ def _print_v2_report(console, metrics: dict, data: str) -> None:
 
 
 def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, attention_view: str | None,
-             abstain: bool, max_windows: int | None, world, console) -> dict:
+             abstain: bool, max_windows: int | None, first_windows: int | None, world, console) -> dict:
     """Run the shipped or given model over ``records`` along the one inference path (``qa.inference``),
     this rank's share of the batches, abstaining where the model says no answer if ``abstain``;
     returns the predictions and timing entries of ``metrics.json``."""
@@ -138,7 +138,8 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
     reader.net.to(world.device)
     view = {None: reader.attention_view, "none": None}.get(attention_view, attention_view)
     options = replace(reader.options, top_k=nbest, batch_size=batch_size, heat_view=view,
-                      max_windows=reader.options.max_windows if max_windows is None else max_windows)
+                      max_windows=reader.options.max_windows if max_windows is None else max_windows,
+                      first_windows=reader.options.first_windows if first_windows is None else first_windows)
     tic = time.monotonic()
     columns = [TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("question-windows"),
                TextColumn("{task.fields[speed]:.0f}/s"), TimeRemainingColumn()]
@@ -159,6 +160,7 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
                                                            for e in prepared.examples],
             "metrics": {"model": str(reader.folder), "precision": "bfloat16" if bfloat16 else "float32",
                         "processes": world.size, "seconds": round(seconds, 2), "max_windows": options.max_windows,
+                        "first_windows": options.first_windows,
                         "no_answer_threshold": reader.no_answer_threshold if reader.has_no_answer else None,
                         "questions_per_s": round(len(predictions) / max(seconds, 1e-9), 1)}}
 
@@ -166,12 +168,13 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
                    lenient: bool = False, bfloat16: bool = False, attention_view: str | None = None,
-                   max_windows: int | None = None, console=None) -> dict:
+                   max_windows: int | None = None, first_windows: int | None = None, console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``.
 
     With a model, ``metrics["attention"]`` says how often the heaviest passage sentence of ``attention_view``
     (None: the model's own view; "none": no figure) holds a gold answer, beside chance (``qa.heat.SentenceHits``). ``max_windows``
-    overrides how many windows of a long passage are read (the reader's default: ``qa.reader.MAX_WINDOWS``).
+    overrides how many windows of a long passage are read, ``first_windows`` how many of them at once (the
+    reader's defaults: ``qa.reader.MAX_WINDOWS``, ``qa.reader.FIRST_WINDOWS``).
 
     Under ``torchrun`` the model's batches are shared among the processes; rank 0 gathers the
     answers, scores them and writes the same files one process would."""
@@ -202,8 +205,8 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             texts = _read_predictions(predictions_file)
             metrics["predictions"] = predictions_file
         else:
-            run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, max_windows, world,
-                           console)
+            run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, max_windows,
+                           first_windows, world, console)
             predictions, passage_tokens, view = run["predictions"], run["passage_tokens"], run["view"]
             texts = best_texts(predictions)
             nbest_lists = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score}

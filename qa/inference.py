@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -53,6 +53,8 @@ class ReadingOptions:
     window_stride: int = 150  # tokens between the starts of consecutive windows
     max_question_tokens: int = 64  # longer questions are cut
     max_windows: int = 0  # read only this many windows of a passage, the best by BM25 (0: all)
+    first_windows: int = 0  # read this many best windows first, the rest only below confident_score (0: all at once)
+    confident_score: float = 0.5  # a question whose best answer in its first windows scores this reads no more
     temperature: float = 1.0  # divides the span logits so that scores are calibrated
     bfloat16: bool = False  # run the network under bfloat16 autocast; span scores stay float32
     with_attention: bool = False  # each answer carries the attention maps of its window and its evidence
@@ -63,8 +65,10 @@ class ReadingOptions:
     def __post_init__(self):
         if min(self.top_k, self.max_answer_len, self.batch_size, self.max_question_tokens) < 1:
             raise UserError("top_k, max_answer_len, batch_size and max_question_tokens must be at least 1")
-        if self.max_windows < 0:
-            raise UserError("max_windows must be 0 (all) or more")
+        if self.max_windows < 0 or self.first_windows < 0:
+            raise UserError("max_windows and first_windows must be 0 (all) or more")
+        if not 0 <= self.confident_score:
+            raise UserError("confident_score must be 0 or more")
         if not 0 < self.window_stride < self.window_tokens:
             raise UserError(f"window_stride must be between 1 and window_tokens - 1 ({self.window_tokens - 1})")
         if not self.temperature > 0:
@@ -121,14 +125,21 @@ def cut_question(question: Tokens, limit: int) -> Tokens:
 
 @dataclass
 class _Plan:
-    """The windows of every asked-about passage and the rows, sorted by window length."""
+    """The windows of every asked-about passage, and which of them each query reads: ``first`` at once,
+    ``later`` only if what the first ones found is not confident enough."""
 
     windows: list[Tokens]
     window_passage: list[int]  # passage index of each window
     window_first: list[int]  # index in its passage of each window's first token
     passage_windows: dict[int, range]  # passage index -> indices of its windows, in passage order
-    owned: dict[tuple[int, int], tuple[int, int]]  # (query, window) -> [lo, hi) of the window's own tokens
-    rows: list[tuple[int, int]]  # (query index, window index)
+    first: list[list[int]]  # query index -> the windows it reads first
+    later: list[list[int]]  # query index -> the windows it reads if its first ones are not confident
+
+    def rows(self, picks: list[list[int]]) -> list[tuple[int, int]]:
+        """(query, window) rows for each query's picked windows, sorted by window length so that a
+        batch pads little (stable: ties keep question order)."""
+        rows = [(q, w) for q, windows in enumerate(picks) for w in windows]
+        return sorted(rows, key=lambda row: len(self.windows[row[1]]))
 
 
 def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOptions) -> _Plan:
@@ -143,21 +154,20 @@ def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOp
         windows += split_windows(tokens, options.window_tokens, options.window_stride)
         owners += [passage] * len(starts)
         firsts += starts
-    rows = []
-    owned: dict[tuple[int, int], tuple[int, int]] = {}
+    at_once = options.first_windows if options.first_windows and options.first_windows < (options.max_windows or math.inf) else 0
+    first, later = [], []
     rankers: dict[int, Ranker] = {}
-    for q, query in enumerate(queries):
-        indices = window_range[query.passage]
-        if options.max_windows and len(indices) > options.max_windows:
+    for query in queries:
+        indices = list(window_range[query.passage])
+        if len(indices) > (at_once or options.max_windows or len(indices)):
             if query.passage not in rankers:
                 rankers[query.passage] = Ranker([windows[w] for w in indices])
-            indices = [indices[k] for k in sorted(rankers[query.passage].best(query.question, options.max_windows))]
-        rows += [(q, w) for w in indices]
-        starts = [firsts[w] for w in indices]
-        ranges = owned_ranges(starts, options.window_tokens, len(passage_tokens[query.passage]))
-        owned.update({(q, w): own for w, own in zip(indices, ranges)})
-    rows.sort(key=lambda row: len(windows[row[1]]))  # stable: ties keep question order
-    return _Plan(windows, owners, firsts, window_range, owned, rows)
+            ranked = rankers[query.passage].best(query.question, options.max_windows or len(indices))
+            indices = [indices[k] for k in ranked]  # best first
+        cut = at_once or len(indices)
+        first.append(sorted(indices[:cut]))
+        later.append(sorted(indices[cut:]))
+    return _Plan(windows, owners, firsts, window_range, first, later)
 
 
 def _token_triples(tokens: Tokens) -> list[tuple[str, int, int]]:
@@ -212,12 +222,15 @@ def passage_null_logit(window_nulls: np.ndarray) -> float:
     return float(np.logaddexp.reduce(read_nulls) - math.log(len(read_nulls)))
 
 
-def _owned_logits(pieces: list[tuple[int, np.ndarray]], tokens: int) -> np.ndarray:
-    """(2, tokens) start and end logits of a passage from the (first token, (2, n) logits) pieces its
-    read windows own; -inf where no window was read (those tokens take no share of the softmaxes)."""
+def _owned_logits(window_logits: dict[int, np.ndarray], plan: "_Plan", tokens: int, size: int) -> np.ndarray:
+    """(2, tokens) start and end logits of a passage from its read windows' (window -> (2, n) logits):
+    each token's from the window that owns it (``owned_ranges``: overlaps split at their middle), -inf
+    where no window was read (those tokens take no share of the softmaxes)."""
+    read_windows = sorted(window_logits)
+    starts = [plan.window_first[w] for w in read_windows]
     owned = np.full((2, tokens), -np.inf, dtype=np.float32)
-    for first, logits in pieces:
-        owned[:, first : first + logits.shape[1]] = logits
+    for w, first, (lo, hi) in zip(read_windows, starts, owned_ranges(starts, size, tokens)):
+        owned[:, first + lo : first + hi] = window_logits[w][:, lo:hi]
     return owned
 
 
@@ -243,32 +256,44 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null
     return [answer for answer, _, _ in placed], logits.no_answer(options.temperature)
 
 
-@torch.inference_mode()
-def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: list[Tokens],
-         queries: list[Query], options: ReadingOptions = ReadingOptions(), world: World = World(),
-         progress: Callable[[int, int], None] | None = None, context: FeatureSource | None = None) -> list[Prediction]:
-    """The ``options.top_k`` best answers to each query, in the order of ``queries``.
+@dataclass
+class _Found:
+    """What reading rows found, by query index: the best answers so far (scored by their window's
+    logits), each window read's (2, n) start and end logits, the null logit of each window of the
+    passage (nan: not read), and the highest heat ratio of each passage token (the attention display)."""
 
-    ``passages[i]`` is the text that ``passage_tokens[i]`` tokenizes; answers are slices of it.
-    A model that reads contextual features needs ``context``.
-    ``progress(rows_done, rows_total)`` is called after each batch this rank reads. Every rank
-    of ``world`` returns the whole result."""
-    net.eval()
+    best: dict[int, list[Answer]] = field(default_factory=dict)
+    logits: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+    nulls: dict[int, np.ndarray] = field(default_factory=dict)
+    documents: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def add(self, other: "_Found", keep: int) -> None:
+        """Take in what ``other`` found: another rank's share of the rows, or a later reading's."""
+        for q, answers in other.best.items():
+            self.best[q] = merge_ranked(self.best.get(q, []) + answers, keep)
+        for q, windows in other.logits.items():  # every (query, window) is one row, read by one rank once
+            self.logits.setdefault(q, {}).update(windows)
+        for q, window_nulls in other.nulls.items():
+            self.nulls[q] = np.fmax(self.nulls[q], window_nulls) if q in self.nulls else window_nulls
+        for q, document in other.documents.items():
+            self.documents[q] = np.maximum(self.documents[q], document) if q in self.documents else document
+
+
+def _read_rows(net: ReaderNet, batcher: Batcher, plan: _Plan, rows: list[tuple[int, int]], passages: list[str],
+               passage_tokens: list[Tokens], questions: list[Tokens], options: ReadingOptions, world: World,
+               context: FeatureSource | None, advance: Callable[[int], None]) -> _Found:
+    """Read this rank's share of ``rows`` in batches, each window and question encoded once and let go
+    after its last row; ``advance(rows)`` after each batch."""
     device = next(net.parameters()).device
-    plan = _plan(passage_tokens, queries, options)
-    questions = [cut_question(q.question, options.max_question_tokens) for q in queries]
+    keep = options.top_k + CANDIDATE_MARGIN
+    found = _Found()
     encoded_windows: dict[int, EncodedText] = {}
     encoded_questions: dict[int, EncodedText] = {}
-    best: dict[int, list[Answer]] = {}  # query index -> its best answers so far (memory: top_k each)
-    documents: dict[int, np.ndarray] = {}  # query index -> max heat ratio per passage token (several windows)
-    owned: dict[int, list[tuple[int, np.ndarray]]] = {}  # query index -> (first token, (2, n) logits) it owns, per window
-    nulls: dict[int, np.ndarray] = {}  # query index -> null logit of each window of its passage (nan: not read)
-    batches = world.shard([plan.rows[i : i + options.batch_size] for i in range(0, len(plan.rows), options.batch_size)])
-    question_uses, window_uses = Counter(q for rows in batches for q, _ in rows), Counter(w for rows in batches for _, w in rows)
-    done = 0
-    for rows in batches:
-        new_windows = [w for w in dict.fromkeys(w for _, w in rows) if w not in encoded_windows]
-        new_questions = [q for q in dict.fromkeys(q for q, _ in rows) if q not in encoded_questions]
+    batches = world.shard([rows[i : i + options.batch_size] for i in range(0, len(rows), options.batch_size)])
+    question_uses, window_uses = Counter(q for part in batches for q, _ in part), Counter(w for part in batches for _, w in part)
+    for part in batches:
+        new_windows = [w for w in dict.fromkeys(w for _, w in part) if w not in encoded_windows]
+        new_questions = [q for q in dict.fromkeys(q for q, _ in part) if q not in encoded_questions]
         for w in new_windows:
             encoded_windows[w] = batcher.encode(plan.windows[w])
         for q in new_questions:
@@ -279,61 +304,87 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
                 encoded_windows[w] = encoded_windows[w].with_context(features)
             for q, features in zip(new_questions, context.question_features(new_questions)):
                 encoded_questions[q] = encoded_questions[q].with_context(features[: len(questions[q])])
-        batch = batcher.collate([encoded_windows[w] for _, w in rows], [encoded_questions[q] for q, _ in rows]).to(device)
+        batch = batcher.collate([encoded_windows[w] for _, w in part], [encoded_questions[q] for q, _ in part]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
             output = net(batch)
         output = ReaderOutput(**{f.name: None if getattr(output, f.name) is None else getattr(output, f.name).cpu()
                                  for f in fields(output)})
-        spans = best_spans(output.start_logits, output.end_logits, batch.passage_mask.cpu(), options.max_answer_len,
-                           options.top_k + CANDIDATE_MARGIN)
+        spans = best_spans(output.start_logits, output.end_logits, batch.passage_mask.cpu(), options.max_answer_len, keep)
         logits = torch.stack([output.start_logits, output.end_logits], 1).float().numpy()  # (B, 2, P)
-        for b, (q, w) in enumerate(rows):
-            passage = plan.window_passage[w]
-            lo, hi = plan.owned[q, w]
-            first = plan.window_first[w]
-            owned.setdefault(q, []).append((first + lo, logits[b, :, lo:hi].copy()))  # a copy: the batch is let go
+        for b, (q, w) in enumerate(part):
+            passage, first, window = plan.window_passage[w], plan.window_first[w], plan.windows[w]
+            found.logits.setdefault(q, {})[w] = logits[b, :, : len(window)].copy()  # a copy: the batch is let go
             if output.null_logits is not None:
-                window_nulls = nulls.setdefault(q, np.full(len(plan.passage_windows[passage]), np.nan))
+                window_nulls = found.nulls.setdefault(q, np.full(len(plan.passage_windows[passage]), np.nan))
                 window_nulls[w - plan.passage_windows[passage].start] = float(output.null_logits[b])
-            found = _row_answers(output, spans, b, passages[passage], plan.windows[w], questions[q], options)
-            best[q] = merge_ranked(best.get(q, []) + found, options.top_k + CANDIDATE_MARGIN)
-            if found and found[0].heat is not None and options.with_attention and len(plan.passage_windows[passage]) > 1:
-                document = documents.setdefault(q, np.zeros(len(passage_tokens[passage]), dtype=np.float32))
-                place = document[first : first + len(plan.windows[w])]
-                np.maximum(place, found[0].heat.ratio, out=place)
-        for q, w in rows:  # a text no row left to read is let go: memory follows the batches, not the file
+            answers = _row_answers(output, spans, b, passages[passage], window, questions[q], options)
+            found.best[q] = merge_ranked(found.best.get(q, []) + answers, keep)
+            if answers and answers[0].heat is not None and options.with_attention and len(plan.passage_windows[passage]) > 1:
+                document = found.documents.setdefault(q, np.zeros(len(passage_tokens[passage]), dtype=np.float32))
+                place = document[first : first + len(window)]
+                np.maximum(place, answers[0].heat.ratio, out=place)
+        for q, w in part:  # a text no row left to read is let go: memory follows the batches, not the file
             for uses, index, encoded in ((question_uses, q, encoded_questions), (window_uses, w, encoded_windows)):
                 uses[index] -= 1
                 if not uses[index]:
                     del encoded[index]
-        done += len(rows)
+        advance(len(part))
+    return found
+
+
+def _scored(found: _Found, q: int, plan: _Plan, tokens: Tokens, options: ReadingOptions) -> tuple[list[Answer], float | None]:
+    """Query ``q``'s answers (copies) ranked over the windows read, and its probability of no answer."""
+    null = passage_null_logit(found.nulls[q]) if q in found.nulls else None
+    owned = _owned_logits(found.logits[q], plan, len(tokens), options.window_tokens)
+    return _passage_scores([replace(a) for a in found.best.get(q, [])], tokens, owned, null, options)
+
+
+@torch.inference_mode()
+def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: list[Tokens],
+         queries: list[Query], options: ReadingOptions = ReadingOptions(), world: World = World(),
+         progress: Callable[[int, int], None] | None = None, context: FeatureSource | None = None) -> list[Prediction]:
+    """The ``options.top_k`` best answers to each query, in the order of ``queries``.
+
+    ``passages[i]`` is the text that ``passage_tokens[i]`` tokenizes; answers are slices of it.
+    A model that reads contextual features needs ``context``. With ``options.first_windows``, a long
+    passage is read in its first windows, and in the rest of its ``max_windows`` only for a query whose
+    best answer there scores below ``options.confident_score``.
+    ``progress(rows_done, rows_total)`` is called after each batch this rank reads. Every rank
+    of ``world`` returns the whole result."""
+    net.eval()
+    plan = _plan(passage_tokens, queries, options)
+    questions = [cut_question(q.question, options.max_question_tokens) for q in queries]
+    keep = options.top_k + CANDIDATE_MARGIN
+    first_rows = plan.rows(plan.first)
+    count = {"done": 0, "total": len(first_rows) + sum(map(len, plan.later))}  # the total shrinks once known
+
+    def advance(rows: int) -> None:
+        count["done"] += rows
         if progress is not None:
-            progress(done, len(plan.rows))
-    merged: dict[int, list[Answer]] = {}
-    merged_documents: dict[int, np.ndarray] = {}
-    merged_owned: dict[int, list[tuple[int, np.ndarray]]] = {}
-    merged_nulls: dict[int, np.ndarray] = {}
-    for part, part_documents, part_owned, part_nulls in world.gather((best, documents, owned, nulls)):
-        for q, found in part.items():
-            merged[q] = merge_ranked(merged.get(q, []) + found, options.top_k + CANDIDATE_MARGIN)
-        for q, document in part_documents.items():
-            merged_documents[q] = np.maximum(merged_documents.get(q, document), document)
-        for q, pieces in part_owned.items():  # every token is owned by one row, so one rank holds its piece
-            merged_owned.setdefault(q, []).extend(pieces)
-        for q, window_nulls in part_nulls.items():  # likewise every window
-            merged_nulls[q] = np.fmax(merged_nulls[q], window_nulls) if q in merged_nulls else window_nulls
-    no_answer: dict[int, float | None] = {}
-    for q in merged_owned:  # every query read, those without a valid span too: their no-answer probability holds
-        null = passage_null_logit(merged_nulls[q]) if q in merged_nulls else None
-        tokens = passage_tokens[queries[q].passage]
-        merged[q], no_answer[q] = _passage_scores(merged.get(q, []), tokens, _owned_logits(merged_owned[q], len(tokens)),
-                                                  null, options)
-    for q, document in merged_documents.items():
+            progress(count["done"], count["total"])
+
+    def read_into(found: _Found, rows: list[tuple[int, int]]) -> None:
+        for part in world.gather(_read_rows(net, batcher, plan, rows, passages, passage_tokens, questions, options,
+                                            world, context, advance)):
+            found.add(part, keep)
+
+    found = _Found()
+    read_into(found, first_rows)
+    results = {q: _scored(found, q, plan, passage_tokens[queries[q].passage], options) for q in found.logits}
+    unsure = [windows if windows and not (results[q][0] and results[q][0][0].score >= options.confident_score) else []
+              for q, windows in enumerate(plan.later)]
+    later_rows = plan.rows(unsure)
+    count["total"] = len(first_rows) + len(later_rows)
+    if later_rows:
+        read_into(found, later_rows)
+        results.update({q: _scored(found, q, plan, passage_tokens[queries[q].passage], options)
+                        for q in {q for q, _ in later_rows}})
+    for q, document in found.documents.items():
         tokens = passage_tokens[queries[q].passage]
         heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document, options.heat_levels)
-        for answer in merged.get(q, []):
+        for answer in results[q][0]:
             answer.document_heat = heat
-    return [Prediction(query.id, merged.get(q, []), no_answer.get(q)) for q, query in enumerate(queries)]
+    return [Prediction(query.id, *results.get(q, ([], None))) for q, query in enumerate(queries)]
 
 
 def read_examples(net: ReaderNet, batcher: Batcher, data: PreparedSet, options: ReadingOptions = ReadingOptions(),

@@ -132,6 +132,36 @@ def test_a_passage_is_normalised_over_the_tokens_of_the_windows_read(tiny):
         assert best.score == pytest.approx(math.exp(best.logits.best - sum(best.logits.log_normalizers(1.0))), rel=1e-6)
 
 
+def test_the_other_windows_are_read_only_below_the_confident_score(tiny):
+    net, batcher = tiny
+    passage = " ".join(str(1000 + 7 * i) for i in range(216))  # windows of 100 starting at 0, 60 and 116
+    tokens = tokenize(passage)
+    queries = [Query(f"q{i}", tokenize(text), 0) for i, text in enumerate(["Which number comes after 1700?",
+                                                                           "What is the number before 2400?"])]
+    windows = {"window_tokens": 100, "window_stride": 60, "top_k": 3}
+
+    def answers(options: ReadingOptions, progress=None) -> list[list[tuple[int, int, float]]]:
+        return [[(a.start, a.end, a.score) for a in p.answers]
+                for p in read(net, batcher, [passage], [tokens], queries, options, progress=progress)]
+
+    first_only, all_three = answers(ReadingOptions(max_windows=1, **windows)), answers(ReadingOptions(**windows))
+    first_scores = [found[0][2] for found in first_only]
+    assert first_scores[0] != first_scores[1]
+    confident = max(range(2), key=lambda q: first_scores[q])
+    assert first_only[confident] != all_three[confident] and first_only[1 - confident] != all_three[1 - confident]
+    calls = []
+    staged = answers(ReadingOptions(max_windows=3, first_windows=1, confident_score=sum(first_scores) / 2, **windows),
+                     progress=lambda done, total: calls.append((done, total)))
+    for q in range(2):  # the confident question keeps what its first window found; the other reads all three
+        expected = first_only[q] if q == confident else all_three[q]
+        assert [(start, end) for start, end, _ in staged[q]] == [(start, end) for start, end, _ in expected]
+        assert [score for _, _, score in staged[q]] == pytest.approx([score for _, _, score in expected], rel=1e-5)
+    assert calls[-1] == (4, 4)  # one window each, then the other question's two more
+    for score, expected in ((0.0, first_only), (1.5, all_three)):  # nobody reads on; everybody does
+        found = answers(ReadingOptions(max_windows=3, first_windows=1, confident_score=score, **windows))
+        assert [[(start, end) for start, end, _ in q] for q in found] == [[(start, end) for start, end, _ in q] for q in expected]
+
+
 def test_two_strides_give_the_same_best_answer_with_close_scores():
     shipped = Reader.load("fast")
     long = _payload_with_a_long_passage()["data"][-1]["paragraphs"][0]
