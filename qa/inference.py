@@ -154,7 +154,8 @@ def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOp
         windows += split_windows(tokens, options.window_tokens, options.window_stride)
         owners += [passage] * len(starts)
         firsts += starts
-    at_once = options.first_windows if options.first_windows and options.first_windows < (options.max_windows or math.inf) else 0
+    staged = 0 < options.first_windows < (options.max_windows or math.inf)  # two readings, not one
+    at_once = options.first_windows if staged else 0
     first, later = [], []
     rankers: dict[int, Ranker] = {}
     for query in queries:
