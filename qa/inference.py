@@ -40,6 +40,9 @@ from qa.windows import merge_ranked, owned_ranges, split_windows, window_starts
 # Candidates kept per question beyond top_k while reading: they are ranked by their own window's
 # logits, then rescored over the whole passage, where the order near a window's edge can change.
 CANDIDATE_MARGIN = 5
+# Queries are read in runs of consecutive passages of about this many first-reading rows; the windows
+# a run's unsure questions may read next stay encoded until the run's second reading is done.
+RUN_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -135,11 +138,21 @@ class _Plan:
     first: list[list[int]]  # query index -> the windows it reads first
     later: list[list[int]]  # query index -> the windows it reads if its first ones are not confident
 
-    def rows(self, picks: list[list[int]]) -> list[tuple[int, int]]:
-        """(query, window) rows for each query's picked windows, sorted by window length so that a
-        batch pads little (stable: ties keep question order)."""
-        rows = [(q, w) for q, windows in enumerate(picks) for w in windows]
+    def rows(self, queries: list[int], picks: list[list[int]]) -> list[tuple[int, int]]:
+        """(query, window) rows of ``queries``' picked windows (``first`` or ``later``), sorted by window
+        length so that a batch pads little (stable: ties keep question order)."""
+        rows = [(q, w) for q in queries for w in picks[q]]
         return sorted(rows, key=lambda row: len(self.windows[row[1]]))
+
+    def runs(self, queries: list[Query]) -> list[list[int]]:
+        """Query indices in runs of consecutive passages, each of about ``RUN_ROWS`` first-reading rows."""
+        runs, rows = [[]], 0
+        for q, query in enumerate(queries):
+            if rows >= RUN_ROWS and query.passage != queries[q - 1].passage:
+                runs, rows = runs + [[]], 0
+            runs[-1].append(q)
+            rows += len(self.first[q])
+        return runs
 
 
 def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOptions) -> _Plan:
@@ -282,13 +295,14 @@ class _Found:
 
 def _read_rows(net: ReaderNet, batcher: Batcher, plan: _Plan, rows: list[tuple[int, int]], passages: list[str],
                passage_tokens: list[Tokens], questions: list[Tokens], options: ReadingOptions, world: World,
-               context: FeatureSource | None, advance: Callable[[int], None]) -> _Found:
-    """Read this rank's share of ``rows`` in batches, each window and question encoded once and let go
-    after its last row; ``advance(rows)`` after each batch."""
+               context: FeatureSource | None, advance: Callable[[int], None], encoded_windows: dict[int, EncodedText],
+               kept_windows: set[int]) -> _Found:
+    """Read this rank's share of ``rows`` in batches, each window and question encoded once (a window
+    already in ``encoded_windows`` not at all) and let go after its last row, unless it is one of
+    ``kept_windows``, which stay in ``encoded_windows``; ``advance(rows)`` after each batch."""
     device = next(net.parameters()).device
     keep = options.top_k + CANDIDATE_MARGIN
     found = _Found()
-    encoded_windows: dict[int, EncodedText] = {}
     encoded_questions: dict[int, EncodedText] = {}
     batches = world.shard([rows[i : i + options.batch_size] for i in range(0, len(rows), options.batch_size)])
     question_uses, window_uses = Counter(q for part in batches for q, _ in part), Counter(w for part in batches for _, w in part)
@@ -327,7 +341,7 @@ def _read_rows(net: ReaderNet, batcher: Batcher, plan: _Plan, rows: list[tuple[i
         for q, w in part:  # a text no row left to read is let go: memory follows the batches, not the file
             for uses, index, encoded in ((question_uses, q, encoded_questions), (window_uses, w, encoded_windows)):
                 uses[index] -= 1
-                if not uses[index]:
+                if not uses[index] and not (encoded is encoded_windows and index in kept_windows):
                     del encoded[index]
         advance(len(part))
     return found
@@ -356,30 +370,31 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
     plan = _plan(passage_tokens, queries, options)
     questions = [cut_question(q.question, options.max_question_tokens) for q in queries]
     keep = options.top_k + CANDIDATE_MARGIN
-    first_rows = plan.rows(plan.first)
-    count = {"done": 0, "total": len(first_rows) + sum(map(len, plan.later))}  # the total shrinks once known
+    count = {"done": 0, "total": sum(map(len, plan.first)) + sum(map(len, plan.later))}  # shrinks once known
 
     def advance(rows: int) -> None:
         count["done"] += rows
         if progress is not None:
             progress(count["done"], count["total"])
 
-    def read_into(found: _Found, rows: list[tuple[int, int]]) -> None:
+    def read_into(found: _Found, rows: list[tuple[int, int]], encoded: dict[int, EncodedText], kept: set[int]) -> None:
         for part in world.gather(_read_rows(net, batcher, plan, rows, passages, passage_tokens, questions, options,
-                                            world, context, advance)):
+                                            world, context, advance, encoded, kept)):
             found.add(part, keep)
 
-    found = _Found()
-    read_into(found, first_rows)
-    results = {q: _scored(found, q, plan, passage_tokens[queries[q].passage], options) for q in found.logits}
-    unsure = [windows if windows and not (results[q][0] and results[q][0][0].score >= options.confident_score) else []
-              for q, windows in enumerate(plan.later)]
-    later_rows = plan.rows(unsure)
-    count["total"] = len(first_rows) + len(later_rows)
-    if later_rows:
-        read_into(found, later_rows)
-        results.update({q: _scored(found, q, plan, passage_tokens[queries[q].passage], options)
-                        for q in {q for q, _ in later_rows}})
+    def scored(q: int) -> tuple[list[Answer], float | None]:
+        return _scored(found, q, plan, passage_tokens[queries[q].passage], options)
+
+    found, results = _Found(), {}
+    for run in plan.runs(queries):
+        encoded: dict[int, EncodedText] = {}  # the run's windows its second reading may need again
+        read_into(found, plan.rows(run, plan.first), encoded, {w for q in run for w in plan.later[q]})
+        results.update({q: scored(q) for q in run if q in found.logits})
+        unsure = [q for q in run if plan.later[q] and not (results[q][0] and results[q][0][0].score >= options.confident_score)]
+        count["total"] -= sum(len(plan.later[q]) for q in run) - sum(len(plan.later[q]) for q in unsure)
+        if unsure:
+            read_into(found, plan.rows(unsure, plan.later), encoded, set())
+            results.update({q: scored(q) for q in unsure})
     for q, document in found.documents.items():
         tokens = passage_tokens[queries[q].passage]
         heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document, options.heat_levels)

@@ -132,7 +132,7 @@ def test_a_passage_is_normalised_over_the_tokens_of_the_windows_read(tiny):
         assert best.score == pytest.approx(math.exp(best.logits.best - sum(best.logits.log_normalizers(1.0))), rel=1e-6)
 
 
-def test_the_other_windows_are_read_only_below_the_confident_score(tiny):
+def test_the_other_windows_are_read_only_below_the_confident_score(tiny, monkeypatch):
     net, batcher = tiny
     passage = " ".join(str(1000 + 7 * i) for i in range(216))  # windows of 100 starting at 0, 60 and 116
     tokens = tokenize(passage)
@@ -157,9 +157,14 @@ def test_the_other_windows_are_read_only_below_the_confident_score(tiny):
         assert [(start, end) for start, end, _ in staged[q]] == [(start, end) for start, end, _ in expected]
         assert [score for _, _, score in staged[q]] == pytest.approx([score for _, _, score in expected], rel=1e-5)
     assert calls[-1] == (4, 4)  # one window each, then the other question's two more
+    encoded = []
+    real_encode = batcher.encode
+    monkeypatch.setattr(batcher, "encode", lambda text: encoded.append(len(text)) or real_encode(text))
     for score, expected in ((0.0, first_only), (1.5, all_three)):  # nobody reads on; everybody does
+        encoded.clear()
         found = answers(ReadingOptions(max_windows=3, first_windows=1, confident_score=score, **windows))
         assert [[(start, end) for start, end, _ in q] for q in found] == [[(start, end) for start, end, _ in q] for q in expected]
+    assert encoded.count(100) == 3  # each window once, though each question reads the other's first window later
 
 
 def test_two_strides_give_the_same_best_answer_with_close_scores():
