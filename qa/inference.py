@@ -173,11 +173,11 @@ def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOp
     rankers: dict[int, Ranker] = {}
     for query in queries:
         indices = list(window_range[query.passage])
-        if len(indices) > (at_once or options.max_windows or len(indices)):
+        most = options.max_windows or len(indices)  # windows read at the most
+        if len(indices) > (at_once or most):
             if query.passage not in rankers:
                 rankers[query.passage] = Ranker([windows[w] for w in indices])
-            ranked = rankers[query.passage].best(query.question, options.max_windows or len(indices))
-            indices = [indices[k] for k in ranked]  # best first
+            indices = [indices[k] for k in rankers[query.passage].best(query.question, most)]  # best first
         cut = at_once or len(indices)
         first.append(sorted(indices[:cut]))
         later.append(sorted(indices[cut:]))
@@ -236,7 +236,7 @@ def passage_null_logit(window_nulls: np.ndarray) -> float:
     return float(np.logaddexp.reduce(read_nulls) - math.log(len(read_nulls)))
 
 
-def _owned_logits(window_logits: dict[int, np.ndarray], plan: "_Plan", tokens: int, size: int) -> np.ndarray:
+def _owned_logits(window_logits: dict[int, np.ndarray], plan: _Plan, tokens: int, size: int) -> np.ndarray:
     """(2, tokens) start and end logits of a passage from its read windows' (window -> (2, n) logits):
     each token's from the window that owns it (``owned_ranges``: overlaps split at their middle), -inf
     where no window was read (those tokens take no share of the softmaxes)."""
@@ -339,9 +339,10 @@ def _read_rows(net: ReaderNet, batcher: Batcher, plan: _Plan, rows: list[tuple[i
                 place = document[first : first + len(window)]
                 np.maximum(place, answers[0].heat.ratio, out=place)
         for q, w in part:  # a text no row left to read is let go: memory follows the batches, not the file
-            for uses, index, encoded in ((question_uses, q, encoded_questions), (window_uses, w, encoded_windows)):
+            for uses, index, encoded, kept in ((question_uses, q, encoded_questions, ()),
+                                               (window_uses, w, encoded_windows, kept_windows)):
                 uses[index] -= 1
-                if not uses[index] and not (encoded is encoded_windows and index in kept_windows):
+                if not uses[index] and index not in kept:
                     del encoded[index]
         advance(len(part))
     return found
