@@ -41,7 +41,7 @@ from qa.windows import merge_ranked, owned_ranges, split_windows, window_starts
 # logits, then rescored over the whole passage, where the order near a window's edge can change.
 CANDIDATE_MARGIN = 5
 # Queries are read in runs of consecutive passages of about this many first-reading rows; the windows
-# a run's unsure questions may read next stay encoded until the run's second reading is done.
+# and questions a run's unsure queries may read next stay encoded until the run's second reading is done.
 RUN_ROWS = 4096
 
 
@@ -293,17 +293,27 @@ class _Found:
             self.documents[q] = np.maximum(self.documents[q], document) if q in self.documents else document
 
 
+@dataclass
+class _Encoded:
+    """Texts encoded for the network (with their contextual features), by window and by query index;
+    those in ``kept_windows`` and ``kept_questions`` outlive their last row (a second reading needs them)."""
+
+    windows: dict[int, EncodedText] = field(default_factory=dict)
+    questions: dict[int, EncodedText] = field(default_factory=dict)
+    kept_windows: set[int] = field(default_factory=set)
+    kept_questions: set[int] = field(default_factory=set)
+
+
 def _read_rows(net: ReaderNet, batcher: Batcher, plan: _Plan, rows: list[tuple[int, int]], passages: list[str],
                passage_tokens: list[Tokens], questions: list[Tokens], options: ReadingOptions, world: World,
-               context: FeatureSource | None, advance: Callable[[int], None], encoded_windows: dict[int, EncodedText],
-               kept_windows: set[int]) -> _Found:
-    """Read this rank's share of ``rows`` in batches, each window and question encoded once (a window
-    already in ``encoded_windows`` not at all) and let go after its last row, unless it is one of
-    ``kept_windows``, which stay in ``encoded_windows``; ``advance(rows)`` after each batch."""
+               context: FeatureSource | None, advance: Callable[[int], None], encoded: _Encoded) -> _Found:
+    """Read this rank's share of ``rows`` in batches, each window and question encoded once (one already
+    in ``encoded`` not at all) and let go after its last row unless ``encoded`` keeps it;
+    ``advance(rows)`` after each batch."""
     device = next(net.parameters()).device
     keep = options.top_k + CANDIDATE_MARGIN
     found = _Found()
-    encoded_questions: dict[int, EncodedText] = {}
+    encoded_windows, encoded_questions = encoded.windows, encoded.questions
     batches = world.shard([rows[i : i + options.batch_size] for i in range(0, len(rows), options.batch_size)])
     question_uses, window_uses = Counter(q for part in batches for q, _ in part), Counter(w for part in batches for _, w in part)
     for part in batches:
@@ -339,11 +349,11 @@ def _read_rows(net: ReaderNet, batcher: Batcher, plan: _Plan, rows: list[tuple[i
                 place = document[first : first + len(window)]
                 np.maximum(place, answers[0].heat.ratio, out=place)
         for q, w in part:  # a text no row left to read is let go: memory follows the batches, not the file
-            for uses, index, encoded, kept in ((question_uses, q, encoded_questions, ()),
-                                               (window_uses, w, encoded_windows, kept_windows)):
+            for uses, index, texts, kept in ((question_uses, q, encoded_questions, encoded.kept_questions),
+                                             (window_uses, w, encoded_windows, encoded.kept_windows)):
                 uses[index] -= 1
                 if not uses[index] and index not in kept:
-                    del encoded[index]
+                    del texts[index]
         advance(len(part))
     return found
 
@@ -378,9 +388,9 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
         if progress is not None:
             progress(count["done"], count["total"])
 
-    def read_into(found: _Found, rows: list[tuple[int, int]], encoded: dict[int, EncodedText], kept: set[int]) -> None:
+    def read_into(found: _Found, rows: list[tuple[int, int]], encoded: _Encoded) -> None:
         for part in world.gather(_read_rows(net, batcher, plan, rows, passages, passage_tokens, questions, options,
-                                            world, context, advance, encoded, kept)):
+                                            world, context, advance, encoded)):
             found.add(part, keep)
 
     def scored(q: int) -> tuple[list[Answer], float | None]:
@@ -388,13 +398,14 @@ def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: 
 
     found, results = _Found(), {}
     for run in plan.runs(queries):
-        encoded: dict[int, EncodedText] = {}  # the run's windows its second reading may need again
-        read_into(found, plan.rows(run, plan.first), encoded, {w for q in run for w in plan.later[q]})
+        # the windows and questions the run's second reading may need stay encoded until it is done
+        encoded = _Encoded(kept_windows={w for q in run for w in plan.later[q]}, kept_questions={q for q in run if plan.later[q]})
+        read_into(found, plan.rows(run, plan.first), encoded)
         results.update({q: scored(q) for q in run if q in found.logits})
         unsure = [q for q in run if plan.later[q] and not (results[q][0] and results[q][0][0].score >= options.confident_score)]
         count["total"] -= sum(len(plan.later[q]) for q in run) - sum(len(plan.later[q]) for q in unsure)
         if unsure:
-            read_into(found, plan.rows(unsure, plan.later), encoded, set())
+            read_into(found, plan.rows(unsure, plan.later), replace(encoded, kept_windows=set(), kept_questions=set()))
             results.update({q: scored(q) for q in unsure})
     for q, document in found.documents.items():
         tokens = passage_tokens[queries[q].passage]
