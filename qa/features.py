@@ -21,7 +21,7 @@ from qa.tokenize import EXTRA_INFIXES, STOP_WORDS, Tokens, tokenize_many
 if TYPE_CHECKING:  # imported lazily: answering a single question never needs it
     import datasets
 
-PREPARE_VERSION = "3"  # raise when the code of tokenizing or answer alignment changes
+PREPARE_VERSION = "4"  # raise when the code of tokenizing or answer alignment changes
 
 
 @dataclass
@@ -31,16 +31,18 @@ class Example:
     id: str
     context_index: int
     question: Tokens
+    question_text: str
     answer_span: tuple[int, int]
     answers: dict
 
 
 @dataclass
 class PreparedSet:
-    """Tokenized passages (each once) and the questions that point at them."""
+    """Tokenized passages (each once), the article title of each, and the questions that point at them."""
 
     contexts: list[str]
     context_tokens: list[Tokens]
+    titles: list[str]  # the article of each passage (the last record's title where records disagree)
     examples: list[Example]
     stats: dict = field(default_factory=dict)
 
@@ -102,6 +104,7 @@ def _prepare(records: "datasets.Dataset", workers: int) -> tuple["datasets.Datas
 
     contexts = list(dict.fromkeys(records["context"]))
     index = {c: i for i, c in enumerate(contexts)}
+    titles = dict(zip(records["context"], records["title"]))
     context_tokens = _tokenize(contexts, workers)
     question_tokens = _tokenize(records["question"], workers)
     rows = []
@@ -114,11 +117,11 @@ def _prepare(records: "datasets.Dataset", workers: int) -> tuple["datasets.Datas
                 record["context"], context_tokens[i], question, answers["text"][0], answers["answer_start"][0]
             )
         rows.append(
-            {"id": record["id"], "context_index": i, "question": _tokens_to_row(question),
+            {"id": record["id"], "context_index": i, "question": _tokens_to_row(question), "question_text": record["question"],
              "answer_start": span[0], "answer_end": span[1], "exact": exact, "repeated": repeated,
              "answers": answers}
         )
-    context_rows = [dict(context=c, **_tokens_to_row(t)) for c, t in zip(contexts, context_tokens)]
+    context_rows = [dict(context=c, title=titles[c], **_tokens_to_row(t)) for c, t in zip(contexts, context_tokens)]
     return datasets.Dataset.from_list(context_rows), datasets.Dataset.from_list(rows)
 
 
@@ -140,7 +143,7 @@ def dataset_key(records: "datasets.Dataset") -> str:
     """Hash of everything that decides a preparation: the records' ids, passages, questions and gold
     answers, and the tokenizer's rules and versions; a cached preparation is reused only when all match."""
     digest = hashlib.sha256(_tokenizer_fingerprint().encode())
-    for column in ("id", "context", "question"):
+    for column in ("id", "title", "context", "question"):
         for value in records[column]:
             digest.update(value.encode("utf-8", "surrogatepass") + b"\0")
     for answers in records["answers"]:
@@ -166,7 +169,7 @@ def prepare(records: "datasets.Dataset", cache: bool = True, workers: int = 0) -
     contexts = context_ds.to_list()
     rows = example_ds.to_list()
     examples = [
-        Example(r["id"], r["context_index"], _row_to_tokens(r["question"]),
+        Example(r["id"], r["context_index"], _row_to_tokens(r["question"]), r["question_text"],
                 (r["answer_start"], r["answer_end"]), r["answers"])
         for r in rows
     ]
@@ -177,4 +180,5 @@ def prepare(records: "datasets.Dataset", cache: bool = True, workers: int = 0) -
         "misaligned_answers": sum(not r["exact"] for r in with_answers),
         "repeated_answers": sum(r["repeated"] for r in with_answers),
     }
-    return PreparedSet([c["context"] for c in contexts], [_row_to_tokens(c) for c in contexts], examples, stats)
+    return PreparedSet([c["context"] for c in contexts], [_row_to_tokens(c) for c in contexts],
+                       [c["title"] for c in contexts], examples, stats)
