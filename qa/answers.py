@@ -26,15 +26,17 @@ class AttentionMaps:
     ``passage_by_question[j, i]``: the softmax over the passage of question word j's general-attention
     scores, i.e. which passage tokens match that word (the same scores ``general`` normalises per row).
     Tokens are ``(text, start, end)`` with character offsets into the passage or question; for a
-    long passage the passage tokens are those of the window the answer came from.
+    long passage the passage tokens are those of the window the answer came from. An array that
+    the requested display did not need is None (``qa.heat.attention_maps``); with ``with_attention``
+    all are there (``self_attention`` only for a model that has it).
     """
 
     passage_tokens: list[tuple[str, int, int]]
     question_tokens: list[tuple[str, int, int]]
-    general: np.ndarray  # (P, Q)
+    general: np.ndarray | None  # (P, Q)
     self_attention: np.ndarray | None  # (P, P)
-    question: np.ndarray  # (Q,)
-    passage_by_question: np.ndarray  # (Q, P)
+    question: np.ndarray | None  # (Q,)
+    passage_by_question: np.ndarray | None  # (Q, P)
 
     @cached_property
     def passage_offsets(self) -> tuple[np.ndarray, np.ndarray]:

@@ -73,7 +73,7 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     from qa.checkpoint import CONFIG_FILE, read_json, write_json
     from qa.data import load_squad
     from qa.features import prepare
-    from qa.inference import read_examples
+    from qa.inference import Passages
     from qa.metric import squad_scores
     from qa.reader import Reader
 
@@ -83,10 +83,7 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     # logits at temperature 1: the fit starts from the raw scores, whatever the folder's current temperature
     options = replace(reader.options, batch_size=batch_size, temperature=1.0, with_logits=True)
     with console.status(f"reading {len(records)} questions"):
-        prepared = prepare(records)
-        context = reader.context_features(prepared.contexts, prepared.context_tokens, list(records["question"]),
-                                          [e.question for e in prepared.examples])
-        predictions = read_examples(reader.net, reader.batcher, prepared, options, context=context)
+        predictions = reader.read(Passages.of(prepare(records)), options, force=True)
     references = {i: a for i, a in zip(records["id"], records["answers"])}
     # is the top answer right? asked of answerable questions only, the null option in place
     answered = [p for p in predictions if p.answers and references[p.id]["text"]]

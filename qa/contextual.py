@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, Sequence
 
 import numpy as np
 import torch
@@ -178,34 +180,85 @@ def _window_text(passage: str, tokens: Tokens, first: int, count: int) -> tuple[
                                       [e - begin for e in tokens.ends[part]])
 
 
+class FeatureSource(Protocol):
+    """Where reading (``qa.inference``) gets the contextual features of a model that reads them, batch by
+    batch: precomputed (``ContextFeatures``) or encoded on demand (``LiveFeatures``)."""
+
+    def windows(self, spans: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """The (tokens, D) features of each (passage index, first token, tokens) window."""
+
+    def question_features(self, queries: list[int]) -> list[np.ndarray]:
+        """The (tokens, D) features of each query's question (before the question is cut)."""
+
+
+@dataclass
+class ContextFeatures:
+    """Precomputed contextual features: ``passages[i]`` (tokens, D) for passage i, ``questions[q]``
+    for query q (training's on-disk stores, or arrays)."""
+
+    passages: Sequence[np.ndarray]
+    questions: Sequence[np.ndarray]
+
+    def windows(self, spans: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        return [self.passages[p][first : first + count] for p, first, count in spans]
+
+    def question_features(self, queries: list[int]) -> list[np.ndarray]:
+        return [self.questions[q] for q in queries]
+
+
+class WindowCache:
+    """The features of the ``size`` windows used most recently, by (passage text, first token, tokens):
+    a passage asked about again (``qa chat``, a library loop) is not encoded again."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._features: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[str, int, int]) -> np.ndarray | None:
+        """The window's features, now the most recently used, or None."""
+        if key in self._features:
+            self._features.move_to_end(key)
+        return self._features.get(key)
+
+    def put(self, key: tuple[str, int, int], features: np.ndarray) -> None:
+        """Keep the window's features, letting the least recently used go beyond ``size``."""
+        self._features[key] = features
+        self._features.move_to_end(key)
+        while len(self._features) > self.size:
+            self._features.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._features)
+
+
 class LiveFeatures:
-    """Contextual features encoded when ``qa.inference.read`` asks for them (``qa.inference.FeatureSource``).
+    """Contextual features encoded when reading asks for them (a ``FeatureSource``).
 
     Each reader window's text is encoded on its own, so a long passage costs only the windows read,
     and a passage that fits one window is encoded whole. Features are float16, as training's store
-    keeps them. Windows already in ``kept`` (text, first token, tokens) -> features are reused, and the
-    new ones are added to it, the oldest beyond ``keep`` dropped (``qa chat`` encodes its passage once)."""
+    keeps them. Windows in ``cache`` are not encoded again, and the new ones go into it."""
 
     def __init__(self, encoder: ContextualEncoder, passages: list[str], passage_tokens: list[Tokens],
-                 questions: list[str], question_tokens: list[Tokens], kept: dict, keep: int):
+                 questions: list[str], question_tokens: list[Tokens], cache: WindowCache):
         self.encoder = encoder
         self.passages, self.passage_tokens = passages, passage_tokens
         self.questions, self.question_tokens = questions, question_tokens
-        self.kept, self.keep = kept, keep
+        self.cache = cache
 
     def windows(self, spans: list[tuple[int, int, int]]) -> list[np.ndarray]:
-        keys = [(self.passages[p], first, count) for p, first, count in spans]
-        passage_of = {key: p for key, (p, _, _) in zip(keys, spans)}
-        missing = [key for key in passage_of if key not in self.kept]
+        found = {}
+        for p, first, count in spans:
+            key = (self.passages[p], first, count)
+            if key not in found:
+                found[key] = (p, self.cache.get(key))
+        missing = [key for key, (_, features) in found.items() if features is None]
         if missing:
-            texts, tokens = zip(*(_window_text(text, self.passage_tokens[passage_of[text, first, count]], first, count)
+            texts, tokens = zip(*(_window_text(text, self.passage_tokens[found[text, first, count][0]], first, count)
                                   for text, first, count in missing))
             for key, features in zip(missing, self.encoder.encode(list(texts), list(tokens))):
-                self.kept[key] = features.astype(np.float16)
-        found = [self.kept[key] for key in keys]
-        for stale in list(self.kept)[: max(len(self.kept) - self.keep, 0)]:
-            del self.kept[stale]
-        return found
+                found[key] = (found[key][0], features.astype(np.float16))
+                self.cache.put(key, found[key][1])
+        return [found[self.passages[p], first, count][1] for p, first, count in spans]
 
     def question_features(self, queries: list[int]) -> list[np.ndarray]:
         if not queries:

@@ -129,7 +129,8 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from qa.features import prepare
-    from qa.inference import read_examples
+    from qa.heat import LEVEL_RATIOS, HeatDisplay
+    from qa.inference import Passages
     from qa.reader import Reader
 
     with console.status(f"tokenizing {len(records)} questions"), world.machine_leader_first():
@@ -137,7 +138,8 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
     reader = Reader.load(model, bfloat16=bfloat16)
     reader.net.to(world.device)
     view = {None: reader.attention_view, "none": None}.get(attention_view, attention_view)
-    options = replace(reader.options, top_k=nbest, batch_size=batch_size, heat_view=view,
+    display = HeatDisplay(view, reader.level_ratios.get(view, LEVEL_RATIOS)) if view else None
+    options = replace(reader.options, top_k=nbest, batch_size=batch_size,
                       max_windows=reader.options.max_windows if max_windows is None else max_windows,
                       first_windows=reader.options.first_windows if first_windows is None else first_windows)
     tic = time.monotonic()
@@ -149,13 +151,8 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total, speed=done / max(time.monotonic() - tic, 1e-9))
 
-        context = reader.context_features(prepared.contexts, prepared.context_tokens, list(records["question"]),
-                                          [e.question for e in prepared.examples])
-        predictions = read_examples(reader.net, reader.batcher, prepared, options, world, advance, context)
+        predictions = reader.read(Passages.of(prepared), options, world, advance, display=display, force=not abstain)
     seconds = time.monotonic() - tic
-    if abstain:
-        for prediction in predictions:
-            prediction.abstained = reader.abstains(prediction)
     return {"predictions": predictions, "view": view, "passage_tokens": [len(prepared.context_tokens[e.context_index])
                                                            for e in prepared.examples],
             "metrics": {"model": str(reader.folder), "precision": "bfloat16" if bfloat16 else "float32",
@@ -174,7 +171,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
     With a model, ``metrics["attention"]`` says how often the heaviest passage sentence of ``attention_view``
     (None: the model's own view; "none": no figure) holds a gold answer, beside chance (``qa.heat.SentenceHits``). ``max_windows``
     overrides how many windows of a long passage are read, ``first_windows`` how many of them at once (the
-    reader's defaults: ``qa.reader.MAX_WINDOWS``, ``qa.reader.FIRST_WINDOWS``).
+    reader's defaults: ``qa.inference.ReadingOptions``).
 
     Under ``torchrun`` the model's batches are shared among the processes; rank 0 gathers the
     answers, scores them and writes the same files one process would."""

@@ -10,11 +10,16 @@ needs is fitted per model and view on dev, so that each level marks the same sha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qa.answers import AttentionMaps, Evidence, Heat
+from qa.answers import Answer, AttentionMaps, DocumentHeat, Evidence, Heat
 from qa.errors import UserError
+
+if TYPE_CHECKING:  # no torch import for the terminal's rendering
+    from qa.model import ReaderOutput
+    from qa.tokenize import Tokens
 
 VIEWS = {
     "self": "passage token i gets the mean self-attention that the answer's tokens pay to it",
@@ -66,6 +71,78 @@ def heat_of(maps: AttentionMaps, view: str, start: int, end: int,
     """The ``view`` heat of the answer at characters ``[start, end)``, shown at ``level_ratios``."""
     weights = token_heat(maps, view, answer_token_range(maps, start, end))
     return Heat(view, *maps.passage_offsets, weights, level_ratios)
+
+
+def _token_triples(tokens: "Tokens") -> list[tuple[str, int, int]]:
+    return list(zip(tokens.words, tokens.starts, tokens.ends))
+
+
+def attention_maps(output: "ReaderOutput", row: int, window: "Tokens", question: "Tokens",
+                   needed: frozenset[str]) -> AttentionMaps:
+    """Batch row ``row``'s attention trimmed to its real tokens, copied out of the batch: only the
+    arrays named in ``needed`` (``AttentionMaps`` field names), the others None, since a (P, P)
+    self-attention copy per row once dominated the time of evaluating with a heat view."""
+    p, q = len(window), len(question)
+
+    def copied(name: str, part):
+        return part().float().numpy().copy() if name in needed and part() is not None else None
+
+    return AttentionMaps(
+        _token_triples(window), _token_triples(question),
+        copied("general", lambda: output.general_attention[row, :p, :q]),
+        copied("self_attention", lambda: None if output.self_attention is None else output.self_attention[row, :p, :p]),
+        copied("question", lambda: output.question_attention[row, :q]),
+        copied("passage_by_question", lambda: output.general_scores[row, :p, :q].float().transpose(0, 1).softmax(-1)),
+    )
+
+
+# the AttentionMaps arrays each view reads
+VIEW_NEEDS = {"self": frozenset({"self_attention"}), "question": frozenset({"question", "passage_by_question"}),
+              "general": frozenset({"general", "question"})}
+ALL_MAPS = frozenset({"general", "self_attention", "question", "passage_by_question"})
+
+
+@dataclass(frozen=True)
+class HeatDisplay:
+    """What reading shows beside the answers (``qa.inference.Display``): the ``view`` heat at ``levels``
+    (None: none) and, ``with_attention``, the window's attention maps, the answer's evidence and, for a
+    passage read in several windows, the document strip."""
+
+    view: str | None
+    levels: tuple[float, ...] = LEVEL_RATIOS
+    with_attention: bool = False
+
+    def __post_init__(self):
+        if self.view is not None and self.view not in VIEWS:
+            raise UserError(f"unknown attention view {self.view!r}; choose {', '.join(VIEWS)} or none")
+        try:
+            checked_level_ratios(self.levels)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+
+    @property
+    def document_strip(self) -> bool:
+        return self.with_attention and self.view is not None
+
+    def decorate(self, output: "ReaderOutput", row: int, window: "Tokens", question: "Tokens",
+                 answers: list[Answer]) -> None:
+        """Give ``answers`` (found in batch row ``row``) their heat, and their maps and evidence ``with_attention``."""
+        needed = ALL_MAPS if self.with_attention else VIEW_NEEDS.get(self.view, frozenset())
+        if not answers or not needed:
+            return
+        maps = attention_maps(output, row, window, question, needed)
+        shared = heat_of(maps, self.view, 0, 0, self.levels) if self.view and self.view not in ANSWER_DEPENDENT_VIEWS else None
+        for answer in answers:
+            if self.view:
+                answer.heat = shared or heat_of(maps, self.view, answer.start, answer.end, self.levels)
+            if self.with_attention:
+                answer.attention, answer.evidence = maps, evidence_of(maps, answer.start, answer.end)
+
+    def document(self, tokens: "Tokens", strip: np.ndarray, answers: list[Answer]) -> None:
+        """Give ``answers`` the heat of every window read: ``strip`` holds each passage token's highest ratio."""
+        heat = DocumentHeat(self.view, tokens.starts, tokens.ends, strip, self.levels)
+        for answer in answers:
+            answer.document_heat = heat
 
 
 def checked_level_ratios(values) -> tuple[float, ...]:

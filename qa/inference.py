@@ -1,5 +1,5 @@
-"""(question, passage) pairs -> ranked answers: the one inference path, shared by ``Reader``, the
-terminal, ``qa evaluate``, ``qa calibrate`` and training's dev evaluation.
+"""Prepared passages and questions -> ranked answers: the reading core behind ``Reader.read``, the one
+path that the library, the terminal, ``qa evaluate``, ``qa calibrate`` and training's dev evaluation share.
 
 Each passage is cut into windows of at most ``window_tokens`` tokens (a passage that fits is one
 window) and each question to its first ``max_question_tokens`` tokens. Every (question, window)
@@ -9,6 +9,14 @@ scored under one start and one end softmax over the whole passage: each token's 
 the window that owns it (overlaps split at their middle), so scores compare across windows.
 A model with the no-answer option also gives each window a null logit; the passage's is their
 log-mean-exp, it joins both softmaxes, and ``Prediction.no_answer`` is its probability.
+
+A long passage is read in its ``first_windows`` best windows by BM25, and in the rest of its
+``max_windows`` only for a question whose best answer there scores below ``confident_score``.
+Questions are read in runs of consecutive passages of about ``RUN_ROWS`` first-reading rows. One
+rule keeps memory bounded: a run owns every text it encoded and lets all of them go when it ends
+(``qa.contextual.WindowCache`` keeps window features between calls). What is shown beside the
+answers (``Display``, e.g. ``qa.heat.HeatDisplay``) is drawn from a batch's attention for the answers
+that enter a question's best list only.
 Under ``torchrun`` the batches are dealt out to the ranks and the answers gathered: every row
 sits in the same batch as in one process, so the results are the same bits (at the same number of
 threads a process: float32 sums split over more threads can differ in the last bits).
@@ -17,53 +25,50 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import Counter
 from dataclasses import dataclass, field, fields, replace
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
-from qa.answers import Answer, AttentionMaps, DocumentHeat, Prediction, SpanLogits
+from qa.answers import Answer, Prediction, SpanLogits
 from qa.batching import Batcher, EncodedText
-from qa.decode import Spans, best_spans
+from qa.contextual import FeatureSource
+from qa.decode import best_spans
 from qa.distributed import World
 from qa.errors import UserError
 from qa.features import PreparedSet
-from qa.heat import ANSWER_DEPENDENT_VIEWS, LEVEL_RATIOS, VIEWS, checked_level_ratios, evidence_of, heat_of
 from qa.model import ReaderNet, ReaderOutput
 from qa.retrieval import Ranker
 from qa.tokenize import Tokens
 from qa.windows import merge_ranked, owned_ranges, split_windows, window_starts
 
-
 # Candidates kept per question beyond top_k while reading: they are ranked by their own window's
 # logits, then rescored over the whole passage, where the order near a window's edge can change.
 CANDIDATE_MARGIN = 5
-# Queries are read in runs of consecutive passages of about this many first-reading rows; the windows
-# and questions a run's unsure queries may read next stay encoded until the run's second reading is done.
+# Queries are read in runs of consecutive passages of about this many first-reading rows; a run's texts
+# stay encoded until it ends, so that its second reading finds them.
 RUN_ROWS = 4096
 
 
 @dataclass(frozen=True)
 class ReadingOptions:
-    """How questions are read and how many answers come back."""
+    """How questions are read and how many answers come back: the one place of the reading defaults."""
 
     top_k: int = 1  # answers per question
     max_answer_len: int = 15  # tokens
     batch_size: int = 64  # rows (question, window) per forward pass
-    window_tokens: int = 200  # longest passage read in one piece (pipelines/README: shorter reader windows)
+    window_tokens: int = 200  # longest passage read in one piece (pipelines/JOURNAL.md: shorter reader windows)
     window_stride: int = 150  # tokens between the starts of consecutive windows
     max_question_tokens: int = 64  # longer questions are cut
-    max_windows: int = 0  # read only this many windows of a passage, the best by BM25 (0: all)
-    first_windows: int = 0  # read this many best windows first, the rest only below confident_score (0: all at once)
-    confident_score: float = 0.5  # a question whose best answer in its first windows scores this reads no more
+    max_windows: int = 4  # read only this many windows of a passage, the best by BM25 (0: all)
+    first_windows: int = 2  # read this many best windows first, the rest only below confident_score (0: all at once)
+    # a question whose best answer in its first windows scores this reads no more (fitted on held-out
+    # training articles: 60% of questions stop at 2 windows)
+    confident_score: float = 0.43
     temperature: float = 1.0  # divides the span logits so that scores are calibrated
     bfloat16: bool = False  # run the network under bfloat16 autocast; span scores stay float32
-    with_attention: bool = False  # each answer carries the attention maps of its window and its evidence
-    with_logits: bool = False  # each answer carries its window's span logits
-    heat_view: str | None = None  # each answer carries this view's heat (qa.heat.VIEWS)
-    heat_levels: tuple[float, ...] = LEVEL_RATIOS  # the ratios to uniform its levels need (qa.heat)
+    with_logits: bool = False  # each top answer carries the passage's span logits (calibration)
 
     def __post_init__(self):
         if min(self.top_k, self.max_answer_len, self.batch_size, self.max_question_tokens) < 1:
@@ -76,47 +81,44 @@ class ReadingOptions:
             raise UserError(f"window_stride must be between 1 and window_tokens - 1 ({self.window_tokens - 1})")
         if not self.temperature > 0:
             raise UserError("temperature must be positive")
-        if self.heat_view is not None and self.heat_view not in VIEWS:
-            raise UserError(f"unknown attention view {self.heat_view!r}; choose {', '.join(VIEWS)} or none")
-        try:
-            checked_level_ratios(self.heat_levels)
-        except ValueError as error:
-            raise UserError(str(error)) from None
-
-
-class FeatureSource(Protocol):
-    """Where ``read`` gets the contextual features (``qa.contextual``) of a model that reads them, batch
-    by batch: precomputed (``ContextFeatures``) or encoded on demand (``qa.contextual.LiveFeatures``)."""
-
-    def windows(self, spans: list[tuple[int, int, int]]) -> list[np.ndarray]:
-        """The (tokens, D) features of each (passage index, first token, tokens) window."""
-
-    def question_features(self, queries: list[int]) -> list[np.ndarray]:
-        """The (tokens, D) features of each query's question (before the question is cut)."""
-
-
-@dataclass
-class ContextFeatures:
-    """Precomputed contextual features: ``passages[i]`` (tokens, D) for passage i, ``questions[q]``
-    for query q (training's on-disk stores, or arrays)."""
-
-    passages: Sequence[np.ndarray]
-    questions: Sequence[np.ndarray]
-
-    def windows(self, spans: list[tuple[int, int, int]]) -> list[np.ndarray]:
-        return [self.passages[p][first : first + count] for p, first, count in spans]
-
-    def question_features(self, queries: list[int]) -> list[np.ndarray]:
-        return [self.questions[q] for q in queries]
 
 
 @dataclass(frozen=True)
 class Query:
-    """One question about ``passages[passage]``; ``id`` names it in the results."""
+    """One question, as text and tokens, about ``passages[passage]``; ``id`` names it in the results."""
 
     id: str
+    text: str
     question: Tokens
     passage: int
+
+
+@dataclass
+class Passages:
+    """Prepared text to read: each passage once with its tokens, and the queries about them. A query
+    names one passage; a question about several documents would name the windows of all of them."""
+
+    texts: list[str]
+    tokens: list[Tokens]
+    queries: list[Query]
+
+    @classmethod
+    def of(cls, data: PreparedSet) -> "Passages":
+        """The passages and questions of a prepared dataset, one query per example, in order."""
+        queries = [Query(e.id, e.question_text, e.question, e.context_index) for e in data.examples]
+        return cls(data.contexts, data.context_tokens, queries)
+
+
+class Display(Protocol):
+    """What is shown beside the answers, drawn from the forward pass that found them (``qa.heat``)."""
+
+    document_strip: bool  # whether a passage read in several windows gets the heat of all of them
+
+    def decorate(self, output: ReaderOutput, row: int, window: Tokens, question: Tokens, answers: list[Answer]) -> None:
+        """Give ``answers``, found in batch row ``row`` of ``output``, what they show."""
+
+    def document(self, tokens: Tokens, strip: np.ndarray, answers: list[Answer]) -> None:
+        """Give ``answers`` the ``strip`` (each passage token's highest heat ratio over the windows read)."""
 
 
 def cut_question(question: Tokens, limit: int) -> Tokens:
@@ -155,78 +157,31 @@ class _Plan:
         return runs
 
 
-def _plan(passage_tokens: list[Tokens], queries: list[Query], options: ReadingOptions) -> _Plan:
-    windows: list[Tokens] = []
-    owners: list[int] = []
-    firsts: list[int] = []
-    window_range: dict[int, range] = {}  # passage index -> indices of its windows
-    for passage in dict.fromkeys(q.passage for q in queries):
-        tokens = passage_tokens[passage]
+def _plan(passages: Passages, options: ReadingOptions) -> _Plan:
+    """Cut each asked-about passage into windows and pick, by BM25, the windows each query reads first
+    and later (all of them at once for a passage within ``first_windows`` or ``max_windows``)."""
+    plan = _Plan([], [], [], {}, [], [])
+    for passage in dict.fromkeys(q.passage for q in passages.queries):
+        tokens = passages.tokens[passage]
         starts = window_starts(len(tokens), options.window_tokens, options.window_stride)
-        window_range[passage] = range(len(windows), len(windows) + len(starts))
-        windows += split_windows(tokens, options.window_tokens, options.window_stride)
-        owners += [passage] * len(starts)
-        firsts += starts
+        plan.passage_windows[passage] = range(len(plan.windows), len(plan.windows) + len(starts))
+        plan.windows += split_windows(tokens, options.window_tokens, options.window_stride)
+        plan.window_passage += [passage] * len(starts)
+        plan.window_first += starts
     staged = 0 < options.first_windows < (options.max_windows or math.inf)  # two readings, not one
     at_once = options.first_windows if staged else 0
-    first, later = [], []
     rankers: dict[int, Ranker] = {}
-    for query in queries:
-        indices = list(window_range[query.passage])
+    for query in passages.queries:
+        indices = list(plan.passage_windows[query.passage])
         most = options.max_windows or len(indices)  # windows read at the most
         if len(indices) > (at_once or most):
             if query.passage not in rankers:
-                rankers[query.passage] = Ranker([windows[w] for w in indices])
+                rankers[query.passage] = Ranker([plan.windows[w] for w in indices])
             indices = [indices[k] for k in rankers[query.passage].best(query.question, most)]  # best first
         cut = at_once or len(indices)
-        first.append(sorted(indices[:cut]))
-        later.append(sorted(indices[cut:]))
-    return _Plan(windows, owners, firsts, window_range, first, later)
-
-
-def _token_triples(tokens: Tokens) -> list[tuple[str, int, int]]:
-    return list(zip(tokens.words, tokens.starts, tokens.ends))
-
-
-def _attention_maps(output: ReaderOutput, row: int, window: Tokens, question: Tokens) -> AttentionMaps:
-    p, q = len(window), len(question)
-    self_weights = output.self_attention
-    return AttentionMaps(
-        _token_triples(window), _token_triples(question),
-        output.general_attention[row, :p, :q].float().numpy().copy(),
-        None if self_weights is None else self_weights[row, :p, :p].float().numpy().copy(),
-        output.question_attention[row, :q].float().numpy().copy(),
-        _passage_softmax(output.general_scores[row, :p, :q].float()).numpy().copy(),
-    )
-
-
-def _passage_softmax(scores: torch.Tensor) -> torch.Tensor:
-    """(P, Q) general-attention scores -> (Q, P): each question word's softmax over the passage."""
-    return scores.transpose(0, 1).softmax(-1)
-
-
-def _row_answers(output: ReaderOutput, spans: Spans, row: int, context: str, window: Tokens, question: Tokens,
-                 options: ReadingOptions) -> list[Answer]:
-    """The valid spans of one row as answers with character offsets into ``context``, scored for
-    now by their logit sum in this window (``read`` rescores them over the whole passage)."""
-    found = spans.of_row(row)
-    if not found:
-        return []
-    maps = _attention_maps(output, row, window, question) if options.with_attention or options.heat_view else None
-    view = options.heat_view
-    levels = options.heat_levels
-    shared_heat = heat_of(maps, view, 0, 0, levels) if view and view not in ANSWER_DEPENDENT_VIEWS else None
-    start_logits, end_logits = output.start_logits[row].tolist(), output.end_logits[row].tolist()
-    answers = []
-    for first, last, _ in found:
-        begin, finish = window.starts[first], window.ends[last]
-        answer = Answer(context[begin:finish], begin, finish, start_logits[first] + end_logits[last])
-        if view:
-            answer.heat = shared_heat or heat_of(maps, view, begin, finish, levels)
-        if options.with_attention:
-            answer.attention, answer.evidence = maps, evidence_of(maps, begin, finish)
-        answers.append(answer)
-    return answers
+        plan.first.append(sorted(indices[:cut]))
+        plan.later.append(sorted(indices[cut:]))
+    return plan
 
 
 def passage_null_logit(window_nulls: np.ndarray) -> float:
@@ -274,12 +229,12 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null
 class _Found:
     """What reading rows found, by query index: the best answers so far (scored by their window's
     logits), each window read's (2, n) start and end logits, the null logit of each window of the
-    passage (nan: not read), and the highest heat ratio of each passage token (the attention display)."""
+    passage (nan: not read), and the highest heat ratio of each passage token (the document strip)."""
 
     best: dict[int, list[Answer]] = field(default_factory=dict)
     logits: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     nulls: dict[int, np.ndarray] = field(default_factory=dict)
-    documents: dict[int, np.ndarray] = field(default_factory=dict)
+    strips: dict[int, np.ndarray] = field(default_factory=dict)
 
     def add(self, other: "_Found", keep: int) -> None:
         """Take in what ``other`` found: another rank's share of the rows, or a later reading's."""
@@ -289,137 +244,156 @@ class _Found:
             self.logits.setdefault(q, {}).update(windows)
         for q, window_nulls in other.nulls.items():
             self.nulls[q] = np.fmax(self.nulls[q], window_nulls) if q in self.nulls else window_nulls
-        for q, document in other.documents.items():
-            self.documents[q] = np.maximum(self.documents[q], document) if q in self.documents else document
+        for q, strip in other.strips.items():
+            self.strips[q] = np.maximum(self.strips[q], strip) if q in self.strips else strip
 
 
-@dataclass
-class _Encoded:
-    """Texts encoded for the network (with their contextual features), by window and by query index;
-    those in ``kept_windows`` and ``kept_questions`` outlive their last row (a second reading needs them)."""
-
-    windows: dict[int, EncodedText] = field(default_factory=dict)
-    questions: dict[int, EncodedText] = field(default_factory=dict)
-    kept_windows: set[int] = field(default_factory=set)
-    kept_questions: set[int] = field(default_factory=set)
+def _row_answers(spans, row: int, context: str, window: Tokens, output: ReaderOutput) -> list[Answer]:
+    """The valid spans of one batch row as answers with character offsets into ``context``, scored for
+    now by their logit sum in this window (``_passage_scores`` rescores them over the whole passage)."""
+    start_logits, end_logits = output.start_logits[row].tolist(), output.end_logits[row].tolist()
+    return [Answer(context[window.starts[first] : window.ends[last]], window.starts[first], window.ends[last],
+                   start_logits[first] + end_logits[last]) for first, last, _ in spans.of_row(row)]
 
 
-def _read_rows(net: ReaderNet, batcher: Batcher, plan: _Plan, rows: list[tuple[int, int]], passages: list[str],
-               passage_tokens: list[Tokens], questions: list[Tokens], options: ReadingOptions, world: World,
-               context: FeatureSource | None, advance: Callable[[int], None], encoded: _Encoded) -> _Found:
-    """Read this rank's share of ``rows`` in batches, each window and question encoded once (one already
-    in ``encoded`` not at all) and let go after its last row unless ``encoded`` keeps it;
-    ``advance(rows)`` after each batch."""
-    device = next(net.parameters()).device
-    keep = options.top_k + CANDIDATE_MARGIN
-    found = _Found()
-    encoded_windows, encoded_questions = encoded.windows, encoded.questions
-    batches = world.shard([rows[i : i + options.batch_size] for i in range(0, len(rows), options.batch_size)])
-    question_uses, window_uses = Counter(q for part in batches for q, _ in part), Counter(w for part in batches for _, w in part)
-    for part in batches:
-        new_windows = [w for w in dict.fromkeys(w for _, w in part) if w not in encoded_windows]
-        new_questions = [q for q in dict.fromkeys(q for q, _ in part) if q not in encoded_questions]
+class _RunTexts:
+    """The texts one run has encoded for the network, with their contextual features, by window and by
+    query index: each encoded once, all let go together when the run ends."""
+
+    def __init__(self, batcher: Batcher, plan: _Plan, questions: list[Tokens], features: FeatureSource | None):
+        self.batcher, self.plan, self.questions, self.features = batcher, plan, questions, features
+        self.windows: dict[int, EncodedText] = {}
+        self.queries: dict[int, EncodedText] = {}
+
+    def batch(self, part: list[tuple[int, int]]) -> tuple[list[EncodedText], list[EncodedText]]:
+        """The encoded windows and questions of ``part``'s (query, window) rows, encoding what is new."""
+        new_windows = [w for w in dict.fromkeys(w for _, w in part) if w not in self.windows]
+        new_queries = [q for q in dict.fromkeys(q for q, _ in part) if q not in self.queries]
         for w in new_windows:
-            encoded_windows[w] = batcher.encode(plan.windows[w])
-        for q in new_questions:
-            encoded_questions[q] = batcher.encode(questions[q])
-        if context is not None:  # features of this batch's new windows and questions, in one request each
+            self.windows[w] = self.batcher.encode(self.plan.windows[w])
+        for q in new_queries:
+            self.queries[q] = self.batcher.encode(self.questions[q])
+        if self.features is not None:  # features of this batch's new windows and questions, in one request each
+            plan = self.plan
             spans = [(plan.window_passage[w], plan.window_first[w], len(plan.windows[w])) for w in new_windows]
-            for w, features in zip(new_windows, context.windows(spans)):
-                encoded_windows[w] = encoded_windows[w].with_context(features)
-            for q, features in zip(new_questions, context.question_features(new_questions)):
-                encoded_questions[q] = encoded_questions[q].with_context(features[: len(questions[q])])
-        batch = batcher.collate([encoded_windows[w] for _, w in part], [encoded_questions[q] for q, _ in part]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bfloat16):
-            output = net(batch)
+            for w, features in zip(new_windows, self.features.windows(spans)):
+                self.windows[w] = self.windows[w].with_context(features)
+            for q, features in zip(new_queries, self.features.question_features(new_queries)):
+                self.queries[q] = self.queries[q].with_context(features[: len(self.questions[q])])
+        return [self.windows[w] for _, w in part], [self.queries[q] for q, _ in part]
+
+
+class _Progress:
+    """Rows read against rows to read, reported after each batch; the total shrinks as questions stop early."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None):
+        self.done, self.total, self.report = 0, total, report
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        if self.report is not None:
+            self.report(self.done, self.total)
+
+
+class _Reading:
+    """One call of ``read``: the network, the plan and the questions, read run by run."""
+
+    def __init__(self, net: ReaderNet, batcher: Batcher, passages: Passages, options: ReadingOptions, world: World,
+                 features: FeatureSource | None, display: Display | None, progress: Callable[[int, int], None] | None):
+        self.net, self.batcher, self.passages, self.options = net, batcher, passages, options
+        self.world, self.features, self.display = world, features, display
+        self.plan = _plan(passages, options)
+        self.progress = _Progress(sum(map(len, self.plan.first)) + sum(map(len, self.plan.later)), progress)
+        self.questions = [cut_question(q.question, options.max_question_tokens) for q in passages.queries]
+        self.keep = options.top_k + CANDIDATE_MARGIN
+        self.device = next(net.parameters()).device
+
+    def run(self, run: list[int]) -> dict[int, tuple[list[Answer], float | None]]:
+        """Read the queries of one run: their first windows, then the later ones of those not yet confident."""
+        plan, options = self.plan, self.options
+        texts = _RunTexts(self.batcher, plan, self.questions, self.features)  # let go when this returns
+        found = self._read(plan.rows(run, plan.first), texts)
+        results = {q: self._scored(found, q) for q in run if q in found.logits}
+        unsure = [q for q in run if plan.later[q] and not (results[q][0] and results[q][0][0].score >= options.confident_score)]
+        self.progress.total -= sum(len(plan.later[q]) for q in run) - sum(len(plan.later[q]) for q in unsure)
+        if unsure:
+            found.add(self._read(plan.rows(unsure, plan.later), texts), self.keep)
+            results.update({q: self._scored(found, q) for q in unsure})
+        for q, strip in found.strips.items():
+            self.display.document(self.passages.tokens[self.passages.queries[q].passage], strip, results[q][0])
+        return results
+
+    def _read(self, rows: list[tuple[int, int]], texts: _RunTexts) -> _Found:
+        """What every rank found in its share of ``rows``, gathered."""
+        batches = [rows[i : i + self.options.batch_size] for i in range(0, len(rows), self.options.batch_size)]
+        mine = _Found()
+        for part in self.world.shard(batches):
+            self._read_batch(part, texts, mine)
+            self.progress.advance(len(part))
+        found = _Found()
+        for part in self.world.gather(mine):
+            found.add(part, self.keep)
+        return found
+
+    def _forward(self, part: list[tuple[int, int]], texts: _RunTexts) -> tuple[ReaderOutput, torch.Tensor]:
+        """The network's output for one batch of rows, on the CPU, and the batch's (B, P) passage mask."""
+        batch = self.batcher.collate(*texts.batch(part)).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.bfloat16):
+            output = self.net(batch)
         output = ReaderOutput(**{f.name: None if getattr(output, f.name) is None else getattr(output, f.name).cpu()
                                  for f in fields(output)})
-        spans = best_spans(output.start_logits, output.end_logits, batch.passage_mask.cpu(), options.max_answer_len, keep)
+        return output, batch.passage_mask.cpu()
+
+    def _read_batch(self, part: list[tuple[int, int]], texts: _RunTexts, found: _Found) -> None:
+        """Read one batch of (query, window) rows into ``found``."""
+        plan = self.plan
+        output, mask = self._forward(part, texts)
+        spans = best_spans(output.start_logits, output.end_logits, mask, self.options.max_answer_len, self.keep)
         logits = torch.stack([output.start_logits, output.end_logits], 1).float().numpy()  # (B, 2, P)
         for b, (q, w) in enumerate(part):
-            passage, first, window = plan.window_passage[w], plan.window_first[w], plan.windows[w]
+            passage, window = plan.window_passage[w], plan.windows[w]
             found.logits.setdefault(q, {})[w] = logits[b, :, : len(window)].copy()  # a copy: the batch is let go
             if output.null_logits is not None:
                 window_nulls = found.nulls.setdefault(q, np.full(len(plan.passage_windows[passage]), np.nan))
                 window_nulls[w - plan.passage_windows[passage].start] = float(output.null_logits[b])
-            answers = _row_answers(output, spans, b, passages[passage], window, questions[q], options)
-            found.best[q] = merge_ranked(found.best.get(q, []) + answers, keep)
-            if answers and answers[0].heat is not None and options.with_attention and len(plan.passage_windows[passage]) > 1:
-                document = found.documents.setdefault(q, np.zeros(len(passage_tokens[passage]), dtype=np.float32))
-                place = document[first : first + len(window)]
-                np.maximum(place, answers[0].heat.ratio, out=place)
-        for q, w in part:  # a text no row left to read is let go: memory follows the batches, not the file
-            for uses, index, texts, kept in ((question_uses, q, encoded_questions, encoded.kept_questions),
-                                             (window_uses, w, encoded_windows, encoded.kept_windows)):
-                uses[index] -= 1
-                if not uses[index] and index not in kept:
-                    del texts[index]
-        advance(len(part))
-    return found
+            answers = _row_answers(spans, b, self.passages.texts[passage], window, output)
+            found.best[q] = merge_ranked(found.best.get(q, []) + answers, self.keep)
+            if self.display is not None and answers:
+                self._show(found, q, w, output, b, answers)
 
+    def _show(self, found: _Found, q: int, w: int, output: ReaderOutput, b: int, answers: list[Answer]) -> None:
+        """Draw what is shown for the answers of row ``b`` that entered the query's best list (and for the row's
+        top answer, whose heat joins the document strip of a passage read in several windows)."""
+        kept = {id(a) for a in found.best[q]}
+        passage = self.plan.window_passage[w]
+        strip = self.display.document_strip and len(self.plan.passage_windows[passage]) > 1
+        shown = [a for k, a in enumerate(answers) if id(a) in kept or (strip and k == 0)]
+        self.display.decorate(output, b, self.plan.windows[w], self.questions[q], shown)
+        if strip and answers[0].heat is not None:
+            tokens = self.passages.tokens[passage]
+            document = found.strips.setdefault(q, np.zeros(len(tokens), dtype=np.float32))
+            place = document[self.plan.window_first[w] : self.plan.window_first[w] + len(self.plan.windows[w])]
+            np.maximum(place, answers[0].heat.ratio, out=place)
 
-def _scored(found: _Found, q: int, plan: _Plan, tokens: Tokens, options: ReadingOptions) -> tuple[list[Answer], float | None]:
-    """Query ``q``'s answers (copies) ranked over the windows read, and its probability of no answer."""
-    null = passage_null_logit(found.nulls[q]) if q in found.nulls else None
-    owned = _owned_logits(found.logits[q], plan, len(tokens), options.window_tokens)
-    return _passage_scores([replace(a) for a in found.best.get(q, [])], tokens, owned, null, options)
+    def _scored(self, found: _Found, q: int) -> tuple[list[Answer], float | None]:
+        """Query ``q``'s answers (copies) ranked over the windows read, and its probability of no answer."""
+        tokens = self.passages.tokens[self.passages.queries[q].passage]
+        null = passage_null_logit(found.nulls[q]) if q in found.nulls else None
+        owned = _owned_logits(found.logits[q], self.plan, len(tokens), self.options.window_tokens)
+        return _passage_scores([replace(a) for a in found.best.get(q, [])], tokens, owned, null, self.options)
 
 
 @torch.inference_mode()
-def read(net: ReaderNet, batcher: Batcher, passages: list[str], passage_tokens: list[Tokens],
-         queries: list[Query], options: ReadingOptions = ReadingOptions(), world: World = World(),
-         progress: Callable[[int, int], None] | None = None, context: FeatureSource | None = None) -> list[Prediction]:
-    """The ``options.top_k`` best answers to each query, in the order of ``queries``.
-
-    ``passages[i]`` is the text that ``passage_tokens[i]`` tokenizes; answers are slices of it.
-    A model that reads contextual features needs ``context``. With ``options.first_windows``, a long
-    passage is read in its first windows, and in the rest of its ``max_windows`` only for a query whose
-    best answer there scores below ``options.confident_score``.
-    ``progress(rows_done, rows_total)`` is called after each batch this rank reads. Every rank
-    of ``world`` returns the whole result."""
+def read(net: ReaderNet, batcher: Batcher, passages: Passages, options: ReadingOptions = ReadingOptions(),
+         world: World = World(), progress: Callable[[int, int], None] | None = None,
+         features: FeatureSource | None = None, display: Display | None = None) -> list[Prediction]:
+    """The ``options.top_k`` best answers to each of ``passages.queries``, in order; answers are slices
+    of the passage texts. A model that reads contextual features needs ``features``; ``display`` draws
+    what is shown beside the answers. ``progress(rows_done, rows_total)`` is called after each batch
+    this rank reads. Every rank of ``world`` returns the whole result."""
     net.eval()
-    plan = _plan(passage_tokens, queries, options)
-    questions = [cut_question(q.question, options.max_question_tokens) for q in queries]
-    keep = options.top_k + CANDIDATE_MARGIN
-    count = {"done": 0, "total": sum(map(len, plan.first)) + sum(map(len, plan.later))}  # shrinks once known
-
-    def advance(rows: int) -> None:
-        count["done"] += rows
-        if progress is not None:
-            progress(count["done"], count["total"])
-
-    def read_into(found: _Found, rows: list[tuple[int, int]], encoded: _Encoded) -> None:
-        for part in world.gather(_read_rows(net, batcher, plan, rows, passages, passage_tokens, questions, options,
-                                            world, context, advance, encoded)):
-            found.add(part, keep)
-
-    def scored(q: int) -> tuple[list[Answer], float | None]:
-        return _scored(found, q, plan, passage_tokens[queries[q].passage], options)
-
-    found, results = _Found(), {}
-    for run in plan.runs(queries):
-        # the windows and questions the run's second reading may need stay encoded until it is done
-        encoded = _Encoded(kept_windows={w for q in run for w in plan.later[q]}, kept_questions={q for q in run if plan.later[q]})
-        read_into(found, plan.rows(run, plan.first), encoded)
-        results.update({q: scored(q) for q in run if q in found.logits})
-        unsure = [q for q in run if plan.later[q] and not (results[q][0] and results[q][0][0].score >= options.confident_score)]
-        count["total"] -= sum(len(plan.later[q]) for q in run) - sum(len(plan.later[q]) for q in unsure)
-        if unsure:
-            read_into(found, plan.rows(unsure, plan.later), replace(encoded, kept_windows=set(), kept_questions=set()))
-            results.update({q: scored(q) for q in unsure})
-    for q, document in found.documents.items():
-        tokens = passage_tokens[queries[q].passage]
-        heat = DocumentHeat(options.heat_view, tokens.starts, tokens.ends, document, options.heat_levels)
-        for answer in results[q][0]:
-            answer.document_heat = heat
-    return [Prediction(query.id, *results.get(q, ([], None))) for q, query in enumerate(queries)]
-
-
-def read_examples(net: ReaderNet, batcher: Batcher, data: PreparedSet, options: ReadingOptions = ReadingOptions(),
-                  world: World = World(), progress: Callable[[int, int], None] | None = None,
-                  context: FeatureSource | None = None) -> list[Prediction]:
-    """``read`` over the questions of a prepared dataset (evaluation, calibration, training's dev
-    set), one prediction per example in order; ``context`` indexes passages by context index and
-    questions by example."""
-    queries = [Query(e.id, e.question, e.context_index) for e in data.examples]
-    return read(net, batcher, data.contexts, data.context_tokens, queries, options, world, progress, context)
+    reading = _Reading(net, batcher, passages, options, world, features, display, progress)
+    results: dict[int, tuple[list[Answer], float | None]] = {}
+    for run in reading.plan.runs(passages.queries):
+        results.update(reading.run(run))
+    return [Prediction(query.id, *results.get(q, ([], None))) for q, query in enumerate(passages.queries)]

@@ -20,10 +20,6 @@ from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS, checked_level_ratios
 SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
 DEFAULT_MODEL = SHIPPED_MODELS / "default"
-MAX_QUESTION_TOKENS = 64  # longer questions are cut to their first 64 tokens, with a warning
-MAX_WINDOWS = 4  # a longer passage is read in the windows that BM25 ranks best for the question
-FIRST_WINDOWS = 2  # the best 2 of them first; the others only for a question whose best answer there
-CONFIDENT_SCORE = 0.43  # scores below this (fitted on held-out training articles: 60% of questions stop at 2)
 NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the model folder names none
 
 
@@ -39,29 +35,24 @@ def model_folder(model: str | Path | None) -> Path:
 class Reader:
     """A trained reader network with its vocabulary, ready to answer questions."""
 
-    WINDOWS_KEPT = 64  # contextual features of the most recent windows are kept (qa chat encodes its passage once)
+    WINDOWS_CACHED = 64  # contextual features of the most recently used windows are kept (qa chat encodes its passage once)
 
-    def __init__(self, net, batcher, folder: Path | None, window_tokens: int | None = None,
-                 window_stride: int | None = None, max_windows: int = MAX_WINDOWS, first_windows: int = FIRST_WINDOWS,
-                 confident_score: float = CONFIDENT_SCORE, temperature: float = 1.0,
-                 bfloat16: bool = False, no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None,
+    def __init__(self, net, batcher, folder: Path | None = None, options=None,
+                 no_answer_threshold: float = NO_ANSWER_THRESHOLD, encoder=None,
                  attention_view: str = DEFAULT_VIEW, level_ratios: dict[str, tuple[float, ...]] | None = None):
-        """``window_tokens``/``window_stride`` None: ``ReadingOptions``' (the one place the sizes are set).
+        """``options``: how this reader reads (``qa.inference.ReadingOptions``; None: its defaults).
         ``attention_view``: the view shown when a call names none (the model's measured best);
         ``level_ratios``: view -> the ratios to uniform its heat levels need (``qa.heat.LEVEL_RATIOS`` for
         a view not in it)."""
+        from qa.contextual import WindowCache
         from qa.inference import ReadingOptions
 
         self.net = net
         self.encoder = encoder  # the frozen contextual encoder (qa.contextual) of a model that reads it
-        self._kept: dict = {}  # (passage text, first token, tokens) -> that window's contextual features
+        self.window_cache = WindowCache(self.WINDOWS_CACHED)
         self.batcher = batcher
         self.folder = folder
-        # how this reader reads: windows, question cut, temperature, precision (see qa.inference)
-        windows = {k: v for k, v in (("window_tokens", window_tokens), ("window_stride", window_stride)) if v is not None}
-        self.options = ReadingOptions(**windows, max_windows=max_windows, first_windows=first_windows,
-                                      confident_score=confident_score, max_question_tokens=MAX_QUESTION_TOKENS,
-                                      temperature=temperature, bfloat16=bfloat16)
+        self.options = options or ReadingOptions()  # windows, question cut, temperature, precision
         self.no_answer_threshold = no_answer_threshold  # abstain when p(no answer) is above it
         self.attention_view = attention_view  # qa.heat.VIEWS: the view shown unless a call names another
         self.level_ratios = dict(level_ratios or {})
@@ -81,6 +72,7 @@ class Reader:
         """Load a shipped model by name (``default``, ``fast``) or a model folder (``config.json`` +
         ``model.safetensors``); None loads ``default``."""
         from qa.batching import Batcher
+        from qa.inference import ReadingOptions
         from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_kernels, glove_tensor
         from qa.vocab import Vocabulary
 
@@ -115,8 +107,8 @@ class Reader:
             level_ratios = {v: checked_level_ratios(ratios) for v, ratios in level_ratios.items()}
         except ValueError as error:
             raise ModelFileError(f"{folder / CONFIG_FILE}: attention {error}") from None
-        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder,
-                   temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16,
+        options = ReadingOptions(temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16)
+        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, options,
                    no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)),
                    encoder=encoder, attention_view=view, level_ratios=level_ratios)
 
@@ -162,17 +154,16 @@ class Reader:
         """``predict`` for many (question, context) pairs, batched by length.
 
         Each distinct context is tokenized and encoded once. Contexts longer than the window are
-        read in overlapping windows (the ``FIRST_WINDOWS`` best by BM25, then up to ``MAX_WINDOWS`` where
-        the best answer scores below ``CONFIDENT_SCORE``); the answers of all windows read are merged,
-        each character span once.
+        read in overlapping windows (``ReadingOptions``: the best by BM25 first, more where the best
+        answer is not confident); the answers of all windows read are merged, each character span once.
         """
-        from qa.inference import Query, read
+        from qa.heat import HeatDisplay
+        from qa.inference import Passages, Query
         from qa.tokenize import tokenize_many
 
-        view = (attention_view or self.attention_view) if with_attention else None
-        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len, batch_size=batch_size,
-                          with_attention=with_attention, heat_view=view,
-                          heat_levels=self.level_ratios.get(view, LEVEL_RATIOS))
+        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len, batch_size=batch_size)
+        view = attention_view or self.attention_view
+        display = HeatDisplay(view, self.level_ratios.get(view, LEVEL_RATIOS), with_attention=True) if with_attention else None
         if len(questions) != len(contexts):
             raise UserError(f"{len(questions)} questions but {len(contexts)} contexts")
         for question, context in zip(questions, contexts):
@@ -182,30 +173,34 @@ class Reader:
                 raise UserError("a passage is empty")
         unique = list(dict.fromkeys(contexts))
         index = {c: i for i, c in enumerate(unique)}
-        queries = []
+        queries, most = [], options.max_question_tokens
         for n, question in enumerate(tokenize_many(questions)):
-            if len(question) > MAX_QUESTION_TOKENS:
-                warnings.warn(f"question {n} has {len(question)} tokens; only the first {MAX_QUESTION_TOKENS} are read",
-                              stacklevel=3)
-            queries.append(Query(str(n), question, index[contexts[n]]))
-        passage_tokens = tokenize_many(unique)
-        context = self.context_features(unique, passage_tokens, questions, [q.question for q in queries])
-        predictions = read(self.net, self.batcher, unique, passage_tokens, queries, options, context=context)
+            if len(question) > most:
+                warnings.warn(f"question {n} has {len(question)} tokens; only the first {most} are read", stacklevel=3)
+            queries.append(Query(str(n), questions[n], question, index[contexts[n]]))
+        return self.read(Passages(unique, tokenize_many(unique), queries), options, display=display, force=force)
+
+    def read(self, passages, options=None, world=None, progress=None, features=None, display=None,
+             force: bool = False) -> list[Prediction]:
+        """The one path from prepared text (``qa.inference.Passages``) to predictions, shared by the library,
+        the terminal, ``qa evaluate``, ``qa calibrate`` and training's dev evaluation: read (``qa.inference.read``
+        with ``options``, None: the reader's), then abstain where the model says the passage does not answer,
+        unless ``force``. ``features``: where the contextual features come from (None: encoded as needed,
+        through the reader's window cache); ``display``: what is shown beside the answers (``qa.heat.HeatDisplay``)."""
+        from qa.distributed import World
+        from qa.inference import read
+
+        if features is None and self.encoder is not None:
+            from qa.contextual import LiveFeatures
+
+            features = LiveFeatures(self.encoder, passages.texts, passages.tokens, [q.text for q in passages.queries],
+                                    [q.question for q in passages.queries], self.window_cache)
+        predictions = read(self.net, self.batcher, passages, options or self.options, world or World(), progress,
+                           features, display)
         if not force:
             for prediction in predictions:
                 prediction.abstained = self.abstains(prediction)
         return predictions
-
-    def context_features(self, passages: list[str], passage_tokens: list, questions: list[str], question_tokens: list):
-        """Where ``qa.inference.read`` gets the contextual features of these passages and questions
-        (``qa.contextual.LiveFeatures``; None for a model without them). The features of the most recent
-        windows read are kept for the next call."""
-        if self.encoder is None:
-            return None
-        from qa.contextual import LiveFeatures
-
-        return LiveFeatures(self.encoder, passages, passage_tokens, questions, question_tokens, self._kept,
-                            self.WINDOWS_KEPT)
 
     def abstains(self, prediction: Prediction) -> bool:
         """Whether the model's no-answer probability for ``prediction`` is above its threshold (the

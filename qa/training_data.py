@@ -32,7 +32,7 @@ import torch
 from qa.batching import Batch, Batcher, EncodedText
 from qa.errors import UserError
 from qa.features import PreparedSet
-from qa.inference import ContextFeatures
+from qa.contextual import ContextFeatures
 from qa.retrieval import Ranker
 from qa.tokenize import STOP_WORDS, Tokens, sentence_spans, tokenize_many
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 from itertools import compress
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,8 @@ from qa.cli import MODEL_HELP
 from qa.data import load_squad
 from qa.features import prepare
 from qa.evaluation import sentence_hits
-from qa.heat import LEVEL_SHARES, VIEWS, fit_level_ratios
-from qa.inference import read_examples
+from qa.heat import LEVEL_RATIOS, LEVEL_SHARES, VIEWS, HeatDisplay, fit_level_ratios
+from qa.inference import Passages
 from qa.metric import squad_scores
 from qa.reader import Reader, model_folder
 from qa.train import contextual_features
@@ -51,8 +50,8 @@ def view_hits(data: str, model: str | None) -> dict:
         context = contextual_features(reader.net.config, prepared, list(records["question"]), Console(stderr=True))
     results = {}
     for view in VIEWS:
-        predictions = read_examples(reader.net, reader.batcher, prepared, replace(reader.options, heat_view=view),
-                                    context=context)
+        display = HeatDisplay(view, reader.level_ratios.get(view, LEVEL_RATIOS))
+        predictions = reader.read(Passages.of(prepared), features=context, display=display, force=True)
         exact = [q["exact_match"] for q in squad_scores(best_texts(predictions), references, per_question=True)["per_question"]]
         right = [bool(e) for e in exact]
         parts = {"all": [True] * len(right), "right": right, "wrong": [not r for r in right]}

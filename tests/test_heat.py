@@ -10,8 +10,8 @@ from qa.answers import AttentionMaps, Heat
 from qa.batching import Batcher
 from qa.cli import main
 from qa.errors import UserError
-from qa.heat import LEVEL_RATIOS, SentenceHits, checked_level_ratios, evidence_of, fit_level_ratios, heat_of, token_heat
-from qa.inference import Query, ReadingOptions, read
+from qa.heat import LEVEL_RATIOS, HeatDisplay, SentenceHits, checked_level_ratios, evidence_of, fit_level_ratios, heat_of, token_heat
+from qa.inference import Passages, Query, ReadingOptions, read
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.tokenize import tokenize
 from qa.vocab import Vocabulary
@@ -51,7 +51,7 @@ def test_each_view_is_the_quantity_it_names():
     general_view = token_heat(maps, "general", answer)
     assert general_view.sum() == pytest.approx(1.0) and general_view.argmax() in (11, 12)
     with pytest.raises(UserError, match="unknown attention view 'sideways'"):
-        ReadingOptions(heat_view="sideways")  # a user's choice is checked before reading
+        HeatDisplay("sideways")  # a user's choice is checked before reading
 
 
 def test_levels_are_ratios_to_uniform_so_flat_shows_nothing():
@@ -80,7 +80,7 @@ def test_fitted_levels_mark_the_aimed_shares_of_tokens():
     with pytest.raises(ValueError, match="4 numbers"):
         checked_level_ratios([1.5, 2.0])
     with pytest.raises(UserError, match="increasing"):
-        ReadingOptions(heat_levels=(1.0, 1.0, 2.0, 3.0))
+        HeatDisplay("question", (1.0, 1.0, 2.0, 3.0))
 
 
 def test_evidence_labels_every_weight_with_its_tokens():
@@ -118,16 +118,18 @@ def test_a_passage_of_several_windows_carries_its_document_heat():
     batcher = Batcher(Vocabulary([]), config.max_word_chars)
     passage = "Filler words about nothing much. " * 40 + "Warsaw stands on the Vistula River."
     tokens = tokenize(passage)
-    options = ReadingOptions(window_tokens=100, window_stride=60, with_attention=True, heat_view="question")
-    [prediction] = read(net, batcher, [passage], [tokens], [Query("q", tokenize("What river?"), 0)], options)
+    display = HeatDisplay("question", with_attention=True)
+    every_window = ReadingOptions(window_tokens=100, window_stride=60, max_windows=0, first_windows=0)
+    [prediction] = read(net, batcher, Passages([passage], [tokens], [Query("q", "What river?", tokenize("What river?"), 0)]),
+                        every_window, display=display)
     best = prediction.answers[0]
     document = best.document_heat
     assert len(document.ratio) == len(tokens) and (document.ratio > 0).all()  # every window contributed
     # within the answer's window, the document heat is at least the window's own heat
     first = tokens.starts.index(best.heat.starts[0])
     assert (document.ratio[first : first + len(best.heat.ratio)] >= best.heat.ratio - 1e-6).all()
-    one_window = read(net, batcher, [passage], [tokens], [Query("q", tokenize("What river?"), 0)],
-                      ReadingOptions(window_tokens=400, window_stride=300, with_attention=True, heat_view="question"))
+    one_window = read(net, batcher, Passages([passage], [tokens], [Query("q", "What river?", tokenize("What river?"), 0)]),
+                      ReadingOptions(window_tokens=400, window_stride=300), display=display)
     assert one_window[0].answers[0].document_heat is None  # the passage (247 tokens) fits one window of 400
 
 
@@ -138,8 +140,8 @@ def test_the_answers_of_one_window_share_its_token_offsets_and_keep_their_own_we
     net = ReaderNet(config, glove_tensor()).eval()
     batcher = Batcher(Vocabulary([]), config.max_word_chars)
     tokens = tokenize(CONTEXT)
-    options = ReadingOptions(top_k=4, heat_view="self")
-    [prediction] = read(net, batcher, [CONTEXT], [tokens], [Query("q", tokenize(QUESTION), 0)], options)
+    [prediction] = read(net, batcher, Passages([CONTEXT], [tokens], [Query("q", QUESTION, tokenize(QUESTION), 0)]),
+                        ReadingOptions(top_k=4), display=HeatDisplay("self"))
     first, *others = [answer.heat for answer in prediction.answers]
     assert len(others) == 3 and first.starts.tolist() == tokens.starts and first.ends.tolist() == tokens.ends
     assert all(heat.starts is first.starts and heat.ends is first.ends for heat in others)

@@ -6,7 +6,10 @@ from hypothesis import strategies as st
 
 from qa.batching import Batcher
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
-from qa.reader import MAX_QUESTION_TOKENS, Reader
+from qa.inference import ReadingOptions
+from qa.reader import Reader
+
+MAX_QUESTION_TOKENS = ReadingOptions().max_question_tokens
 from qa.vocab import Vocabulary
 
 PIECES = st.sampled_from(

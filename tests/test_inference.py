@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,13 +16,14 @@ from conftest import squad_payload
 from qa.answers import Answer
 from qa.batching import Batcher
 from qa.cli import main
-from qa.inference import Query, ReadingOptions, read
+from qa.inference import Passages, Query, ReadingOptions, read
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.reader import Reader
 from qa.tokenize import Tokens, tokenize
 from qa.vocab import Vocabulary
 from qa.windows import merge_ranked, window_starts
 
+EVERY_WINDOW = {"max_windows": 0, "first_windows": 0}  # every window of a passage, read at once
 FILLER = "The committee met again in the spring and discussed the budget for the coming years at length. "
 
 
@@ -75,9 +77,9 @@ def test_each_window_and_each_question_is_encoded_once(tiny, monkeypatch):
     encoded = []
     real_encode = batcher.encode
     monkeypatch.setattr(batcher, "encode", lambda tokens: encoded.append(len(tokens)) or real_encode(tokens))
-    options = ReadingOptions(window_tokens=100, window_stride=60, batch_size=5, top_k=4)
-    queries = [Query(str(n), tokenize(q), 0) for n, q in enumerate(questions)]
-    predictions = read(net, batcher, [passage], [tokenize(passage)], queries, options)
+    options = ReadingOptions(window_tokens=100, window_stride=60, batch_size=5, top_k=4, **EVERY_WINDOW)
+    queries = [Query(str(n), q, tokenize(q), 0) for n, q in enumerate(questions)]
+    predictions = read(net, batcher, Passages([passage], [tokenize(passage)], queries), options)
     assert sorted(encoded) == [3, 5, 6, 100, 100, 100]  # 3 questions, 3 windows: not once per pair
     for prediction in predictions:
         spans = [(a.start, a.end) for a in prediction.answers]
@@ -89,8 +91,8 @@ def test_windows_share_one_softmax_over_the_passage(tiny):
     net, batcher = tiny
     passage = " ".join(str(1000 + 7 * i) for i in range(216))  # distinct tokens: no ties between windows
     tokens, question = tokenize(passage), tokenize("Which number comes after 1700?")
-    [together] = read(net, batcher, [passage], [tokens], [Query("q", question, 0)],
-                      ReadingOptions(window_tokens=100, window_stride=60, top_k=3))
+    [together] = read(net, batcher, Passages([passage], [tokens], [Query("q", "", question, 0)]),
+                      ReadingOptions(window_tokens=100, window_stride=60, top_k=3, **EVERY_WINDOW))
     # by hand: every window alone, each token's logits taken from the one window that owns it
     starts = window_starts(len(tokens), 100, 60)
     assert starts == [0, 60, 116]
@@ -124,9 +126,9 @@ def test_a_passage_is_normalised_over_the_tokens_of_the_windows_read(tiny):
     passage = " ".join(str(1000 + 7 * i) for i in range(216))
     tokens, question = tokenize(passage), tokenize("Which number comes after 1700?")
     for max_windows, read_tokens in ((0, 216), (1, 100)):  # all three windows; the one BM25 ranks first, whole
-        [prediction] = read(net, batcher, [passage], [tokens], [Query("q", question, 0)],
+        [prediction] = read(net, batcher, Passages([passage], [tokens], [Query("q", "", question, 0)]),
                             ReadingOptions(window_tokens=100, window_stride=60, max_windows=max_windows,
-                                           with_logits=True))
+                                           first_windows=0, with_logits=True))
         best = prediction.answers[0]
         assert len(best.logits.start) == len(best.logits.end) == read_tokens  # unread tokens are not kept
         assert best.score == pytest.approx(math.exp(best.logits.best - sum(best.logits.log_normalizers(1.0))), rel=1e-6)
@@ -136,15 +138,16 @@ def test_the_other_windows_are_read_only_below_the_confident_score(tiny, monkeyp
     net, batcher = tiny
     passage = " ".join(str(1000 + 7 * i) for i in range(216))  # windows of 100 starting at 0, 60 and 116
     tokens = tokenize(passage)
-    queries = [Query(f"q{i}", tokenize(text), 0) for i, text in enumerate(["Which number comes after 1700?",
-                                                                           "What is the number before 2400?"])]
+    queries = [Query(f"q{i}", text, tokenize(text), 0) for i, text in enumerate(["Which number comes after 1700?",
+                                                                                 "What is the number before 2400?"])]
     windows = {"window_tokens": 100, "window_stride": 60, "top_k": 3}
 
     def answers(options: ReadingOptions, progress=None) -> list[list[tuple[int, int, float]]]:
         return [[(a.start, a.end, a.score) for a in p.answers]
-                for p in read(net, batcher, [passage], [tokens], queries, options, progress=progress)]
+                for p in read(net, batcher, Passages([passage], [tokens], queries), options, progress=progress)]
 
-    first_only, all_three = answers(ReadingOptions(max_windows=1, **windows)), answers(ReadingOptions(**windows))
+    first_only = answers(ReadingOptions(max_windows=1, first_windows=0, **windows))
+    all_three = answers(ReadingOptions(**EVERY_WINDOW, **windows))
     first_scores = [found[0][2] for found in first_only]
     assert first_scores[0] != first_scores[1]
     confident = max(range(2), key=lambda q: first_scores[q])
@@ -173,8 +176,8 @@ def test_two_strides_give_the_same_best_answer_with_close_scores():
     long = _payload_with_a_long_passage()["data"][-1]["paragraphs"][0]
     best = []
     for size, stride in ((400, 300), (400, 200), (300, 250)):
-        reader = Reader(shipped.net, shipped.batcher, None, window_tokens=size, window_stride=stride,
-                        temperature=shipped.temperature)
+        reader = Reader(shipped.net, shipped.batcher, None,
+                        replace(shipped.options, window_tokens=size, window_stride=stride))
         best.append(reader.answer("Who designed the bridge over the Vistula?", long["context"])[0])
     assert {a.text for a in best} == {"Anna Kowalska"}
     assert max(a.score for a in best) - min(a.score for a in best) < 0.02
@@ -228,8 +231,8 @@ def test_an_answer_across_the_boundary_between_windows_is_found_and_scored_once(
     # comes from the first window and its end logit from the second
     question = "Who designed the bridge over the Vistula?"
     [split] = shipped.predict(question, context, top_k=3).answers[:1]
-    whole = Reader(shipped.net, shipped.batcher, None, window_tokens=2000, window_stride=1000,
-                   temperature=shipped.temperature).predict(question, context, top_k=3)
+    whole = Reader(shipped.net, shipped.batcher, None, replace(shipped.options, window_tokens=2000, window_stride=1000)
+                   ).predict(question, context, top_k=3)
     assert split.text == whole.answers[0].text == "Anna Kowalska"
     assert abs(split.score - whole.answers[0].score) < 0.05
     texts = [a.text for a in shipped.predict(question, context, top_k=3).answers]

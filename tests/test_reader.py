@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from qa.batching import Batcher
+from qa.inference import ReadingOptions
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.reader import Answer, Reader
 from qa.tokenize import tokenize
@@ -75,7 +76,7 @@ def test_with_attention_maps_match_the_tokens(reader):
 
 
 def test_bfloat16_reader_gives_slices_with_float32_scores_and_maps(reader):
-    fast = Reader(reader.net, reader.batcher, folder=None, bfloat16=True)
+    fast = Reader(reader.net, reader.batcher, folder=None, options=ReadingOptions(bfloat16=True))
     answers = fast.answer("What river?", PASSAGE, top_k=3, with_attention=True)
     assert answers and all(PASSAGE[a.start : a.end] == a.text and 0 < a.score <= 1 for a in answers)
     assert answers[0].attention.general.dtype == np.float32
@@ -102,7 +103,7 @@ def test_min_score_lets_callers_abstain(reader):
 
 def test_window_stride_must_be_below_window_size(reader):
     with pytest.raises(ValueError, match="window_stride"):
-        Reader(reader.net, reader.batcher, None, window_tokens=100, window_stride=100)
+        Reader(reader.net, reader.batcher, None, ReadingOptions(window_tokens=100, window_stride=100))
 
 
 def test_models_are_found_by_shipped_name_or_by_folder(tmp_path, monkeypatch):
