@@ -84,7 +84,7 @@ def test_ctrl_c_while_writing_results_still_writes_the_whole_set(squad_file, tmp
     ids = {q["id"] for article in squad_payload()["data"] for p in article["paragraphs"] for q in p["qas"]}
     assert set(json.loads((output / "predictions.json").read_text())) == ids
     assert set(json.loads((output / "nbest.json").read_text())) == ids
-    assert 0 <= json.loads((output / "metrics.json").read_text())["f1"] <= 100
+    assert json.loads((output / "metrics.json").read_text())["questions"] == len(ids)
     assert "interrupted after the complete results were written" in capsys.readouterr().err
 
 

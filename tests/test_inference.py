@@ -16,12 +16,13 @@ from conftest import squad_payload
 from qa.answers import Answer
 from qa.batching import Batcher
 from qa.cli import main
+import qa.inference
 from qa.inference import Passages, Query, ReadingOptions, read
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.reader import Reader
 from qa.tokenize import Tokens, tokenize
 from qa.vocab import Vocabulary
-from qa.windows import merge_ranked, window_starts
+from qa.windows import merge_ranked, owned_ranges, window_starts
 
 EVERY_WINDOW = {"max_windows": 0, "first_windows": 0}  # every window of a passage, read at once
 FILLER = "The committee met again in the spring and discussed the budget for the coming years at length. "
@@ -219,16 +220,19 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
 
 def test_an_answer_across_the_boundary_between_windows_is_found_and_scored_once():
     shipped = Reader.load("fast")
+    assert (shipped.options.window_tokens, shipped.options.window_stride) == (200, 150)
     sentence = "The bridge over the Vistula was designed by Anna Kowalska and opened in 1931."
     before_name = len(tokenize(sentence[: sentence.index("Anna")]))
-    filler = FILLER * 18  # 324 tokens: the name is moved onto the cut by single words below
-    pad = 349 - len(tokenize(filler)) - before_name  # "Anna" at token 349, "Kowalska" at 350
-    context = filler + "again " * pad + sentence + " " + FILLER * 20
+    filler = FILLER * 17  # 306 tokens: the name is moved onto the cut by single words below
+    pad = 324 - len(tokenize(filler)) - before_name  # "Anna" at token 324, "Kowalska" at 325
+    context = filler + "again " * pad + sentence + " " + FILLER * 10
     tokens = tokenize(context)
     anna = tokens.words.index("Anna")
-    assert anna == 349 and window_starts(len(tokens), 400, 300)[:2] == [0, 300]
-    # windows [0, 400) and [300, 700) own the tokens before and from 350: the answer's start logit
-    # comes from the first window and its end logit from the second
+    starts = window_starts(len(tokens), 200, 150)
+    assert anna == 324 and starts[1:3] == [150, 300]
+    # windows [150, 350) and [300, 500), the two that hold the sentence (BM25's first two), own the tokens
+    # before and from 325: the answer's start logit comes from the one and its end logit from the other
+    assert [first + hi for first, (_, hi) in zip(starts[1:3], owned_ranges(starts, 200, len(tokens))[1:3])][0] == 325
     question = "Who designed the bridge over the Vistula?"
     [split] = shipped.predict(question, context, top_k=3).answers[:1]
     whole = Reader(shipped.net, shipped.batcher, None, replace(shipped.options, window_tokens=2000, window_stride=1000)
@@ -237,3 +241,71 @@ def test_an_answer_across_the_boundary_between_windows_is_found_and_scored_once(
     assert abs(split.score - whole.answers[0].score) < 0.05
     texts = [a.text for a in shipped.predict(question, context, top_k=3).answers]
     assert len(texts) == len(set(texts))  # found by both windows, listed once
+
+
+@pytest.fixture(scope="module")
+def tiny_null():
+    """A small untrained network with the no-answer option: each window gets its own null logit."""
+    torch.manual_seed(5)
+    config = ReaderConfig(hidden=16, char_filters=8, no_answer=True)
+    return ReaderNet(config, glove_tensor()).eval(), Batcher(Vocabulary([]), config.max_word_chars)
+
+
+NUMBERS = " ".join(str(1000 + 7 * i) for i in range(216))  # distinct tokens: windows of 100 start at 0, 60, 116
+
+
+def test_the_null_option_is_scored_once_over_every_window_read(tiny_null):
+    net, batcher = tiny_null
+    tokens, question = tokenize(NUMBERS), tokenize("Which number comes after 1700?")
+    [prediction] = read(net, batcher, Passages([NUMBERS], [tokens], [Query("q", "", question, 0)]),
+                        ReadingOptions(window_tokens=100, window_stride=60, **EVERY_WINDOW))
+    starts, owned = [0, 60, 116], [(0, 80), (20, 78), (22, 100)]
+    kept_start, kept_end, nulls = [], [], []
+    for first, (lo, hi) in zip(starts, owned):  # by hand: every window alone
+        window = Tokens(*(values[first : first + 100] for values in (tokens.words, tokens.lemmas, tokens.starts, tokens.ends)))
+        with torch.inference_mode():
+            output = net(batcher.batch([window], [question]))
+        kept_start.append(output.start_logits[0, lo:hi].double())
+        kept_end.append(output.end_logits[0, lo:hi].double())
+        nulls.append(float(output.null_logits[0]))
+    assert max(nulls) - min(nulls) > 1e-3  # the windows disagree, so how they combine matters
+    null = float(torch.tensor(nulls, dtype=torch.float64).logsumexp(0)) - math.log(3)  # their log-mean-exp
+    start_norm = float(torch.logaddexp(torch.cat(kept_start).logsumexp(0), torch.tensor(null, dtype=torch.float64)))
+    end_norm = float(torch.logaddexp(torch.cat(kept_end).logsumexp(0), torch.tensor(null, dtype=torch.float64)))
+    assert prediction.no_answer == pytest.approx(math.exp(2 * null - start_norm - end_norm), rel=1e-3)
+
+
+def test_a_passage_read_in_several_windows_abstains_above_the_threshold_only(tiny_null):
+    net, batcher = tiny_null
+    options = ReadingOptions(window_tokens=100, window_stride=60)
+    question = "Which number comes after 1700?"
+    forced = Reader(net, batcher, None, options).predict(question, NUMBERS, force=True)
+    assert not forced.abstained and forced.answers and 0 < forced.no_answer < 1
+    below, above = forced.no_answer * 0.99, min(forced.no_answer * 1.01, 1.0)
+    abstaining = Reader(net, batcher, None, options, no_answer_threshold=below)
+    prediction = abstaining.predict(question, NUMBERS)
+    assert prediction.abstained and prediction.text == ""
+    assert prediction.answers[0].text == forced.answers[0].text  # the best guess stays
+    assert abstaining.answer(question, NUMBERS) == []
+    assert abstaining.answer(question, NUMBERS, force=True)[0].text == forced.answers[0].text
+    answering = Reader(net, batcher, None, options, no_answer_threshold=above)
+    assert answering.answer(question, NUMBERS)[0].text == forced.answers[0].text
+
+
+def test_reading_in_several_runs_gives_the_same_predictions(tiny_null, monkeypatch):
+    net, batcher = tiny_null
+    texts = [NUMBERS, FILLER * 12, "Warsaw stands on the Vistula River. It is the capital of Poland."]
+    asked = [(0, "Which number comes after 1700?"), (0, "What is the number before 2400?"), (1, "Who met?"),
+             (1, "When did the committee meet?"), (2, "What river does Warsaw stand on?"), (2, "What is Warsaw?")]
+    queries = [Query(f"q{n}", text, tokenize(text), passage) for n, (passage, text) in enumerate(asked)]
+    passages = Passages(texts, [tokenize(t) for t in texts], queries)
+    options = ReadingOptions(window_tokens=100, window_stride=60, max_windows=3, first_windows=1, confident_score=0.01,
+                             top_k=3, batch_size=2)
+    at_once = read(net, batcher, passages, options)
+    monkeypatch.setattr(qa.inference, "RUN_ROWS", 1)
+    assert len(qa.inference._plan(passages, options).runs(queries)) == 3  # one run a passage
+    in_runs = read(net, batcher, passages, options)
+    for one, other in zip(at_once, in_runs):
+        assert [(a.start, a.end) for a in one.answers] == [(a.start, a.end) for a in other.answers]
+        assert [a.score for a in one.answers] == pytest.approx([a.score for a in other.answers], rel=1e-5)
+        assert one.no_answer == pytest.approx(other.no_answer, rel=1e-5)
