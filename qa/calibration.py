@@ -68,7 +68,6 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
 
     Returns the fitted temperature with the log-loss and ECE of the top score before and after."""
     from rich.console import Console
-    from rich.table import Table
 
     from qa.checkpoint import CONFIG_FILE, read_json, write_json
     from qa.data import load_squad
@@ -92,7 +91,26 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
                                                       per_question=True)["per_question"]]
     logits = [p.answers[0].logits for p in answered]
     temperature = fit_temperature(logits, correct)
-    result = {"temperature": round(temperature, 4), "fitted_on": data, "questions": len(correct)}
+    result = {"temperature": round(temperature, 4), "fitted_on": data, "questions": len(correct),
+              **_before_and_after(console, logits, correct, temperature, data)}
+    if reader.has_no_answer and any(not a["text"] for a in references.values()):
+        result.update(fit_no_answer_threshold(predictions, references, temperature))
+    settings = read_json(reader.folder / CONFIG_FILE)
+    write_json(reader.folder / CONFIG_FILE, {**settings, "calibration": result})
+    fitted = f"temperature {temperature:.3f}"
+    if "no_answer_threshold" in result:
+        fitted += (f" and no-answer threshold {result['no_answer_threshold']:.3f} (SQuAD 2.0 F1 "
+                   f"{result['no_answer_f1']:.2f} on {result['no_answer_questions']} questions, "
+                   f"{100 * result['unanswerable_share']:.0f}% of them unanswerable)")
+    console.print(f"wrote {fitted} to {reader.folder / CONFIG_FILE}")
+    return result
+
+
+def _before_and_after(console, logits: list[SpanLogits], correct: list[float], temperature: float, data: str) -> dict:
+    """The log-loss and ECE of the top score at temperature 1 and at ``temperature``, printed as a table."""
+    from rich.table import Table
+
+    result = {}
     table = Table(title=f"calibration of the top answer's score on {data} ({len(correct)} questions)")
     for column in ("temperature", "log-loss", "ECE", "mean score", "exact match"):
         table.add_column(column, justify="right")
@@ -102,17 +120,7 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
         result[f"ece_{name}"] = round(expected_calibration_error(scores.tolist(), correct)["ece"], 4)
         table.add_row(f"{t:.3f}", f"{result[f'log_loss_{name}']:.4f}", f"{result[f'ece_{name}']:.4f}",
                       f"{scores.mean():.3f}", f"{np.mean(correct):.3f}")
-    if reader.has_no_answer and any(not a["text"] for a in references.values()):
-        result.update(fit_no_answer_threshold(predictions, references, temperature))
     console.print(table)
-    settings = read_json(reader.folder / CONFIG_FILE)
-    write_json(reader.folder / CONFIG_FILE, {**settings, "calibration": result})
-    fitted = f"temperature {temperature:.3f}"
-    if "no_answer_threshold" in result:
-        fitted += (f" and no-answer threshold {result['no_answer_threshold']:.3f} (SQuAD 2.0 F1 "
-                   f"{result['no_answer_f1']:.2f} on {result['no_answer_questions']} questions, "
-                   f"{100 * result['unanswerable_share']:.0f}% of them unanswerable)")
-    console.print(f"wrote {fitted} to {reader.folder / CONFIG_FILE}")
     return result
 
 

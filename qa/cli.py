@@ -32,31 +32,40 @@ ATTENTION_HELP = (
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa", description="Attention-based reading-comprehension QA.")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_ask, _add_chat, _add_train, _add_calibrate, _add_evaluate):
+        add(commands)
+    return parser
 
+
+def _add_reading(command: argparse.ArgumentParser) -> None:
+    """The passage and model options ``ask`` and ``chat`` share."""
+    source = command.add_mutually_exclusive_group()
+    source.add_argument("--context", help="the passage text")
+    source.add_argument("--file", help="read the passage from a UTF-8 text file")
+    command.add_argument("--model", help=MODEL_HELP)
+    command.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
+    command.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
+
+
+def _add_ask(commands) -> None:
     ask = commands.add_parser("ask", help="answer a question about a passage",
                               description="Answer QUESTION from a passage given with --context, --file or stdin.")
     ask.add_argument("question")
-    source = ask.add_mutually_exclusive_group()
-    source.add_argument("--context", help="the passage text")
-    source.add_argument("--file", help="read the passage from a UTF-8 text file")
-    ask.add_argument("--model", help=MODEL_HELP)
-    ask.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
+    _add_reading(ask)
     ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
     ask.add_argument("--force", action="store_true",
                      help="answer even when the model judges that the passage does not answer the question")
-    ask.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
     ask.add_argument("--json", action="store_true", help="print a JSON result instead of the rendering")
     ask.add_argument("--html", metavar="FILE", help="also write the rendering, with its colours, as an HTML page")
 
+
+def _add_chat(commands) -> None:
     chat = commands.add_parser("chat", help="ask question after question about one passage")
-    chat_source = chat.add_mutually_exclusive_group()
-    chat_source.add_argument("--context", help="the passage text")
-    chat_source.add_argument("--file", help="read the passage from a UTF-8 text file")
-    chat.add_argument("--model", help=MODEL_HELP)
-    chat.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
-    chat.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
+    _add_reading(chat)
     chat.add_argument("--force", action="store_true", help="always answer (also :force in the chat)")
 
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train a reader from a recipe in pipelines/")
     train.add_argument("--config", default="pipelines/default.json")
     train.add_argument("--run-dir", help="override the recipe's run folder")
@@ -67,11 +76,17 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device (auto: CUDA if present)")
     train.add_argument("--prepare-workers", type=int, help="processes for tokenizing the data")
 
+
+
+def _add_calibrate(commands) -> None:
     calibrate = commands.add_parser("calibrate", help="fit the score temperature of a model on questions it was not trained on")
     calibrate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
     calibrate.add_argument("--split", default="validation", help="split of a hub dataset")
     calibrate.add_argument("--model", help=MODEL_HELP)
     calibrate.add_argument("--limit", type=int, default=0, help="only the first N questions")
+
+
+def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="official SQuAD EM/F1 (and the v2.0 figures on SQuAD 2.0 files)")
     evaluate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
     evaluate.add_argument("--split", default="validation", help="split of a hub dataset")
@@ -94,7 +109,6 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--attention", choices=ATTENTION_CHOICES,
                           help="attention view whose answer-sentence hit rate goes in metrics.json (default: the "
                                "model's own; none: skip)")
-    return parser
 
 
 def _read_passage(args) -> str:

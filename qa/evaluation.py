@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -162,6 +162,64 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
                         "questions_per_s": round(len(predictions) / max(seconds, 1e-9), 1)}}
 
 
+@dataclass
+class _Answers:
+    """What is scored: the top answer text of each question, and with a model its n-best lists, no-answer
+    probabilities (files with unanswerable questions), predictions, passage lengths and attention view."""
+
+    texts: dict[str, str]
+    nbest: dict | None = None
+    no_answer: dict | None = None
+    predictions: list | None = None
+    passage_tokens: list[int] | None = None
+    view: str | None = None  # the attention view scored, if any
+
+    @classmethod
+    def of(cls, run: dict, unanswerable: bool) -> "_Answers":
+        """The answers of a model run (``_predict``)."""
+        predictions = run["predictions"]
+        nbest = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score} for a in p.answers]
+                 for p in predictions}
+        no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
+                     for p in predictions} if unanswerable else None
+        return cls(best_texts(predictions), nbest, no_answer, predictions, run["passage_tokens"], run["view"])
+
+
+def _load_records(data: str, split: str, lenient: bool, limit: int, console):
+    """The records of ``data`` and a count of the bad ones skipped, said on the console."""
+    from qa.data import load_squad
+
+    skipped: Counter = Counter()
+    records = load_squad(data, split=split, lenient=lenient, skipped=skipped, limit=limit)
+    if skipped:
+        console.print(f"[yellow]skipped {sum(skipped.values())} bad records:[/] "
+                      + ", ".join(f"{reason} ({count})" for reason, count in skipped.most_common()))
+    return records, skipped
+
+
+def _scored(records, answers: _Answers, unanswerable: bool) -> dict:
+    """The official figures of ``answers`` against the records' gold answers, with breakdowns, the attention
+    view's hit rate and the calibration of the top score."""
+    from qa.metric import squad_scores
+
+    # the references come straight from the records: no cache can change what is scored
+    references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
+    metrics: dict = {"squad_version": "2.0" if unanswerable else "1.1"}
+    scored = squad_scores(answers.texts, references, per_question=True, no_answer_probability=answers.no_answer)
+    per_question = scored.pop("per_question")
+    metrics.update(scored)
+    metrics["breakdowns"] = breakdowns(
+        per_question, records["question"], [len((r["answers"]["text"] or [""])[0].split()) for r in references],
+        answers.passage_tokens or _passage_lengths(records))
+    if answers.view:
+        metrics["attention"] = sentence_hits(answers.predictions, _each_context(records), references, answers.view)
+    if answers.nbest is not None:  # over the questions answered: is an answer's score its chance of being right?
+        answered = [(r, s) for r, s in zip(references, per_question) if answers.texts[r["id"]]]
+        confidences = [answers.nbest[r["id"]][0]["score"] for r, _ in answered]
+        metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for _, s in answered])
+    return metrics
+
+
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
                    lenient: bool = False, bfloat16: bool = False, attention_view: str | None = None,
@@ -177,61 +235,29 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
     answers, scores them and writes the same files one process would."""
     from rich.console import Console
 
-    from qa.data import has_unanswerable, load_squad
+    from qa.data import has_unanswerable
     from qa.distributed import join, leave
-    from qa.metric import squad_scores
 
     world = join("auto")
     try:
         console = console if console and world.main else Console(quiet=not world.main)
-        skipped: Counter = Counter()
-        records = load_squad(data, split=split, lenient=lenient, skipped=skipped, limit=limit)
-        if skipped:
-            console.print(f"[yellow]skipped {sum(skipped.values())} bad records:[/] "
-                          + ", ".join(f"{reason} ({count})" for reason, count in skipped.most_common()))
-        # the references come straight from the records: no cache can change what is scored
-        references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
-        questions = records["question"]
-        metrics: dict = {"data": data, "questions": len(references), "skipped_records": dict(skipped)}
+        records, skipped = _load_records(data, split, lenient, limit, console)
+        metrics: dict = {"data": data, "questions": len(records), "skipped_records": dict(skipped)}
         unanswerable = has_unanswerable(records)
-        nbest_lists = None
-        view = None  # the attention view scored, if any
-        no_answer = None
-        passage_tokens = None
         if predictions_file:
-            texts = _read_predictions(predictions_file)
+            answers = _Answers(_read_predictions(predictions_file))
             metrics["predictions"] = predictions_file
         else:
             run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, max_windows,
                            first_windows, world, console)
-            predictions, passage_tokens, view = run["predictions"], run["passage_tokens"], run["view"]
-            texts = best_texts(predictions)
-            nbest_lists = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score}
-                                  for a in p.answers] for p in predictions}
+            answers = _Answers.of(run, unanswerable)
             metrics.update(run["metrics"])
-            if unanswerable:
-                no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
-                             for p in predictions}
         if not world.main:
             return metrics
-        metrics["squad_version"] = "2.0" if unanswerable else "1.1"
-        scored = squad_scores(texts, references, per_question=True, no_answer_probability=no_answer)
-        per_question = scored.pop("per_question")
-        metrics.update(scored)
-        if passage_tokens is None:
-            passage_tokens = _passage_lengths(records)
-        metrics["breakdowns"] = breakdowns(
-            per_question, questions, [len((r["answers"]["text"] or [""])[0].split()) for r in references],
-            passage_tokens)
-        if view:
-            metrics["attention"] = sentence_hits(predictions, _each_context(records), references, view)
-        if nbest_lists is not None:  # over the questions answered: is an answer's score its chance of being right?
-            answered = [(r, s) for r, s in zip(references, per_question) if texts[r["id"]]]
-            confidences = [nbest_lists[r["id"]][0]["score"] for r, _ in answered]
-            metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for _, s in answered])
+        metrics.update(_scored(records, answers, unanswerable))
         _print_report(console, metrics, data)
         if output:
-            written = _write_results(Path(output), texts, nbest_lists, no_answer, metrics)
+            written = _write_results(Path(output), answers.texts, answers.nbest, answers.no_answer, metrics)
             console.print(f"wrote {', '.join(written)} to {output}")
         return metrics
     finally:
