@@ -1,7 +1,7 @@
 """What the LSTMs' recurrence costs in a training step, and so what a recurrence-free encoder could gain.
 
 1. Profiles bfloat16 training steps of the shipped model's config on length-bucketed dev batches
-   (``bench.training_speed``) and reports the share of CPU time in the LSTM kernels, forward and
+   (``bench_training.training_speed``) and reports the share of CPU time in the LSTM kernels, forward and
    backward.
 2. For each LSTM of the model, at a training-batch shape, times one direction's forward and backward
    pass against its input projection alone (``Linear(in, 4H)``, the part an SRU or QRNN keeps as one
@@ -25,13 +25,16 @@ from rich.progress import Progress
 from rich.table import Table
 from torch.profiler import ProfilerActivity, profile
 
-from bench import Sizes, elapsed_ms, training_speed  # scripts/ is on the path when a script here runs
+from bench import elapsed_ms  # scripts/ is on the path when a script here runs
+from bench_training import TrainingSizes, training_set, training_speed
 
 
-def lstm_share(reader, records, sizes: Sizes) -> dict:
-    """Share of self CPU time in the LSTM kernels over profiled bfloat16 training steps."""
+def lstm_share(reader, dev: str, sizes: TrainingSizes) -> dict:
+    """Share of self CPU time in the LSTM kernels over profiled bfloat16 training steps (the texts are
+    encoded for training before the profiler starts)."""
+    training = training_set(reader, dev, sizes)
     with Progress(transient=True) as progress, profile(activities=[ProfilerActivity.CPU]) as prof:
-        examples_per_s = training_speed(reader, records, sizes, progress, bfloat16=True)
+        examples_per_s = training_speed(reader, training, sizes, progress, bfloat16=True)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     forward = sum(e.self_cpu_time_total for e in events if e.key == "aten::mkldnn_rnn_layer")
@@ -81,19 +84,18 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
-    from qa.data import load_squad
     from qa.reader import Reader
 
     torch.manual_seed(0)
     reader = Reader.load()
-    sizes = Sizes(train_steps=20, train_warmup=5)
-    share = lstm_share(reader, load_squad(args.dev), sizes)
-    rows = recurrence_cost(reader.net, sizes.train_batch, args.length, args.question_length, args.repeats)
+    sizes = TrainingSizes(steps=20, warmup=5)
+    share = lstm_share(reader, args.dev, sizes)
+    rows = recurrence_cost(reader.net, sizes.batch, args.length, args.question_length, args.repeats)
     lstm_ms = sum(r["lstm_ms"] for r in rows)
     recurrent = 1 - sum(r["projection_ms"] for r in rows) / lstm_ms  # time-weighted over the model's LSTMs
     bound = 1 / (1 - share["lstm_share"] * recurrent)
 
-    table = Table(title=f"LSTM direction vs its input projection, batch {sizes.train_batch}, bfloat16 autocast")
+    table = Table(title=f"LSTM direction vs its input projection, batch {sizes.batch}, bfloat16 autocast")
     for column in ("layer", "input x steps", "LSTM ms", "projection ms", "recurrence share", "LSTM GFLOP/s",
                    "projection GFLOP/s"):
         table.add_column(column, justify="left" if column == "layer" else "right")
