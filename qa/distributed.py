@@ -59,6 +59,12 @@ class World:
         dist.all_reduce(tensor)
         return tensor.tolist()
 
+    def sum_named(self, values: dict[str, float]) -> dict[str, float]:
+        """Each named value summed over all ranks, in one all-reduce (in name order, so that ranks that
+        built their dicts in different orders still add like to like)."""
+        names = sorted(values)
+        return dict(zip(names, self.sum([values[name] for name in names])))
+
     def gather(self, value) -> list:
         """The ``value`` of every rank, in rank order (picklable Python objects)."""
         if self.size == 1:

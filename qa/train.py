@@ -16,8 +16,9 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,7 +38,8 @@ from qa.data import load_squad
 from qa.distributed import World, join, leave
 from qa.errors import UserError
 from qa.features import PreparedSet, prepare
-from qa.inference import ContextFeatures, ReadingOptions, read_examples
+from qa.contextual import ContextFeatures
+from qa.inference import Passages, ReadingOptions
 from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
@@ -45,6 +47,9 @@ from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_ke
 from qa.tokenize import Tokens
 from qa.training_data import GroupShares, TrainingSet, swapped_questions
 from qa.vocab import Vocabulary, most_frequent_words
+
+if TYPE_CHECKING:  # imported lazily: only a model that reads contextual features needs it
+    from qa.contextual import FeatureStore
 
 LAST_CHECKPOINT = "last.safetensors"  # the resumable state in a run folder
 
@@ -149,14 +154,13 @@ def averaged_weights(net: torch.nn.Module, ema: EMA | None):
         net.load_state_dict(saved)
 
 
-def _load(path: str, limit: int, workers: int, console) -> tuple[PreparedSet, list[str], list[str]]:
-    """The prepared file, the article title of each of its passages and the text of each question."""
+def _load(path: str, limit: int, workers: int, console) -> PreparedSet:
+    """The prepared file (its first ``limit`` questions when set), with its statistics printed."""
     records = load_squad(path, limit=limit)
     with console.status(f"preparing {path} ({len(records)} questions)"):
         data = prepare(records, workers=workers)
     console.print(f"{path}: {data.stats}")
-    titles = dict(zip(records["context"], records["title"]))
-    return data, [titles[context] for context in data.contexts], list(records["question"])
+    return data
 
 
 def autocast_on(config: TrainConfig, world: World) -> bool:
@@ -186,8 +190,9 @@ def feature_stores(config: ReaderConfig, texts: list[tuple[str, list[str], list[
     return stores
 
 
-def contextual_features(config: ReaderConfig, data: PreparedSet, questions: list[str], console) -> ContextFeatures:
+def contextual_features(config: ReaderConfig, data: PreparedSet, console) -> ContextFeatures:
     """The frozen contextual features of a prepared file's passages and questions (``feature_stores``)."""
+    questions = [e.question_text for e in data.examples]
     return ContextFeatures(*feature_stores(config, [("passages", data.contexts, data.context_tokens),
                                                     ("questions", questions, [e.question for e in data.examples])],
                                            console))
@@ -201,15 +206,71 @@ def make_optimizer(config: TrainConfig, net: torch.nn.Module) -> torch.optim.Opt
     return choices[config.optimizer]([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate)
 
 
+@dataclass
+class Budget:
+    """What a run may spend (epochs, minutes, optimizer steps) and has spent, a resumed run's earlier
+    minutes and steps included: the one place that says how far along the schedule is and when to stop,
+    from numbers the ranks agree on at every step (``agree``), so they share a learning rate and stop together."""
+
+    epochs: int
+    max_minutes: float = 0.0  # 0 = no limit
+    max_steps: int = 0  # 0 = no limit
+    steps: int = 0  # optimizer steps taken in all
+    started: float = field(default_factory=time.monotonic)  # time.monotonic() at which no minute was spent
+    progress: float = 0.0  # the share spent, the ranks' mean at the last agreement (the schedule's clock)
+    time_up: bool = False  # some rank's clock had passed max_minutes at the last agreement
+
+    @classmethod
+    def of(cls, config: TrainConfig, position: dict | None = None) -> "Budget":
+        """``config``'s budget, its clock starting now, less what a checkpoint's ``position`` spent (none
+        for a fresh run; checkpoints from before step budgets lack ``total_steps``)."""
+        position = position or {}
+        return cls(config.epochs, config.max_minutes, config.max_steps, position.get("total_steps", 0),
+                   time.monotonic() - position.get("minutes", 0.0) * 60)
+
+    def minutes(self) -> float:
+        """Training time spent, a resumed run's earlier time included."""
+        return (time.monotonic() - self.started) / 60
+
+    def share(self, epochs_done: float, minutes: float) -> float:
+        """How much is spent, in [0, 1]: the furthest along of the epochs, the minutes (when
+        ``max_minutes`` is set) and the steps (when ``max_steps`` is set)."""
+        done = [epochs_done / self.epochs]
+        if self.max_minutes:
+            done.append(minutes / self.max_minutes)
+        if self.max_steps:
+            done.append(self.steps / self.max_steps)
+        return min(max(done), 1.0)
+
+    def agree(self, world: World, epochs_done: float, **also: float) -> dict[str, float]:
+        """Agree with the other ranks before a step, in one all-reduce, on the progress (their mean: their
+        clocks differ a little, their learning rates must not) and on whether time is up (on any rank's
+        clock); ``also`` names more values to sum in the same reduction, and comes back summed."""
+        now = self.minutes()
+        time_up = bool(self.max_minutes and now >= self.max_minutes)
+        agreed = world.sum_named({**also, "progress": self.share(epochs_done, now), "time_up": float(time_up)})
+        self.progress, self.time_up = agreed.pop("progress") / world.size, agreed.pop("time_up") > 0
+        return agreed
+
+    @property
+    def spent(self) -> bool:
+        """Whether to stop now: time was up at the last agreement, or the steps are used up."""
+        return self.time_up or bool(self.max_steps and self.steps >= self.max_steps)
+
+    def allows(self, epoch: int) -> bool:
+        """Whether to train (on in) epoch ``epoch``, counted from 0: it is one of the budget's epochs, and
+        neither the time nor the steps are spent."""
+        return epoch < self.epochs and not self.spent
+
+    def position(self) -> dict:
+        """What a checkpoint's ``position`` keeps of the budget (``of`` reads it back)."""
+        return {"total_steps": self.steps, "minutes": self.minutes()}
+
+
 def budget_progress(config: TrainConfig, position: dict, minutes: float, steps_per_epoch: int) -> float:
-    """How much of the training budget is spent, in [0, 1]: the furthest along of the epochs, the
-    minutes (when ``max_minutes`` is set) and the steps (when ``max_steps`` is set)."""
-    done = [(position["epoch"] + position["step"] / max(steps_per_epoch, 1)) / config.epochs]
-    if config.max_minutes:
-        done.append(minutes / config.max_minutes)
-    if config.max_steps:
-        done.append(position["total_steps"] / config.max_steps)
-    return min(max(done), 1.0)
+    """The share of ``config``'s budget (``Budget.share``) spent at a checkpoint's ``position``, ``minutes`` in."""
+    budget = Budget(config.epochs, config.max_minutes, config.max_steps, position["total_steps"])
+    return budget.share(position["epoch"] + position["step"] / max(steps_per_epoch, 1), minutes)
 
 
 def scheduled_learning_rate(config: TrainConfig, progress: float) -> float:
@@ -229,11 +290,14 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, ranks: int) ->
 
 def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int, world: World = World(),
                  bfloat16: bool = False, context: ContextFeatures | None = None) -> dict:
-    """Dev EM/F1 along the one inference path (``qa.inference``), its batches shared among the ranks.
-    ``bfloat16`` (CPU mixed-precision runs) predicts under autocast: about 30% less time per
-    epoch-end evaluation, at scores within 0.05 of float32 (the exported model is re-evaluated)."""
-    predictions = read_examples(net, batcher, dev, ReadingOptions(max_answer_len=max_answer_len, bfloat16=bfloat16),
-                                world, context=context)
+    """Dev EM/F1 along the one inference path (``Reader.read``, answers forced), its batches shared among
+    the ranks; long passages are read as ``qa evaluate`` reads them. ``bfloat16`` (CPU mixed-precision runs)
+    predicts under autocast: about 30% less time per epoch-end evaluation, at scores within 0.05 of float32
+    (the exported model is re-evaluated)."""
+    from qa.reader import Reader
+
+    options = ReadingOptions(max_answer_len=max_answer_len, bfloat16=bfloat16)
+    predictions = Reader(net, batcher, options=options).read(Passages.of(dev), world=world, features=context, force=True)
     return squad_scores(best_texts(predictions), [{"id": e.id, "answers": e.answers} for e in dev.examples])
 
 
@@ -260,34 +324,24 @@ def _sync_log(path: Path, history: list[dict]) -> None:
 
 @dataclass
 class TrainState:
-    """Where a run stands; checkpoints save it as their ``position`` dict, from which a resume continues."""
+    """Where a run stands in its data and results; a checkpoint's ``position`` holds it (with what the
+    ``Budget`` spent), from which a resume continues."""
 
     epoch: int = 0  # epochs completed
     step: int = 0  # steps taken in the current epoch
-    total_steps: int = 0  # steps taken in all
-    minutes: float = 0.0  # training time spent, as of the last checkpoint
     best_f1: float = -1.0
     history: list[dict] = field(default_factory=list)  # the log records of the evaluated epochs
 
     @classmethod
     def from_position(cls, position: dict) -> "TrainState":
-        """The state a checkpoint saved; those from before step budgets lack ``total_steps``."""
-        return cls(**{"total_steps": 0, **position})
-
-    def position(self) -> dict:
-        """The checkpoint's ``position``: the fields as a plain dict."""
-        return asdict(self)
-
-
-def _steps_spent(config: TrainConfig, state: TrainState) -> bool:
-    """Whether the ``max_steps`` budget is used up."""
-    return bool(config.max_steps and state.total_steps >= config.max_steps)
+        """The state a checkpoint's ``position`` saved (its budget's part left to ``Budget.of``)."""
+        return cls(**{f.name: position[f.name] for f in fields(cls)})
 
 
 @dataclass
 class Trainer:
     """A net and what trains it: the model the steps call (on several ranks the net wrapped in
-    DistributedDataParallel), the optimizer, gradient scaler, EMA and the training clock."""
+    DistributedDataParallel), the optimizer, gradient scaler, EMA and the budget (with the training clock)."""
 
     config: TrainConfig
     world: World
@@ -296,17 +350,19 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     ema: EMA | None
-    started: float  # time.monotonic() at which the training time spent was 0
+    budget: Budget
 
     @classmethod
-    def build(cls, config: TrainConfig, net: ReaderNet, world: World = World(), minutes: float = 0.0) -> "Trainer":
-        """A fresh optimizer, scaler and EMA for ``net`` (on ``world.device``), the clock at ``minutes`` spent."""
+    def build(cls, config: TrainConfig, net: ReaderNet, world: World = World(),
+              budget: Budget | None = None) -> "Trainer":
+        """A fresh optimizer, scaler and EMA for ``net`` (on ``world.device``), spending ``budget`` (by
+        default ``config``'s, from nothing spent)."""
         # DDP averages gradients over ranks; the frozen GloVe buffer never changes, so it is not re-broadcast
         model = net if world.size == 1 else DistributedDataParallel(
             net, device_ids=[world.device] if world.device.type == "cuda" else None, forward_sync_buffers=False)
         scaler = torch.amp.GradScaler("cuda", enabled=config.mixed_precision and world.device.type == "cuda")
         ema = EMA(net, config.ema_decay) if config.ema_decay else None
-        return cls(config, world, net, model, make_optimizer(config, net), scaler, ema, time.monotonic() - minutes * 60)
+        return cls(config, world, net, model, make_optimizer(config, net), scaler, ema, budget or Budget.of(config))
 
     def restore(self, groups: dict, meta: dict) -> None:
         """Take the optimizer state and EMA weights a checkpoint saved."""
@@ -314,40 +370,31 @@ class Trainer:
             self.ema.shadow = {k: v.to(self.world.device) for k, v in groups["ema"].items()}
         restore_optimizer(self.optimizer, groups.get("optimizer", {}), meta["optimizer"])
 
-    def minutes(self) -> float:
-        """Training time spent, a resumed run's earlier time included."""
-        return (time.monotonic() - self.started) / 60
-
 
 @dataclass
 class StepOutcome:
-    """One step's loss (the global batch's mean) and the stop signals every rank agreed on."""
+    """One step's loss (the global batch's mean) and whether Ctrl-C was pressed on some rank, as the ranks agreed."""
 
     loss: float
-    interrupted: bool  # Ctrl-C on some rank
-    budget_spent: bool  # the minutes or the steps budget
+    interrupted: bool
 
 
 def train_step(trainer: Trainer, training: TrainingSet, batch: list[int], state: TrainState, steps_per_epoch: int,
                interrupted: bool = False) -> StepOutcome:
-    """One optimizer step on this rank's share of a global batch, advancing ``state``; the ranks agree on
-    the loss and on stopping before the gradient all-reduce, so that they stop together."""
-    config, world = trainer.config, trainer.world
+    """One optimizer step on this rank's share of a global batch, advancing ``state`` and the budget; the
+    ranks agree on the loss, Ctrl-C and the budget before the gradient all-reduce, so that they stop together."""
+    config, world, budget = trainer.config, trainer.world, trainer.budget
     inputs = training.collate(world.split(batch)).to(world.device)
     dtype = torch.float16 if world.device.type == "cuda" else torch.bfloat16
     with torch.autocast(world.device.type, dtype=dtype, enabled=autocast_on(config, world)):
         # the global batch's mean loss once DDP averages the ranks' gradients
         loss = span_loss(trainer.model(inputs), inputs, over=len(batch) / world.size)
-    now = trainer.minutes()
-    total, stop, time_up, spent = world.sum([
-        loss.item(), float(interrupted), float(bool(config.max_minutes and now >= config.max_minutes)),
-        budget_progress(config, state.position(), now, steps_per_epoch)])
-    if not math.isfinite(total):
+    agreed = budget.agree(world, state.epoch + state.step / max(steps_per_epoch, 1),
+                          loss=loss.item(), interrupted=float(interrupted))
+    if not math.isfinite(agreed["loss"]):
         raise FloatingPointError(f"non-finite loss at epoch {state.epoch + 1} step {state.step}")
-    # ranks' clocks differ a little: they agree on the mean, so their weights stay identical
-    rate = scheduled_learning_rate(config, spent / world.size)
     for group in trainer.optimizer.param_groups:
-        group["lr"] = rate
+        group["lr"] = scheduled_learning_rate(config, budget.progress)
     trainer.optimizer.zero_grad()
     trainer.scaler.scale(loss).backward()
     trainer.scaler.unscale_(trainer.optimizer)
@@ -355,9 +402,9 @@ def train_step(trainer: Trainer, training: TrainingSet, batch: list[int], state:
     trainer.scaler.step(trainer.optimizer)
     trainer.scaler.update()
     if trainer.ema:
-        trainer.ema.update(trainer.net, state.total_steps)
-    state.step, state.total_steps = state.step + 1, state.total_steps + 1
-    return StepOutcome(total / world.size, bool(stop), bool(time_up) or _steps_spent(config, state))
+        trainer.ema.update(trainer.net, budget.steps)
+    state.step, budget.steps = state.step + 1, budget.steps + 1
+    return StepOutcome(agreed["loss"] / world.size, agreed["interrupted"] > 0)
 
 
 @dataclass
@@ -379,11 +426,10 @@ class Run:
         return self.folder / LAST_CHECKPOINT
 
     def save_last(self, state: TrainState) -> None:
-        """Checkpoint the resumable state, with the training time spent so far."""
-        state.minutes = self.trainer.minutes()
+        """Checkpoint the resumable state, with the minutes and steps the budget has spent so far."""
         if self.trainer.world.main:
-            _save_last(self.last, self.trainer.net, self.trainer.ema, self.trainer.optimizer, state.position(),
-                       self.settings)
+            _save_last(self.last, self.trainer.net, self.trainer.ema, self.trainer.optimizer,
+                       {**asdict(state), **self.trainer.budget.position()}, self.settings)
         self.saved_at = time.monotonic()
 
     def log(self, record: dict) -> None:
@@ -412,58 +458,92 @@ def held_out_titles(articles: list[str], count: int) -> set[str]:
     return set(titles[len(titles) - count:]) if count else set()
 
 
-def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data: PreparedSet,
-           console, articles: list[str] | None = None, questions: tuple[list[str], list[str]] | None = None
-           ) -> tuple[Run, TrainState]:
-    """The run's parts and state, restored from ``last.safetensors`` when there is one (a resume), else
-    fresh; a new run starts its log, a resumed one makes the log match the checkpoint. ``articles`` names
-    the article of each training passage (needed by pair and other groups); ``questions`` the texts of
-    the training and dev questions (needed by a model that reads contextual features)."""
-    saved, model_config, state = _saved_or_fresh(config, world, train_data)
-    settings = {"training": {k: v for k, v in asdict(config).items() if k != "model"}, "model": model_config.to_dict()}
+def _restored_net(model_config: ReaderConfig, world: World, saved: tuple[dict, dict] | None) -> ReaderNet:
+    """A new net on the world's device, with a checkpoint's weights and RNG state when there is one."""
     net = ReaderNet(model_config, glove_tensor())
     if saved:
         net.load_state_dict(saved[0]["model"])
         torch.set_rng_state(saved[0]["rng"]["torch"])
-    net.to(world.device)
-    parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return net.to(world.device)
+
+
+def _open_folder(config: TrainConfig, world: World, state: TrainState, resumed: bool, console) -> Path:
+    """The run folder, made by rank 0, whose log a resume makes match the checkpoint's history first."""
     folder = Path(config.run_dir)
     if world.main:
         folder.mkdir(parents=True, exist_ok=True)
-        if saved:
+        if resumed:
             _sync_log(folder / "log.jsonl", state.history)
-    if saved:
+    if resumed:
         console.print(f"resuming {folder} at epoch {state.epoch + 1}, step {state.step}")
+    return folder
+
+
+def _announce(config: TrainConfig, world: World, parameters: int, console) -> None:
+    """Print the model's size and where it trains, and that the recipe's mixed precision is off where
+    bfloat16 would be emulated (slow)."""
     console.print(f"model: {parameters:,} trainable parameters; {world.size} process(es) on {world.device}, "
                   f"{torch.get_num_threads()} thread(s) each")
     if config.mixed_precision and not autocast_on(config, world):
         console.print(f"[yellow]note:[/] {BFLOAT16_SLOW}; the recipe's mixed precision is off, training runs in float32")
+
+
+def _swaps(config: TrainConfig, data: PreparedSet, console) -> dict[int, tuple[str, Tokens]] | None:
+    """The training questions' swapped forms (``swapped_questions``) when the recipe deals swapped groups."""
+    if not config.shares.swapped:
+        return None
+    with console.status("swapping names and numbers of the questions"):
+        return swapped_questions(data, [e.question_text for e in data.examples], data.titles, config.seed)
+
+
+def _contexts(model_config: ReaderConfig, world: World, train_data: PreparedSet, dev_data: PreparedSet,
+              swaps: dict[int, tuple[str, Tokens]] | None,
+              console) -> tuple[ContextFeatures | None, ContextFeatures | None, FeatureStore | None]:
+    """The frozen contextual features of the training set, the dev set and the swapped questions (None
+    for a model that reads none, or no swaps); one process per machine extracts, the others read the cache."""
+    if not model_config.contextual:
+        return None, None, None
+    with world.machine_leader_first():
+        tic = time.monotonic()
+        train_context = contextual_features(model_config, train_data, console)
+        dev_context = contextual_features(model_config, dev_data, console)
+        swap_context = None
+        if swaps is not None:
+            [swap_context] = feature_stores(model_config, [("swapped questions", [t for t, _ in swaps.values()],
+                                                            [k for _, k in swaps.values()])], console)
+        console.print(f"contextual features ready in {(time.monotonic() - tic) / 60:.1f} min "
+                      f"({train_context.passages.folder.parent})")
+    return train_context, dev_context, swap_context
+
+
+def _training_set(config: TrainConfig, model_config: ReaderConfig, world: World, train_data: PreparedSet,
+                  dev_data: PreparedSet, console) -> tuple[TrainingSet, ContextFeatures | None]:
+    """The encoded training set (its held-out articles left out, its swapped questions and contextual
+    features made) and the dev set's contextual features (None for a model without them)."""
     batcher = Batcher(Vocabulary(model_config.tuned_words), model_config.max_word_chars)
-    held_out = held_out_titles(articles or [], config.held_out_articles)
-    swaps = None
-    if config.shares.swapped:
-        if articles is None or questions is None:
-            raise UserError("swapped groups need the article of every passage and the question texts")
-        with console.status("swapping names and numbers of the questions"):
-            swaps = swapped_questions(train_data, questions[0], articles, config.seed)
-    train_context = dev_context = swap_context = None
-    if model_config.contextual:
-        if questions is None:
-            raise UserError("a model with contextual features needs the question texts")
-        with world.machine_leader_first():  # one process per machine extracts, the others read the cache
-            tic = time.monotonic()
-            train_context = contextual_features(model_config, train_data, questions[0], console)
-            dev_context = contextual_features(model_config, dev_data, questions[1], console)
-            if swaps is not None:
-                [swap_context] = feature_stores(model_config, [("swapped questions", [t for t, _ in swaps.values()],
-                                                                [k for _, k in swaps.values()])], console)
-            console.print(f"contextual features ready in {(time.monotonic() - tic) / 60:.1f} min "
-                          f"({train_context.passages.folder.parent})")
-    training = TrainingSet.encode(train_data, batcher, config.max_train_passage_tokens, config.shares, articles,
-                                  held_out, console, train_context, swaps, swap_context)
-    trainer = Trainer.build(config, net, world, state.minutes)
+    swaps = _swaps(config, train_data, console)
+    train_context, dev_context, swap_context = _contexts(model_config, world, train_data, dev_data, swaps, console)
+    held_out = held_out_titles(train_data.titles, config.held_out_articles)
+    training = TrainingSet.encode(train_data, batcher, config.max_train_passage_tokens, config.shares,
+                                  train_data.titles, held_out, console, train_context, swaps, swap_context)
+    return training, dev_context
+
+
+def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data: PreparedSet,
+           console) -> tuple[Run, TrainState]:
+    """The run's parts and state, restored from ``last.safetensors`` when there is one (a resume), else
+    fresh; a new run starts its log, a resumed one makes the log match the checkpoint."""
+    saved, model_config, state = _saved_or_fresh(config, world, train_data)
+    net = _restored_net(model_config, world, saved)
+    parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    folder = _open_folder(config, world, state, bool(saved), console)
+    _announce(config, world, parameters, console)
+    training, dev_context = _training_set(config, model_config, world, train_data, dev_data, console)
+    # the budget's clock starts after the set-up (contextual features can take minutes to extract)
+    trainer = Trainer.build(config, net, world, Budget.of(config, saved[1]["position"] if saved else None))
     if saved:
         trainer.restore(*saved)
+    settings = {"training": {k: v for k, v in asdict(config).items() if k != "model"}, "model": model_config.to_dict()}
     run = Run(trainer, training, dev_data, dev_context, folder, settings, console)
     if not saved:
         run.log({"event": "start", "config": settings, "parameters": parameters, "processes": world.size,
@@ -477,7 +557,6 @@ class EpochOutcome:
 
     loss: float | None  # the smoothed training loss; None when no step was left to take
     examples_per_s: float
-    budget_spent: bool  # the minutes or steps budget ran out before the epoch's end
 
 
 def run_epoch(run: Run, state: TrainState, interrupt: InterruptRequest) -> EpochOutcome:
@@ -492,7 +571,7 @@ def run_epoch(run: Run, state: TrainState, interrupt: InterruptRequest) -> Epoch
     columns = [TextColumn(f"epoch {state.epoch + 1}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  {task.fields[speed]:.0f} ex/s"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    running, seen, tic, budget_spent = None, 0, time.monotonic(), False
+    running, seen, tic = None, 0, time.monotonic()
     with Progress(*columns, console=run.console, transient=False, disable=not world.main) as progress:
         task = progress.add_task("train", total=len(batches), completed=state.step, loss=0.0, speed=0.0)
         while state.step < len(batches):
@@ -509,24 +588,24 @@ def run_epoch(run: Run, state: TrainState, interrupt: InterruptRequest) -> Epoch
             if outcome.interrupted:
                 interrupt.requested = True
                 break
-            if outcome.budget_spent:
-                budget_spent = True
+            if trainer.budget.spent:
                 break
             if time.monotonic() - run.saved_at > config.checkpoint_minutes * 60:
                 run.save_last(state)
-    return EpochOutcome(running, seen / max(time.monotonic() - tic, 1e-9), budget_spent)
+    return EpochOutcome(running, seen / max(time.monotonic() - tic, 1e-9))
 
 
 def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
     """Score the EMA weights on dev and keep them in ``best/`` when their F1 is the best yet, then
-    checkpoint and log the epoch (the log after the checkpoint: a resume repairs a lost line)."""
+    checkpoint and log the epoch (the log after the checkpoint: a resume repairs a lost line). An epoch
+    the budget cut short stays the current one, so that a resume with a larger budget finishes it."""
     trainer, config, world = run.trainer, run.trainer.config, run.trainer.world
     tic = time.monotonic()
     with averaged_weights(trainer.net, trainer.ema):
         metrics = evaluate_dev(trainer.net, run.training.batcher, run.dev, config.max_answer_len, world,
                                bfloat16=autocast_on(config, world) and world.device.type != "cuda", context=run.dev_context)
-    record = {"event": "epoch", "epoch": state.epoch + 1, "steps": state.step, "complete": not epoch.budget_spent,
-              "minutes": round(trainer.minutes(), 2), "train_examples_per_s": round(epoch.examples_per_s, 1),
+    record = {"event": "epoch", "epoch": state.epoch + 1, "steps": state.step, "complete": not trainer.budget.spent,
+              "minutes": round(trainer.budget.minutes(), 2), "train_examples_per_s": round(epoch.examples_per_s, 1),
               "loss": epoch.loss, "dev_eval_s": round(time.monotonic() - tic, 1), **metrics}
     run.console.print(f"epoch {state.epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
                       f"({record['minutes']:.1f} min, {epoch.examples_per_s:.0f} ex/s)")
@@ -536,7 +615,7 @@ def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
         if world.main:
             with averaged_weights(trainer.net, trainer.ema):
                 save_model(run.folder / "best", trainer.net, {"model": run.settings["model"], "dev": metrics})
-    if not epoch.budget_spent:
+    if not trainer.budget.spent:
         state.epoch, state.step = state.epoch + 1, 0
     run.save_last(state)
     run.log(record)
@@ -569,17 +648,15 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     with world.machine_leader_first():  # one process per machine fills the preparation cache, the others read it
-        train_data, articles, train_questions = _load(config.train, config.limit_train, config.prepare_workers, console)
-        dev_data, _, dev_questions = _load(config.dev, config.limit_dev, config.prepare_workers, console)
-    run, state = set_up(config, world, train_data, dev_data, console, articles, (train_questions, dev_questions))
+        train_data = _load(config.train, config.limit_train, config.prepare_workers, console)
+        dev_data = _load(config.dev, config.limit_dev, config.prepare_workers, console)
+    run, state = set_up(config, world, train_data, dev_data, console)
     with InterruptRequest() as interrupt:  # Ctrl-C is honoured at the next step or epoch boundary
-        while state.epoch < config.epochs and not interrupt.requested and not _steps_spent(config, state):
+        while run.trainer.budget.allows(state.epoch) and not interrupt.requested:
             epoch = run_epoch(run, state, interrupt)
             if interrupt.requested:
                 break
             end_of_epoch(run, state, epoch)
-            if epoch.budget_spent:
-                break
         if interrupt.requested:
             run.save_last(state)
             raise KeyboardInterrupt(f"training interrupted; resumable checkpoint saved in {run.last}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.data import load_squad
-from qa.features import prepare
+from qa.features import PreparedSet, prepare
 from qa.training_data import answer_sentences, article_names, other_paragraphs, swapped_question
 
 SUFFIX = {"other paragraph": "other", "answer sentences removed": "removed",  # negative ids: question id + suffix
@@ -28,7 +28,8 @@ SUFFIX = {"other paragraph": "other", "answer sentences removed": "removed",  # 
 SEED = 13  # which name or number is swapped, and for what
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
+    """The command line's arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("train", help="SQuAD v1.1 training file")
     parser.add_argument("output", help="where to write the SQuAD 2.0-layout file")
@@ -36,47 +37,74 @@ def main() -> None:
     parser.add_argument("--max-passage-tokens", type=int, default=400, help="longest paragraph used, as in training")
     parser.add_argument("--swapped", action="store_true", help="also make negatives by swapping a name or number "
                         "of the question (a third of them)")
-    args = parser.parse_args()
-    payload = json.loads(Path(args.train).read_text(encoding="utf-8"))
-    held_out = payload["data"][-args.articles:]
-    path = Path(args.output)
+    return parser.parse_args()
+
+
+def _last_articles(train: str, count: int) -> PreparedSet:
+    """The last ``count`` articles of a SQuAD v1.1 file, prepared (not cached: a one-off subset)."""
+    payload = json.loads(Path(train).read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as folder:  # the held-out articles as a file of their own, to load
         articles_file = Path(folder) / "held-out-v1.1.json"
-        articles_file.write_text(json.dumps({"version": "v1.1 held out", "data": held_out}), encoding="utf-8")
+        articles_file.write_text(json.dumps({"version": "v1.1 held out", "data": payload["data"][-count:]}),
+                                 encoding="utf-8")
         records = load_squad(str(articles_file))
-    data = prepare(records, cache=False)
-    titles = dict(zip(records["context"], records["title"]))
-    articles = [titles[c] for c in data.contexts]
-    usable = [i for i, e in enumerate(data.examples) if len(data.context_tokens[e.context_index]) <= args.max_passage_tokens]
-    others = other_paragraphs(data, articles, usable, args.max_passage_tokens)
+    return prepare(records, cache=False)
+
+
+def _negatives(data: PreparedSet, i: int, other: int | None, removal: tuple[int, int] | None,
+               pool: dict | None, rng: np.random.Generator) -> dict[str, tuple[str, str]]:
+    """The negatives question ``i`` can make, kind -> (passage, question): passage ``other`` of its article,
+    its own without the answer's sentences (token range ``removal``), and (given its article's names and
+    numbers, ``pool``) its own asked with one of them swapped in."""
+    example = data.examples[i]
+    own, tokens = data.contexts[example.context_index], data.context_tokens[example.context_index]
+    asked = example.question_text
+    made = {}
+    if other is not None:
+        made["other paragraph"] = data.contexts[other], asked
+    if removal is not None:
+        lo, hi = removal
+        end = tokens.starts[hi] if hi < len(tokens) else len(own)
+        made["answer sentences removed"] = (own[: tokens.starts[lo]] + own[end:]).strip(), asked
+    if pool is not None:
+        swapped = swapped_question(asked, example.question, own, pool, rng)
+        if swapped is not None:
+            made["question swapped"] = own, swapped
+    return made
+
+
+def _write(path: Path, paragraphs: dict[str, list], counts: dict[str, int]) -> None:
+    """Write the SQuAD 2.0-layout file and print what it holds."""
+    out = {"version": "v2.0 held out", "data": [{"title": t, "paragraphs": p} for t, p in paragraphs.items()]}
+    path.write_text(json.dumps(out), encoding="utf-8")
+    total = sum(counts.values())
+    print(f"{path}: {len(paragraphs)} articles, {total} questions: "
+          + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+          + f"; {100 * (total - counts['answerable']) / total:.1f}% unanswerable")
+
+
+def main() -> None:
+    args = _arguments()
+    data = _last_articles(args.train, args.articles)
+    usable = [i for i, e in enumerate(data.examples)
+              if len(data.context_tokens[e.context_index]) <= args.max_passage_tokens]
+    others = other_paragraphs(data, data.titles, usable, args.max_passage_tokens)
     removals = answer_sentences(data, usable)
     paragraphs: dict[str, list] = {}  # title -> paragraphs
     kinds = list(SUFFIX) if args.swapped else list(SUFFIX)[:2]
     counts = dict.fromkeys(["answerable", *kinds], 0)
-    pools = article_names(data.contexts, data.context_tokens, articles)
+    pools = article_names(data.contexts, data.context_tokens, data.titles)
     rng = np.random.default_rng(SEED)
     for k, i in enumerate(usable):
         example = data.examples[i]
-        record = records[i]
-        title = articles[example.context_index]
-        question = {"id": example.id, "question": record["question"], "is_impossible": False,
+        title = data.titles[example.context_index]
+        question = {"id": example.id, "question": example.question_text, "is_impossible": False,
                     "answers": [{"text": t, "answer_start": s} for t, s in
-                                zip(record["answers"]["text"], record["answers"]["answer_start"])]}
-        paragraphs.setdefault(title, []).append({"context": record["context"], "qas": [question]})
+                                zip(example.answers["text"], example.answers["answer_start"])]}
+        paragraphs.setdefault(title, []).append({"context": data.contexts[example.context_index], "qas": [question]})
         counts["answerable"] += 1
-        tokens = data.context_tokens[example.context_index]
-        made = {}  # kind -> (context, question) of the negatives this question can make
-        if others[k]:
-            made["other paragraph"] = data.contexts[others[k][0]], record["question"]
-        if removals[k] is not None:
-            lo, hi = removals[k]
-            end = tokens.starts[hi] if hi < len(tokens) else len(record["context"])
-            made["answer sentences removed"] = (record["context"][: tokens.starts[lo]] + record["context"][end:]).strip(), \
-                record["question"]
-        if "question swapped" in kinds:
-            swapped = swapped_question(record["question"], example.question, record["context"], pools[title], rng)
-            if swapped is not None:
-                made["question swapped"] = record["context"], swapped
+        made = _negatives(data, i, others[k][0] if others[k] else None, removals[k],
+                          pools[title] if "question swapped" in kinds else None, rng)
         turn = kinds[k % len(kinds):] + kinds[: k % len(kinds)]  # this question's kind first, then the others
         kind = next((kind for kind in turn if kind in made), None)
         if kind is None:
@@ -85,12 +113,7 @@ def main() -> None:
         negative = {"id": f"{example.id}-{SUFFIX[kind]}", "question": asked, "is_impossible": True, "answers": []}
         paragraphs[title].append({"context": context, "qas": [negative]})
         counts[kind] += 1
-    out = {"version": "v2.0 held out", "data": [{"title": t, "paragraphs": p} for t, p in paragraphs.items()]}
-    path.write_text(json.dumps(out), encoding="utf-8")
-    total = sum(counts.values())
-    print(f"{path}: {len(paragraphs)} articles, {total} questions: "
-          + ", ".join(f"{n} {kind}" for kind, n in counts.items())
-          + f"; {100 * (total - counts['answerable']) / total:.1f}% unanswerable")
+    _write(Path(args.output), paragraphs, counts)
 
 
 if __name__ == "__main__":

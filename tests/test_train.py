@@ -9,7 +9,7 @@ import qa.train
 from qa.checkpoint import read_checkpoint
 from qa.cli import main
 from qa.reader import Reader
-from qa.train import EMA, TrainConfig, train
+from qa.train import EMA, TrainConfig, TrainState, train
 
 pytestmark = pytest.mark.slow
 
@@ -235,3 +235,18 @@ def test_a_contextual_run_trains_on_every_kind_of_group(tmp_path, monkeypatch):
     context = payload["data"][0]["paragraphs"][0]["context"]
     [answer] = Reader.load(tmp_path / "run" / "best").answer("Who led the Normans?", context, force=True)
     assert answer.text and context[answer.start : answer.end] == answer.text  # the run exports a working reader
+
+
+def test_set_up_holds_out_the_last_articles_by_the_prepared_titles(squad_file, tmp_path):
+    """set_up names each training passage's article from the prepared set itself (``PreparedSet.titles``)."""
+    from rich.console import Console
+
+    from qa.distributed import World
+    from qa.train import _load, set_up
+
+    console = Console(quiet=True)
+    data = _load(str(squad_file), 0, 0, console)
+    run, state = set_up(replace(_config(squad_file, tmp_path / "run"), held_out_articles=1), World(), data, data, console)
+    assert data.titles == ["Normans", "Warsaw", "Oxygen"]
+    assert run.training.stats()["questions"] == 5  # the last article's three questions are held out
+    assert state == TrainState() and run.trainer.budget.steps == 0 and not run.trainer.budget.spent
