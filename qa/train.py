@@ -267,12 +267,6 @@ class Budget:
         return {"total_steps": self.steps, "minutes": self.minutes()}
 
 
-def budget_progress(config: TrainConfig, position: dict, minutes: float, steps_per_epoch: int) -> float:
-    """The share of ``config``'s budget (``Budget.share``) spent at a checkpoint's ``position``, ``minutes`` in."""
-    budget = Budget(config.epochs, config.max_minutes, config.max_steps, position["total_steps"])
-    return budget.share(position["epoch"] + position["step"] / max(steps_per_epoch, 1), minutes)
-
-
 def scheduled_learning_rate(config: TrainConfig, progress: float) -> float:
     """Constant, then a linear fall to 0 over the final ``decay_fraction`` of the budget, so a
     run that stops on its budget ends with small, averaging steps instead of being cut mid-stride."""

@@ -41,13 +41,13 @@ from qa.train import contextual_features
 def view_hits(data: str, model: str | None) -> dict:
     """{view: {"all" | "right" | "wrong": SentenceHits.result(), "level_ratios": fitted levels,
     "level_shares": the share of tokens at or above each}}."""
-    records = load_squad(data)
     reader = Reader.load(model)
-    prepared = prepare(records)
-    references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
+    prepared = prepare(load_squad(data))
+    references = [{"id": e.id, "answers": e.answers} for e in prepared.examples]
+    contexts = [prepared.contexts[e.context_index] for e in prepared.examples]
     context = None  # a contextual model's features are encoded once, into training's on-disk cache, for all views
     if reader.encoder is not None:
-        context = contextual_features(reader.net.config, prepared, list(records["question"]), Console(stderr=True))
+        context = contextual_features(reader.net.config, prepared, Console(stderr=True))
     results = {}
     for view in VIEWS:
         display = HeatDisplay(view, reader.level_ratios.get(view, LEVEL_RATIOS))
@@ -56,7 +56,7 @@ def view_hits(data: str, model: str | None) -> dict:
         right = [bool(e) for e in exact]
         parts = {"all": [True] * len(right), "right": right, "wrong": [not r for r in right]}
         results[view] = {name: sentence_hits(*(list(compress(column, keep)) for column in
-                                               (predictions, records["context"], references)), view)
+                                               (predictions, contexts, references)), view)
                          for name, keep in parts.items()}
         ratios = np.concatenate([p.answers[0].heat.ratio for p in predictions if p.answers])
         levels = fit_level_ratios(ratios)

@@ -1,6 +1,12 @@
 import pytest
 
-from qa.train import TrainConfig, budget_progress, scheduled_learning_rate
+from qa.train import Budget, TrainConfig, scheduled_learning_rate
+
+
+def budget_progress(config: TrainConfig, position: dict, minutes: float, steps_per_epoch: int) -> float:
+    """The share of ``config``'s budget spent at a checkpoint's ``position``, ``minutes`` in."""
+    budget = Budget(config.epochs, config.max_minutes, config.max_steps, position["total_steps"])
+    return budget.share(position["epoch"] + position["step"] / steps_per_epoch, minutes)
 
 
 def _position(epoch=0, step=0, total_steps=0):
