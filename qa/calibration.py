@@ -5,19 +5,26 @@ The score is p(start) x p(end) with both softmaxes taken over the passage. Divid
 by a temperature T changes the scores but never which span wins, so T is fitted after training,
 on questions the model was not trained on, by minimising the log-loss of "the top answer is an
 exact match" under the score (``fit_temperature``). With the no-answer option the null logit is in
-both softmaxes, and on a file with unanswerable questions the threshold on the no-answer
-probability above which the reader abstains is fitted too (``fit_no_answer_threshold``).
+both softmaxes, and the threshold on the no-answer probability above which the reader abstains is
+chosen for a stated trade-off: at most ``MAX_REFUSED`` of the file's answerable questions refused
+(``fit_no_answer_threshold``), fitted on held-out training articles, never on a dev file. The fit is
+written to a new model folder or to the user's own, never to a shipped model.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 
 from qa.answers import SpanLogits, best_texts
+from qa.errors import UserError
 
 TEMPERATURE_RANGE = (0.2, 5.0)
+MAX_REFUSED = 0.05  # the stated trade-off: at most this share of answerable questions refused
+CURVE_SHARES = (0.01, 0.02, 0.05, 0.1, 0.2)  # the refused shares the trade-off curve is shown at
 
 
 def expected_calibration_error(confidences: list[float], correct: list[float], bins: int = 10) -> dict:
@@ -63,19 +70,23 @@ def fit_temperature(logits: list[SpanLogits], correct: list[float]) -> float:
 
 
 def calibrate(data: str, model: str | None = None, split: str = "validation", limit: int = 0,
-              batch_size: int = 64, console=None) -> dict:
-    """Fit the temperature of a model folder on ``data`` and store it in the folder's config.json.
+              batch_size: int = 64, output: str | None = None, max_refused: float = MAX_REFUSED, console=None) -> dict:
+    """Fit a model's score temperature on ``data`` and, for a model with the no-answer option, the threshold
+    that refuses at most ``max_refused`` of its answerable questions; print the trade-off curve, and store
+    the fit in ``output`` (a copy of the model folder) or in the model's own folder, never a shipped one.
 
-    Returns the fitted temperature with the log-loss and ECE of the top score before and after."""
+    Returns the calibration written: the temperature with the log-loss and ECE of the top score before and
+    after, and the threshold with its target and figures."""
     from rich.console import Console
 
-    from qa.checkpoint import CONFIG_FILE, read_json, write_json
     from qa.data import load_squad
     from qa.features import prepare
     from qa.inference import Passages
-    from qa.metric import squad_scores
-    from qa.reader import Reader
+    from qa.reader import Reader, model_folder
 
+    if not 0.0 <= max_refused < 1.0:
+        raise UserError(f"--max-refused must be a share between 0 and 1, got {max_refused}")
+    destination = _destination(model_folder(model), output)  # checked before the slow part
     console = console or Console()
     records = load_squad(data, split, limit=limit)
     reader = Reader.load(model)
@@ -84,26 +95,74 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     with console.status(f"reading {len(records)} questions"):
         predictions = reader.read(Passages.of(prepare(records)), options, force=True)
     references = {i: a for i, a in zip(records["id"], records["answers"])}
-    # is the top answer right? asked of answerable questions only, the null option in place
+    result = {**_fitted_temperature(console, predictions, references, data), "fitted_on": data}
+    if reader.has_no_answer:
+        result.update(fit_no_answer_threshold(predictions, references, result["temperature"], max_refused))
+        _print_trade_off(console, result)
+    _write(reader.folder, destination, result)
+    console.print(f"wrote the calibration (temperature {result['temperature']:.3f}"
+                  + (f", no-answer threshold {result['no_answer_threshold']:.4g}" if "no_answer_threshold" in result else "")
+                  + f") to {destination / 'config.json'}")
+    return result
+
+
+def _fitted_temperature(console, predictions, references: dict, data: str) -> dict:
+    """The temperature that calibrates the top answer's score, fitted on the answerable questions (is the
+    top answer an exact match?), with the figures before and after."""
+    from qa.metric import squad_scores
+
     answered = [p for p in predictions if p.answers and references[p.id]["text"]]
     correct = [q["exact_match"] for q in squad_scores(best_texts(answered), [{"id": p.id, "answers": references[p.id]}
                                                                              for p in answered],
                                                       per_question=True)["per_question"]]
     logits = [p.answers[0].logits for p in answered]
     temperature = fit_temperature(logits, correct)
-    result = {"temperature": round(temperature, 4), "fitted_on": data, "questions": len(correct),
-              **_before_and_after(console, logits, correct, temperature, data)}
-    if reader.has_no_answer and any(not a["text"] for a in references.values()):
-        result.update(fit_no_answer_threshold(predictions, references, temperature))
-    settings = read_json(reader.folder / CONFIG_FILE)
-    write_json(reader.folder / CONFIG_FILE, {**settings, "calibration": result})
-    fitted = f"temperature {temperature:.3f}"
-    if "no_answer_threshold" in result:
-        fitted += (f" and no-answer threshold {result['no_answer_threshold']:.3f} (SQuAD 2.0 F1 "
-                   f"{result['no_answer_f1']:.2f} on {result['no_answer_questions']} questions, "
-                   f"{100 * result['unanswerable_share']:.0f}% of them unanswerable)")
-    console.print(f"wrote {fitted} to {reader.folder / CONFIG_FILE}")
-    return result
+    return {"temperature": round(temperature, 4), "questions": len(correct),
+            **_before_and_after(console, logits, correct, temperature, data)}
+
+
+def _destination(source: Path, output: str | None) -> Path:
+    """Where the calibration goes: ``output``, else the model's own folder, which must not be a shipped model."""
+    from qa.reader import SHIPPED_MODELS
+
+    if output is not None:
+        return Path(output)
+    if source.resolve().parent == SHIPPED_MODELS.resolve():
+        raise UserError(f"{source.name} is a shipped model, which calibration never changes: "
+                        "name a new model folder with --output")
+    return source
+
+
+def _write(source: Path, destination: Path, calibration: dict) -> None:
+    """``destination``: a copy of the model folder ``source`` (unless it is that folder) whose config.json
+    carries ``calibration``; the weights are copied first, the config last, each atomically."""
+    from qa.checkpoint import CONFIG_FILE, MODEL_FILE, read_json, write_json
+
+    settings = read_json(source / CONFIG_FILE)
+    if destination.resolve() != source.resolve():
+        destination.mkdir(parents=True, exist_ok=True)
+        partial = destination / (MODEL_FILE + ".partial")
+        shutil.copyfile(source / MODEL_FILE, partial)
+        partial.replace(destination / MODEL_FILE)
+    write_json(destination / CONFIG_FILE, {**settings, "calibration": calibration})
+
+
+def _print_trade_off(console, result: dict) -> None:
+    """The trade-off curve: at each threshold, the answerable questions refused and the unanswerable caught."""
+    from rich.table import Table
+
+    table = Table(title=f"abstaining: the trade-off ({result['no_answer_questions']} questions, "
+                        f"{100 * result['unanswerable_share']:.0f}% unanswerable)")
+    for column in ("abstain above", "answerable refused", "unanswerable caught"):
+        table.add_column(column, justify="right")
+    for row in result["trade_off"]:
+        caught = "-" if row["caught_unanswerable"] is None else f"{100 * row['caught_unanswerable']:.1f}%"
+        table.add_row(f"{row['threshold']:.4g}", f"{100 * row['refused_answerable']:.1f}%", caught)
+    console.print(table)
+    console.print(f"chosen: abstain above {result['no_answer_threshold']:.4g}, refusing at most "
+                  f"{100 * result['no_answer_target']['max_refused_answerable']:.0f}% of answerable questions"
+                  + (f"; the best SQuAD 2.0 F1 on this file, {result['best_f1']:.2f}, would abstain above "
+                     f"{result['best_f1_threshold']:.4g}" if "best_f1" in result else ""))
 
 
 def _before_and_after(console, logits: list[SpanLogits], correct: list[float], temperature: float, data: str) -> dict:
@@ -124,17 +183,41 @@ def _before_and_after(console, logits: list[SpanLogits], correct: list[float], t
     return result
 
 
-def fit_no_answer_threshold(predictions, references: dict, temperature: float) -> dict:
-    """The no-answer probability above which the reader should abstain: the official SQuAD 2.0
-    best-F1 threshold of the forced answers on these questions, at ``temperature``."""
+def threshold_for(answerable: np.ndarray, max_refused: float) -> float:
+    """The lowest no-answer threshold (abstain above it) that refuses at most ``max_refused`` of the
+    answerable questions whose no-answer probabilities are ``answerable``."""
+    return float(np.quantile(answerable, 1.0 - max_refused, method="higher"))
+
+
+def trade_off(answerable: np.ndarray, unanswerable: np.ndarray, shares=CURVE_SHARES) -> list[dict]:
+    """Refused answerable questions against caught unanswerable ones, at the threshold of each share."""
+    rows = []
+    for share in shares:
+        threshold = threshold_for(answerable, share)
+        rows.append({"threshold": float(f"{threshold:.4g}"), "refused_answerable": float((answerable > threshold).mean()),
+                     "caught_unanswerable": float((unanswerable > threshold).mean()) if len(unanswerable) else None})
+    return rows
+
+
+def fit_no_answer_threshold(predictions, references: dict, temperature: float, max_refused: float = MAX_REFUSED) -> dict:
+    """The no-answer probability above which the reader abstains, chosen for a stated trade-off: at most
+    ``max_refused`` of these answerable questions refused; with the unanswerable questions caught at it, the
+    trade-off curve, and (for reference) the official SQuAD 2.0 best-F1 threshold on these questions."""
     from qa.squad.squad import best_threshold, score_pairs
 
     forced = [p for p in predictions if p.answers]
-    texts = best_texts(forced)
-    pairs = score_pairs([{"id": p.id, "prediction_text": texts[p.id]} for p in forced],
-                        [{"id": p.id, "answers": references[p.id]} for p in forced], v2=True)
-    probability = no_answer_probabilities([p.answers[0].logits for p in forced], temperature).tolist()
-    has_answer = [bool(references[p.id]["text"]) for p in forced]
-    f1, threshold = best_threshold([f for _, f in pairs], probability, has_answer, [False] * len(forced))
-    return {"no_answer_threshold": round(float(threshold), 4), "no_answer_f1": round(f1, 2),
-            "no_answer_questions": len(forced), "unanswerable_share": round(1 - float(np.mean(has_answer)), 4)}
+    probability = no_answer_probabilities([p.answers[0].logits for p in forced], temperature)
+    has_answer = np.array([bool(references[p.id]["text"]) for p in forced])
+    threshold = threshold_for(probability[has_answer], max_refused)
+    result = {"no_answer_threshold": float(f"{threshold:.4g}"), "no_answer_target": {"max_refused_answerable": max_refused},
+              "refused_answerable": round(float((probability[has_answer] > threshold).mean()), 4),
+              "no_answer_questions": len(forced), "unanswerable_share": round(1 - float(has_answer.mean()), 4),
+              "trade_off": trade_off(probability[has_answer], probability[~has_answer])}
+    if not has_answer.all():
+        texts = best_texts(forced)
+        pairs = score_pairs([{"id": p.id, "prediction_text": texts[p.id]} for p in forced],
+                            [{"id": p.id, "answers": references[p.id]} for p in forced], v2=True)
+        f1, best = best_threshold([f for _, f in pairs], probability.tolist(), has_answer.tolist(), [False] * len(forced))
+        result.update({"caught_unanswerable": round(float((probability[~has_answer] > threshold).mean()), 4),
+                       "best_f1_threshold": float(f"{best:.4g}"), "best_f1": round(f1, 2)})
+    return result

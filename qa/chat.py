@@ -33,10 +33,10 @@ class Chat:
     """One interactive session over a model; holds the current passage, attention view and last answer."""
 
     def __init__(self, model: str | None, passage: str | None, attention: str | None = None, force: bool = False,
-                 bfloat16: bool = False):
+                 bfloat16: bool = False, abstain_above: float | None = None):
         from qa.reader import Reader
 
-        self.reader = Reader.load(model, bfloat16=bfloat16)
+        self.reader = Reader.load(model, bfloat16=bfloat16, abstain_above=abstain_above)
         self.passage = passage
         self.attention = attention or self.reader.attention_view  # None: the model's own view
         self.force = force  # answer even when the model says the passage does not

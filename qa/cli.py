@@ -29,6 +29,10 @@ ATTENTION_HELP = (
 )
 
 
+ABSTAIN_HELP = ("abstain where the model's no-answer probability is above P (default: the threshold the model "
+                "records, fitted on held-out training articles)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa", description="Attention-based reading-comprehension QA.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +49,7 @@ def _add_reading(command: argparse.ArgumentParser) -> None:
     command.add_argument("--model", help=MODEL_HELP)
     command.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
     command.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
+    command.add_argument("--abstain-above", type=float, metavar="P", help=ABSTAIN_HELP)
 
 
 def _add_ask(commands) -> None:
@@ -79,11 +84,17 @@ def _add_train(commands) -> None:
 
 
 def _add_calibrate(commands) -> None:
-    calibrate = commands.add_parser("calibrate", help="fit the score temperature of a model on questions it was not trained on")
+    calibrate = commands.add_parser("calibrate", help="fit a model's score temperature and no-answer threshold on "
+                                    "questions it was not trained on")
     calibrate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
     calibrate.add_argument("--split", default="validation", help="split of a hub dataset")
     calibrate.add_argument("--model", help=MODEL_HELP)
     calibrate.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    calibrate.add_argument("--output", metavar="DIR", help="write the calibrated model here (a copy of --model's folder); "
+                           "without it the model's own folder is calibrated, which must not be a shipped model")
+    calibrate.add_argument("--max-refused", type=float, default=0.05, metavar="SHARE",
+                           help="the trade-off of the no-answer threshold: refuse at most this share of the "
+                                "file's answerable questions (default 0.05)")
 
 
 def _add_evaluate(commands) -> None:
@@ -106,6 +117,8 @@ def _add_evaluate(commands) -> None:
     evaluate.add_argument("--first-windows", type=int, metavar="N",
                           help="read the N best of them first, and the others only for a question whose best answer "
                                "there scores below the reader's confident score (default 2; 0: all at once)")
+    evaluate.add_argument("--abstain-above", type=float, metavar="P", help=ABSTAIN_HELP + " (on files with "
+                          "unanswerable questions; metrics.json reports the answerable questions refused at it on every file)")
     evaluate.add_argument("--attention", choices=ATTENTION_CHOICES,
                           help="attention view whose answer-sentence hit rate goes in metrics.json (default: the "
                                "model's own; none: skip)")
@@ -132,7 +145,7 @@ def _ask(args) -> int:
     passage = _read_passage(args)  # input errors are reported before the slow import below
     from qa.reader import Reader
 
-    reader = Reader.load(args.model, bfloat16=args.bfloat16)
+    reader = Reader.load(args.model, bfloat16=args.bfloat16, abstain_above=args.abstain_above)
     view = args.attention or reader.attention_view
     prediction = reader.predict(args.question, passage, top_k=args.top_k, with_attention=view != "none",
                                 attention_view=view, force=args.force)
@@ -152,7 +165,7 @@ def _chat(args) -> int:
     passage = None
     if args.context is not None or args.file is not None:
         passage = _read_passage(args)
-    return Chat(args.model, passage, args.attention, args.force, args.bfloat16).run()
+    return Chat(args.model, passage, args.attention, args.force, args.bfloat16, args.abstain_above).run()
 
 
 def _train(args) -> int:
@@ -175,14 +188,15 @@ def _evaluate(args) -> int:
     run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
                    limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient,
                    bfloat16=args.bfloat16, attention_view=args.attention,
-                   max_windows=args.max_windows, first_windows=args.first_windows)
+                   max_windows=args.max_windows, first_windows=args.first_windows, abstain_above=args.abstain_above)
     return 0
 
 
 def _calibrate(args) -> int:
     from qa.calibration import calibrate
 
-    calibrate(args.data, model=args.model, split=args.split, limit=args.limit)
+    calibrate(args.data, model=args.model, split=args.split, limit=args.limit, output=args.output,
+              max_refused=args.max_refused)
     return 0
 
 

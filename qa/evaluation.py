@@ -95,6 +95,13 @@ def _print_report(console, metrics: dict, data: str) -> None:
     table.add_row(str(metrics["questions"]), f"{metrics['exact_match']:.2f}", f"{metrics['f1']:.2f}",
                   "-" if speed is None else f"{speed:.0f}", "-" if ece is None else f"{ece:.3f}")
     console.print(table)
+    if "abstention" in metrics:
+        figures = metrics["abstention"]
+        said = (f"at the no-answer threshold p > {figures['threshold']:.3g}: refuses "
+                f"{100 * figures['false_abstention_rate']:.1f}% of the {figures['answerable']} answerable questions")
+        if "unanswerable" in figures:
+            said += f", abstains on {100 * figures['unanswerable_abstention_rate']:.1f}% of the {figures['unanswerable']} unanswerable"
+        console.print(said + ("" if "HasAns_total" in metrics or "NoAns_total" in metrics else " (the figures above force answers)"))
     for name, buckets in metrics["breakdowns"].items():
         detail = Table(title=name.replace("_", " "))
         for column in ("bucket", "questions", "EM", "F1"):
@@ -122,7 +129,8 @@ def _print_v2_report(console, metrics: dict, data: str) -> None:
 
 
 def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, attention_view: str | None,
-             abstain: bool, max_windows: int | None, first_windows: int | None, world, console) -> dict:
+             abstain: bool, max_windows: int | None, first_windows: int | None, abstain_above: float | None,
+             world, console) -> dict:
     """Run the shipped or given model over ``records`` along the one inference path (``qa.inference``),
     this rank's share of the batches, abstaining where the model says no answer if ``abstain``;
     returns the predictions and timing entries of ``metrics.json``."""
@@ -135,7 +143,7 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
 
     with console.status(f"tokenizing {len(records)} questions"), world.machine_leader_first():
         prepared = prepare(records)  # one process per machine fills the cache, the others read it
-    reader = Reader.load(model, bfloat16=bfloat16)
+    reader = Reader.load(model, bfloat16=bfloat16, abstain_above=abstain_above)
     reader.net.to(world.device)
     view = {None: reader.attention_view, "none": None}.get(attention_view, attention_view)
     display = HeatDisplay(view, reader.level_ratios.get(view, LEVEL_RATIOS)) if view else None
@@ -173,6 +181,7 @@ class _Answers:
     predictions: list | None = None
     passage_tokens: list[int] | None = None
     view: str | None = None  # the attention view scored, if any
+    threshold: float | None = None  # the no-answer threshold of a model with the option
 
     @classmethod
     def of(cls, run: dict, unanswerable: bool) -> "_Answers":
@@ -182,7 +191,8 @@ class _Answers:
                  for p in predictions}
         no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
                      for p in predictions} if unanswerable else None
-        return cls(best_texts(predictions), nbest, no_answer, predictions, run["passage_tokens"], run["view"])
+        return cls(best_texts(predictions), nbest, no_answer, predictions, run["passage_tokens"], run["view"],
+                   run["metrics"]["no_answer_threshold"])
 
 
 def _load_records(data: str, split: str, lenient: bool, limit: int, console):
@@ -211,6 +221,8 @@ def _scored(records, answers: _Answers, unanswerable: bool) -> dict:
     metrics["breakdowns"] = breakdowns(
         per_question, records["question"], [len((r["answers"]["text"] or [""])[0].split()) for r in references],
         answers.passage_tokens or _passage_lengths(records))
+    if answers.threshold is not None:
+        metrics["abstention"] = abstention(answers.predictions, references, answers.threshold)
     if answers.view:
         metrics["attention"] = sentence_hits(answers.predictions, _each_context(records), references, answers.view)
     if answers.nbest is not None:  # over the questions answered: is an answer's score its chance of being right?
@@ -223,7 +235,8 @@ def _scored(records, answers: _Answers, unanswerable: bool) -> dict:
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
                    lenient: bool = False, bfloat16: bool = False, attention_view: str | None = None,
-                   max_windows: int | None = None, first_windows: int | None = None, console=None) -> dict:
+                   max_windows: int | None = None, first_windows: int | None = None, abstain_above: float | None = None,
+                   console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``.
 
     With a model, ``metrics["attention"]`` says how often the heaviest passage sentence of ``attention_view``
@@ -249,7 +262,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             metrics["predictions"] = predictions_file
         else:
             run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, max_windows,
-                           first_windows, world, console)
+                           first_windows, abstain_above, world, console)
             answers = _Answers.of(run, unanswerable)
             metrics.update(run["metrics"])
         if not world.main:
@@ -262,6 +275,20 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         return metrics
     finally:
         leave()
+
+
+def abstention(predictions, references: list[dict], threshold: float) -> dict:
+    """How often the no-answer probability is above ``threshold``: on answerable questions (a refusal, wrong)
+    and on unanswerable ones (right), whether or not this file's answers were forced."""
+    above = {p.id: p.no_answer is not None and p.no_answer > threshold for p in predictions}
+    answerable = [above[r["id"]] for r in references if r["answers"]["text"]]
+    unanswerable = [above[r["id"]] for r in references if not r["answers"]["text"]]
+    figures = {"threshold": threshold, "answerable": len(answerable), "answerable_refused": sum(answerable),
+               "false_abstention_rate": sum(answerable) / max(len(answerable), 1)}
+    if unanswerable:
+        figures.update({"unanswerable": len(unanswerable), "unanswerable_abstained": sum(unanswerable),
+                        "unanswerable_abstention_rate": sum(unanswerable) / len(unanswerable)})
+    return figures
 
 
 def _each_context(records):

@@ -68,14 +68,17 @@ class Reader:
         return self.options.temperature
 
     @classmethod
-    def load(cls, path: str | Path | None = None, bfloat16: bool = False) -> "Reader":
+    def load(cls, path: str | Path | None = None, bfloat16: bool = False, abstain_above: float | None = None) -> "Reader":
         """Load a shipped model by name (``default``, ``fast``) or a model folder (``config.json`` +
-        ``model.safetensors``); None loads ``default``."""
+        ``model.safetensors``); None loads ``default``. ``abstain_above``: the no-answer probability above
+        which the reader abstains, instead of the threshold the model folder records."""
         from qa.batching import Batcher
         from qa.inference import ReadingOptions
         from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_kernels, glove_tensor
         from qa.vocab import Vocabulary
 
+        if abstain_above is not None and not 0.0 <= abstain_above <= 1.0:
+            raise UserError(f"the no-answer threshold must be a probability between 0 and 1, got {abstain_above}")
         if bfloat16 and not cpu_has_bfloat16_kernels():
             warnings.warn(BFLOAT16_SLOW, stacklevel=2)
 
@@ -109,7 +112,8 @@ class Reader:
             raise ModelFileError(f"{folder / CONFIG_FILE}: attention {error}") from None
         options = ReadingOptions(temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16)
         return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, options,
-                   no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)),
+                   no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)
+                                             if abstain_above is None else abstain_above),
                    encoder=encoder, attention_view=view, level_ratios=level_ratios)
 
     def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,

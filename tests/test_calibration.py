@@ -63,3 +63,32 @@ def test_calibrate_writes_the_temperature_the_reader_then_uses(squad_file, tmp_p
     [flatter] = Reader.load(model).answer("Who led the Normans?", passage)
     assert (flatter.text, flatter.start, flatter.end) == (plain.text, plain.start, plain.end)
     assert flatter.score < plain.score  # the same answer, less sure at a higher temperature
+
+
+def test_the_threshold_refuses_at_most_the_stated_share_of_answerable_questions():
+    from qa.calibration import threshold_for, trade_off
+
+    answerable = np.linspace(0.0, 0.99, 100)  # 0, 0.01, ..., 0.99
+    threshold = threshold_for(answerable, 0.05)
+    assert threshold == pytest.approx(0.95) and (answerable > threshold).mean() == pytest.approx(0.04)
+    assert (answerable > np.nextafter(threshold, 0)).mean() > 0.04  # the lowest such threshold
+    unanswerable = np.array([0.2, 0.96, 0.99, 1.0])
+    rows = trade_off(answerable, unanswerable, shares=(0.05, 0.2))
+    assert [r["caught_unanswerable"] for r in rows] == [0.75, 0.75]  # 0.2 is below both thresholds
+    assert rows[1]["threshold"] == pytest.approx(0.8) and rows[1]["refused_answerable"] == pytest.approx(0.19)
+
+
+def test_calibration_never_changes_a_shipped_model(squad_file, tmp_path, capsys):
+    from qa.reader import SHIPPED_MODELS
+
+    before = {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "default").iterdir()}
+    assert main(["calibrate", str(squad_file)]) == 2
+    assert "shipped model" in capsys.readouterr().err
+    output = tmp_path / "calibrated"
+    assert main(["calibrate", str(squad_file), "--output", str(output), "--max-refused", "0.25"]) == 0
+    assert {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "default").iterdir()} == before
+    assert (output / "model.safetensors").read_bytes() == before["model.safetensors"]
+    calibration = json.loads((output / "config.json").read_text())["calibration"]
+    assert calibration["no_answer_target"] == {"max_refused_answerable": 0.25}
+    assert calibration["refused_answerable"] <= 0.25 and calibration["questions"] == 8
+    assert Reader.load(output).no_answer_threshold == calibration["no_answer_threshold"]

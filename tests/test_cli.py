@@ -99,7 +99,7 @@ def test_the_installed_command_answers_exits_and_stops_quietly_on_a_closed_pipe(
 
 
 def _load_raising(error: Exception):
-    def load(cls, path=None, bfloat16=False):
+    def load(cls, path=None, bfloat16=False, abstain_above=None):
         raise error
 
     return classmethod(load)
@@ -107,7 +107,7 @@ def _load_raising(error: Exception):
 
 def _load_returning(make, precisions: list | None = None):
     """A stand-in for ``Reader.load`` that returns ``make()``, noting each call's ``bfloat16`` in ``precisions``."""
-    def load(cls, path=None, bfloat16=False):
+    def load(cls, path=None, bfloat16=False, abstain_above=None):
         if precisions is not None:
             precisions.append(bfloat16)
         return make()

@@ -116,3 +116,23 @@ def test_a_squad_v2_file_is_scored_with_the_readers_abstentions(abstaining_model
     metrics = json.loads((tmp_path / "all" / "metrics.json").read_text())
     assert all(predictions.values()) and metrics["NoAns_exact"] == 0.0
     assert metrics["calibration"]["bins"] and sum(b["count"] for b in metrics["calibration"]["bins"]) == 11
+
+
+def test_metrics_report_the_answerable_questions_refused_at_the_threshold_and_users_move_it(abstaining_model, squad_file,
+                                                                                          tmp_path):
+    path = _v2_file(tmp_path)
+    assert main(["evaluate", str(path), "--model", str(abstaining_model), "--output", str(tmp_path / "none")]) == 0
+    figures = json.loads((tmp_path / "none" / "metrics.json").read_text())["abstention"]
+    assert figures == {"threshold": 0.5, "answerable": 8, "answerable_refused": 8, "false_abstention_rate": 1.0,
+                       "unanswerable": 3, "unanswerable_abstained": 3, "unanswerable_abstention_rate": 1.0}
+    # a v1.1 file forces its answers, but still says how many the threshold would have refused
+    assert main(["evaluate", str(squad_file), "--model", str(abstaining_model), "--output", str(tmp_path / "v1")]) == 0
+    metrics = json.loads((tmp_path / "v1" / "metrics.json").read_text())
+    assert metrics["abstention"]["false_abstention_rate"] == 1.0 and metrics["exact_match"] > 0
+    # --abstain-above 1: no probability is above it, so nothing is refused
+    assert main(["evaluate", str(path), "--model", str(abstaining_model), "--abstain-above", "1",
+                 "--output", str(tmp_path / "moved")]) == 0
+    moved = json.loads((tmp_path / "moved" / "metrics.json").read_text())
+    assert moved["abstention"]["answerable_refused"] == 0 and moved["abstention"]["threshold"] == 1.0
+    assert all(json.loads((tmp_path / "moved" / "predictions.json").read_text()).values())
+    assert main(["evaluate", str(path), "--model", str(abstaining_model), "--abstain-above", "1.5"]) == 2
