@@ -6,7 +6,8 @@ with a model, ``na_prob.json`` holds each question's no-answer probability. A mo
 no-answer option abstains on such a file (``""`` in ``predictions.json``) where its probability
 reaches the model's threshold; a model without it always answers, and its no-answer probability is
 1 - its top answer's score. SQuAD v1.1 files, where every question has an answer, are read with
-answers forced.
+answers forced; for a model with the option ``na_prob.json`` is written for them too, and
+``metrics["abstention"]`` says on every file how many answerable questions the threshold would refuse.
 
 The breakdowns sum per-question scores from the same metric call, so each breakdown's buckets add
 up to the totals. Calibration: expected calibration error (ECE) of the top answer's score
@@ -173,7 +174,7 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
 @dataclass
 class _Answers:
     """What is scored: the top answer text of each question, and with a model its n-best lists, no-answer
-    probabilities (files with unanswerable questions), predictions, passage lengths and attention view."""
+    probabilities (files with unanswerable questions, and any file for a model with the option), predictions, passage lengths and attention view."""
 
     texts: dict[str, str]
     nbest: dict | None = None
@@ -189,8 +190,9 @@ class _Answers:
         predictions = run["predictions"]
         nbest = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score} for a in p.answers]
                  for p in predictions}
+        with_option = any(p.no_answer is not None for p in predictions)
         no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
-                     for p in predictions} if unanswerable else None
+                     for p in predictions} if unanswerable or with_option else None
         return cls(best_texts(predictions), nbest, no_answer, predictions, run["passage_tokens"], run["view"],
                    run["metrics"]["no_answer_threshold"])
 
@@ -215,7 +217,8 @@ def _scored(records, answers: _Answers, unanswerable: bool) -> dict:
     # the references come straight from the records: no cache can change what is scored
     references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
     metrics: dict = {"squad_version": "2.0" if unanswerable else "1.1"}
-    scored = squad_scores(answers.texts, references, per_question=True, no_answer_probability=answers.no_answer)
+    scored = squad_scores(answers.texts, references, per_question=True,
+                          no_answer_probability=answers.no_answer if unanswerable else None)
     per_question = scored.pop("per_question")
     metrics.update(scored)
     metrics["breakdowns"] = breakdowns(

@@ -80,7 +80,7 @@ def test_ctrl_c_while_writing_results_still_writes_the_whole_set(squad_file, tmp
     monkeypatch.setattr(qa.evaluation, "write_json", write_then_ctrl_c)
     output = tmp_path / "out"
     assert main(["evaluate", str(squad_file), "--output", str(output)]) == 130
-    assert written == ["predictions.json", "nbest.json", "metrics.json"]
+    assert written == ["predictions.json", "nbest.json", "na_prob.json", "metrics.json"]  # the default can abstain
     ids = {q["id"] for article in squad_payload()["data"] for p in article["paragraphs"] for q in p["qas"]}
     assert set(json.loads((output / "predictions.json").read_text())) == ids
     assert set(json.loads((output / "nbest.json").read_text())) == ids
