@@ -33,7 +33,7 @@ class Chat:
     """One interactive session over a model; holds the current passage, attention view and last answer."""
 
     def __init__(self, model: str | None, passage: str | None, attention: str | None = None, force: bool = False,
-                 bfloat16: bool = False, abstain_above: float | None = None):
+                 bfloat16: bool | None = None, abstain_above: float | None = None):
         from qa.reader import Reader
 
         self.reader = Reader.load(model, bfloat16=bfloat16, abstain_above=abstain_above)

@@ -16,8 +16,9 @@ from qa.inputs import checked_passage, read_text_file
 from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
 
 MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
-BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 autocast: faster on CPUs with "
-                 "AVX512-BF16 or AMX; on CPUs without them it can be slower than float32")
+BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 autocast (the default on CPUs with "
+                 "AVX512-BF16 or AMX, where it is faster at the same F1; on CPUs without them it is slower)")
+FLOAT32_HELP = "run in float32 even where bfloat16 is the default: bit-exact, reproducible results (also $QA_PRECISION)"
 
 ATTENTION_HELP = (
     "which attention view shades the passage (default: the model's own, the view measured to point at the "
@@ -47,9 +48,16 @@ def _add_reading(command: argparse.ArgumentParser) -> None:
     source.add_argument("--context", help="the passage text")
     source.add_argument("--file", help="read the passage from a UTF-8 text file")
     command.add_argument("--model", help=MODEL_HELP)
-    command.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
+    _add_precision(command)
     command.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
     command.add_argument("--abstain-above", type=float, metavar="P", help=ABSTAIN_HELP)
+
+
+def _add_precision(command: argparse.ArgumentParser) -> None:
+    """--bfloat16 and --float32; neither: bfloat16 where the CPU has its kernels, float32 elsewhere."""
+    precision = command.add_mutually_exclusive_group()
+    precision.add_argument("--bfloat16", dest="bfloat16", action="store_const", const=True, default=None, help=BFLOAT16_HELP)
+    precision.add_argument("--float32", dest="bfloat16", action="store_const", const=False, help=FLOAT32_HELP)
 
 
 def _add_ask(commands) -> None:
@@ -108,7 +116,7 @@ def _add_evaluate(commands) -> None:
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N questions")
     evaluate.add_argument("--predictions", help="score this predictions file ({id: answer}) instead of running a model")
     evaluate.add_argument("--nbest", type=int, default=5, help="answers per question in nbest.json")
-    evaluate.add_argument("--bfloat16", action="store_true", help=BFLOAT16_HELP)
+    _add_precision(evaluate)
     evaluate.add_argument("--lenient", action="store_true",
                           help="skip malformed records (counted and reported) instead of stopping at the first")
     evaluate.add_argument("--max-windows", type=int, metavar="N",
@@ -151,7 +159,8 @@ def _ask(args) -> int:
                                 attention_view=view, force=args.force)
     console = Console()
     if args.json:
-        print(json.dumps(result_dict(args.question, passage, prediction, view), ensure_ascii=False))
+        print(json.dumps({**result_dict(args.question, passage, prediction, view), "precision": reader.precision},
+                         ensure_ascii=False))
     else:
         render(console, args.question, passage, prediction)
     if args.html:  # after the answer is printed, so a path that cannot be written loses nothing

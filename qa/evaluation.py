@@ -129,7 +129,7 @@ def _print_v2_report(console, metrics: dict, data: str) -> None:
     console.print(table)
 
 
-def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool, attention_view: str | None,
+def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool | None, attention_view: str | None,
              abstain: bool, max_windows: int | None, first_windows: int | None, abstain_above: float | None,
              world, console) -> dict:
     """Run the shipped or given model over ``records`` along the one inference path (``qa.inference``),
@@ -164,7 +164,7 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
     seconds = time.monotonic() - tic
     return {"predictions": predictions, "view": view, "passage_tokens": [len(prepared.context_tokens[e.context_index])
                                                            for e in prepared.examples],
-            "metrics": {"model": str(reader.folder), "precision": "bfloat16" if bfloat16 else "float32",
+            "metrics": {"model": str(reader.folder), "precision": reader.precision,
                         "processes": world.size, "seconds": round(seconds, 2), "max_windows": options.max_windows,
                         "first_windows": options.first_windows,
                         "no_answer_threshold": reader.no_answer_threshold if reader.has_no_answer else None,
@@ -237,7 +237,7 @@ def _scored(records, answers: _Answers, unanswerable: bool) -> dict:
 
 def run_evaluation(data: str, split: str = "validation", model: str | None = None, output: str | None = None,
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
-                   lenient: bool = False, bfloat16: bool = False, attention_view: str | None = None,
+                   lenient: bool = False, bfloat16: bool | None = None, attention_view: str | None = None,
                    max_windows: int | None = None, first_windows: int | None = None, abstain_above: float | None = None,
                    console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``.

@@ -8,6 +8,7 @@ keeps the best guesses and says so), unless told to ``force`` an answer.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +22,22 @@ SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
 DEFAULT_MODEL = SHIPPED_MODELS / "default"
 NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the model folder names none
+PRECISION_ENV = "QA_PRECISION"  # float32 or bfloat16: pins the precision a call leaves to the machine (tests pin float32)
+
+
+def reads_in_bfloat16(bfloat16: bool | None) -> bool:
+    """Whether to read under bfloat16 autocast: as asked; else as ``$QA_PRECISION`` says; else wherever this CPU
+    has bfloat16 kernels (the same F1 at about 1.45x the speed there; emulated and slower elsewhere)."""
+    if bfloat16 is not None:
+        return bfloat16
+    pinned = os.environ.get(PRECISION_ENV, "").strip().lower()
+    if pinned not in ("", "float32", "bfloat16"):
+        raise UserError(f"${PRECISION_ENV} must be float32 or bfloat16, got {pinned!r}")
+    if pinned:
+        return pinned == "bfloat16"
+    from qa.model import cpu_has_bfloat16_kernels
+
+    return cpu_has_bfloat16_kernels()
 
 
 def model_folder(model: str | Path | None) -> Path:
@@ -63,20 +80,29 @@ class Reader:
         return self.net.config.no_answer
 
     @property
+    def precision(self) -> str:
+        """The precision this reader reads in: "bfloat16" (autocast) or "float32"."""
+        return "bfloat16" if self.options.bfloat16 else "float32"
+
+    @property
     def temperature(self) -> float:
         """The calibrated temperature that divides the span logits."""
         return self.options.temperature
 
     @classmethod
-    def load(cls, path: str | Path | None = None, bfloat16: bool = False, abstain_above: float | None = None) -> "Reader":
+    def load(cls, path: str | Path | None = None, bfloat16: bool | None = None,
+             abstain_above: float | None = None) -> "Reader":
         """Load a shipped model by name (``default``, ``fast``) or a model folder (``config.json`` +
-        ``model.safetensors``); None loads ``default``. ``abstain_above``: the no-answer probability above
-        which the reader abstains, instead of the threshold the model folder records."""
+        ``model.safetensors``); None loads ``default``. ``bfloat16``: read under bfloat16 autocast (True), in
+        float32 for bit-exact results (False), or as the machine suits (None: ``reads_in_bfloat16``).
+        ``abstain_above``: the no-answer probability above which the reader abstains, instead of the
+        threshold the model folder records."""
         from qa.batching import Batcher
         from qa.inference import ReadingOptions
         from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_kernels, glove_tensor
         from qa.vocab import Vocabulary
 
+        bfloat16 = reads_in_bfloat16(bfloat16)
         if abstain_above is not None and not 0.0 <= abstain_above <= 1.0:
             raise UserError(f"the no-answer threshold must be a probability between 0 and 1, got {abstain_above}")
         if bfloat16 and not cpu_has_bfloat16_kernels():

@@ -61,8 +61,10 @@ def squad_file(tmp_path):
 
 @pytest.fixture(autouse=True)
 def feature_cache(tmp_path, monkeypatch):
-    """Keep prepared-feature caches inside each test's folder."""
+    """Keep prepared-feature caches inside each test's folder, and read in float32 wherever a call leaves the
+    precision to the machine, so that no result depends on whether the CPU running the tests has bfloat16 kernels."""
     monkeypatch.setenv("QA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("QA_PRECISION", "float32")
 
 
 def null_model_folder(folder, null_bias: float):

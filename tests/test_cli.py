@@ -107,7 +107,7 @@ def _load_raising(error: Exception):
 
 def _load_returning(make, precisions: list | None = None):
     """A stand-in for ``Reader.load`` that returns ``make()``, noting each call's ``bfloat16`` in ``precisions``."""
-    def load(cls, path=None, bfloat16=False, abstain_above=None):
+    def load(cls, path=None, bfloat16=None, abstain_above=None):
         if precisions is not None:
             precisions.append(bfloat16)
         return make()
@@ -183,6 +183,7 @@ class _AnsweringReader:
 
     options: dict = {}
     attention_view = "question"  # the model's own view: shown unless the user names another
+    precision = "float32"
 
     def predict(self, question, passage, force=False, **options):
         import numpy as np
@@ -300,7 +301,7 @@ def test_ask_json_when_the_reader_abstains(abstaining_model, capsys):
 
 
 @pytest.mark.parametrize("command", ["ask", "chat"])
-@pytest.mark.parametrize("argv, bfloat16", [([], False), (["--bfloat16"], True)])
+@pytest.mark.parametrize("argv, bfloat16", [([], None), (["--bfloat16"], True), (["--float32"], False)])
 def test_ask_and_chat_pass_the_precision_to_the_reader(monkeypatch, command, argv, bfloat16):
     import io
 

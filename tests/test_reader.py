@@ -223,3 +223,24 @@ def test_bfloat16_on_a_cpu_without_bfloat16_kernels_says_it_will_be_slow(monkeyp
         warnings.simplefilter("always")
         Reader.load("fast", bfloat16=True)
     assert [str(w.message) for w in caught if "bfloat16 kernels" in str(w.message)] == ([] if kernels else [model.BFLOAT16_SLOW])
+
+
+def test_the_precision_is_as_asked_else_as_pinned_else_as_the_cpu_suits(monkeypatch):
+    from qa import model
+    from qa.errors import UserError
+    from qa.reader import PRECISION_ENV, reads_in_bfloat16
+
+    for kernels in (True, False):
+        monkeypatch.setattr(model, "cpu_has_bfloat16_kernels", lambda: kernels)
+        monkeypatch.delenv(PRECISION_ENV)
+        assert reads_in_bfloat16(None) is kernels  # fast by default where the CPU has the kernels
+        assert reads_in_bfloat16(False) is False and reads_in_bfloat16(True) is True  # exact when asked
+        monkeypatch.setenv(PRECISION_ENV, "float32")
+        assert reads_in_bfloat16(None) is False and reads_in_bfloat16(True) is True
+        monkeypatch.setenv(PRECISION_ENV, "bfloat16")
+        assert reads_in_bfloat16(None) is True
+    monkeypatch.setenv(PRECISION_ENV, "half")
+    with pytest.raises(UserError, match="float32 or bfloat16"):
+        reads_in_bfloat16(None)
+    monkeypatch.setenv(PRECISION_ENV, "float32")
+    assert Reader.load("fast").precision == "float32" and Reader.load("fast", bfloat16=True).precision == "bfloat16"
