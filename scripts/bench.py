@@ -264,9 +264,10 @@ def dev_evaluation(dev: str, model: str, limit: int, bfloat16_kernels: bool) -> 
     return results
 
 
-def one_path_speed(dev: str, model: str, limit: int) -> dict:
+def one_path_speed(dev: str, model: str, limit: int, bfloat16: bool) -> dict:
     """Wall seconds of the same dev questions through ``run_evaluation`` with an empty preparation cache
-    (loading, tokenizing, reading, scoring) and through a fresh ``Reader.answer_batch`` from strings."""
+    (loading, tokenizing, reading, scoring) and through a fresh ``Reader.answer_batch`` from strings, both
+    at the bench's precision (not the machine's default)."""
     from unittest import mock
 
     from qa.data import load_squad
@@ -276,8 +277,9 @@ def one_path_speed(dev: str, model: str, limit: int) -> dict:
     records = load_squad(dev, limit=limit)
     with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"QA_CACHE": cache}):
         quiet = Console(quiet=True)
-        evaluate_s = elapsed_ms(lambda: run_evaluation(dev, model=model, limit=limit, console=quiet)) / 1000
-    reader = Reader.load(model)
+        evaluate_s = elapsed_ms(lambda: run_evaluation(dev, model=model, limit=limit, bfloat16=bfloat16,
+                                                       console=quiet)) / 1000
+    reader = Reader.load(model, bfloat16=bfloat16)
     answer_batch_s = elapsed_ms(reader.answer_batch, list(records["question"]), list(records["context"])) / 1000
     return {"dev_evaluate_cold_s": evaluate_s, "dev_answer_batch_s": answer_batch_s,
             "answer_batch_vs_evaluate": answer_batch_s / evaluate_s}
@@ -351,7 +353,7 @@ def measure(model: str, dev: str, sizes: Sizes, bfloat16: bool, progress: Progre
     results["bfloat16_kernels"] = cpu_has_bfloat16_kernels()
     results.update(dev_evaluation(dev, model, sizes.dev_limit, results["bfloat16_kernels"]))
     stage("the one path: qa evaluate (empty cache) against Reader.answer_batch")
-    results.update(one_path_speed(dev, model, sizes.dev_limit))
+    results.update(one_path_speed(dev, model, sizes.dev_limit, reader.options.bfloat16))
     return results
 
 
