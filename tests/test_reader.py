@@ -234,6 +234,7 @@ def test_the_precision_is_as_asked_else_as_pinned_else_as_the_cpu_suits(monkeypa
         monkeypatch.setattr(model, "cpu_has_bfloat16_kernels", lambda: kernels)
         monkeypatch.delenv(PRECISION_ENV)
         assert reads_in_bfloat16(None) is kernels  # fast by default where the CPU has the kernels
+        assert reads_in_bfloat16(None, contextual=False) is False  # where it measured faster: the encoder's matmuls
         assert reads_in_bfloat16(False) is False and reads_in_bfloat16(True) is True  # exact when asked
         monkeypatch.setenv(PRECISION_ENV, "float32")
         assert reads_in_bfloat16(None) is False and reads_in_bfloat16(True) is True
