@@ -83,17 +83,17 @@ def attention_maps(output: "ReaderOutput", row: int, window: "Tokens", question:
     arrays named in ``needed`` (``AttentionMaps`` field names), the others None, since a (P, P)
     self-attention copy per row once dominated the time of evaluating with a heat view."""
     p, q = len(window), len(question)
-
-    def copied(name: str, part):
-        return part().float().numpy().copy() if name in needed and part() is not None else None
-
-    return AttentionMaps(
-        _token_triples(window), _token_triples(question),
-        copied("general", lambda: output.general_attention[row, :p, :q]),
-        copied("self_attention", lambda: None if output.self_attention is None else output.self_attention[row, :p, :p]),
-        copied("question", lambda: output.question_attention[row, :q]),
-        copied("passage_by_question", lambda: output.general_scores[row, :p, :q].float().transpose(0, 1).softmax(-1)),
-    )
+    arrays = {}
+    if "general" in needed:
+        arrays["general"] = output.general_attention[row, :p, :q]
+    if "self_attention" in needed and output.self_attention is not None:
+        arrays["self_attention"] = output.self_attention[row, :p, :p]
+    if "question" in needed:
+        arrays["question"] = output.question_attention[row, :q]
+    if "passage_by_question" in needed:  # each question word's softmax over the passage: (Q, P)
+        arrays["passage_by_question"] = output.general_scores[row, :p, :q].float().transpose(0, 1).softmax(-1)
+    return AttentionMaps(_token_triples(window), _token_triples(question),
+                         **{name: arrays[name].float().numpy().copy() if name in arrays else None for name in ALL_MAPS})
 
 
 # the AttentionMaps arrays each view reads

@@ -34,7 +34,7 @@ import torch
 from qa.answers import Answer, Prediction, SpanLogits
 from qa.batching import Batcher, EncodedText
 from qa.contextual import FeatureSource
-from qa.decode import best_spans
+from qa.decode import Spans, best_spans
 from qa.distributed import World
 from qa.errors import UserError
 from qa.features import PreparedSet
@@ -248,7 +248,7 @@ class _Found:
             self.strips[q] = np.maximum(self.strips[q], strip) if q in self.strips else strip
 
 
-def _row_answers(spans, row: int, context: str, window: Tokens, output: ReaderOutput) -> list[Answer]:
+def _row_answers(spans: Spans, row: int, context: str, window: Tokens, output: ReaderOutput) -> list[Answer]:
     """The valid spans of one batch row as answers with character offsets into ``context``, scored for
     now by their logit sum in this window (``_passage_scores`` rescores them over the whole passage)."""
     start_logits, end_logits = output.start_logits[row].tolist(), output.end_logits[row].tolist()
