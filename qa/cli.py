@@ -16,9 +16,12 @@ from qa.inputs import checked_passage, read_text_file
 from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
 
 MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
-BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 autocast (the default on CPUs with "
-                 "AVX512-BF16 or AMX, where it is faster at the same F1; on CPUs without them it is slower)")
+BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 autocast (the default for a model with "
+                 "a contextual encoder on CPUs with AVX512-BF16 or AMX, where it is faster at the same F1; on CPUs "
+                 "without them it is slower)")
 FLOAT32_HELP = "run in float32 even where bfloat16 is the default: bit-exact, reproducible results (also $QA_PRECISION)"
+ABSTAIN_HELP = ("abstain where the model's no-answer probability is above P (default: the threshold the model "
+                "records, fitted on held-out training articles)")
 
 ATTENTION_HELP = (
     "which attention view shades the passage (default: the model's own, the view measured to point at the "
@@ -28,10 +31,6 @@ ATTENTION_HELP = (
     "records per view (fitted on dev so that each marks the same share of tokens; "
     + ", ".join(f"{r:g}x" for r in LEVEL_RATIOS) + " for a model that records none); the legend shows them."
 )
-
-
-ABSTAIN_HELP = ("abstain where the model's no-answer probability is above P (default: the threshold the model "
-                "records, fitted on held-out training articles)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,7 +87,6 @@ def _add_train(commands) -> None:
     train.add_argument("--seed", type=int, help="override the seed")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device (auto: CUDA if present)")
     train.add_argument("--prepare-workers", type=int, help="processes for tokenizing the data")
-
 
 
 def _add_calibrate(commands) -> None:

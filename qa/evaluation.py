@@ -225,7 +225,7 @@ def _scored(records, answers: _Answers, unanswerable: bool) -> dict:
         per_question, records["question"], [len((r["answers"]["text"] or [""])[0].split()) for r in references],
         answers.passage_tokens or _passage_lengths(records))
     if answers.threshold is not None:
-        metrics["abstention"] = abstention(answers.predictions, references, answers.threshold)
+        metrics["abstention"] = abstention(answers.no_answer, references, answers.threshold)
     if answers.view:
         metrics["attention"] = sentence_hits(answers.predictions, _each_context(records), references, answers.view)
     if answers.nbest is not None:  # over the questions answered: is an answer's score its chance of being right?
@@ -280,12 +280,11 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         leave()
 
 
-def abstention(predictions, references: list[dict], threshold: float) -> dict:
-    """How often the no-answer probability is above ``threshold``: on answerable questions (a refusal, wrong)
-    and on unanswerable ones (right), whether or not this file's answers were forced."""
-    above = {p.id: p.no_answer is not None and p.no_answer > threshold for p in predictions}
-    answerable = [above[r["id"]] for r in references if r["answers"]["text"]]
-    unanswerable = [above[r["id"]] for r in references if not r["answers"]["text"]]
+def abstention(no_answer: dict[str, float], references: list[dict], threshold: float) -> dict:
+    """How often the no-answer probability (question id -> probability) is above ``threshold``: on answerable
+    questions (a refusal, wrong) and on unanswerable ones (right), whether or not this file's answers were forced."""
+    answerable = [no_answer[r["id"]] > threshold for r in references if r["answers"]["text"]]
+    unanswerable = [no_answer[r["id"]] > threshold for r in references if not r["answers"]["text"]]
     figures = {"threshold": threshold, "answerable": len(answerable), "answerable_refused": sum(answerable),
                "false_abstention_rate": sum(answerable) / max(len(answerable), 1)}
     if unanswerable:

@@ -13,23 +13,19 @@ import json
 from pathlib import Path
 
 from qa.data import load_squad
+from qa.evaluation import abstention
 from qa.squad.squad import v2_figures
 
 
 def figures_at(references: list[dict], forced: dict[str, str], probability: dict[str, float], threshold: float) -> dict:
-    """Abstain where the probability is above ``threshold``: the answerable share refused, and with
-    unanswerable questions their share caught and the official v2.0 figures."""
-    abstains = {r["id"]: probability[r["id"]] > threshold for r in references}
-    answerable = [abstains[r["id"]] for r in references if r["answers"]["text"]]
-    unanswerable = [abstains[r["id"]] for r in references if not r["answers"]["text"]]
-    result = {"threshold": threshold, "answerable": len(answerable),
-              "false_abstention_rate": round(sum(answerable) / max(len(answerable), 1), 4)}
-    if unanswerable:
-        chosen = [{"id": r["id"], "prediction_text": "" if abstains[r["id"]] else forced[r["id"]]} for r in references]
+    """Abstain where the probability is above ``threshold``: ``qa evaluate``'s abstention figures, and with
+    unanswerable questions the official v2.0 figures."""
+    result = abstention(probability, references, threshold)
+    if "unanswerable" in result:
+        chosen = [{"id": r["id"], "prediction_text": "" if probability[r["id"]] > threshold else forced[r["id"]]}
+                  for r in references]
         official = v2_figures(chosen, references)
-        result.update({"unanswerable": len(unanswerable), "unanswerable_abstention_rate":
-                       round(sum(unanswerable) / len(unanswerable), 4),
-                       **{k: round(official[k], 2) for k in ("exact", "f1", "HasAns_f1", "NoAns_f1") if k in official}})
+        result.update({k: round(official[k], 2) for k in ("exact", "f1", "HasAns_f1", "NoAns_f1") if k in official})
     return result
 
 
