@@ -137,6 +137,26 @@ class SpanLogits:
         return math.exp(2 * self.null / temperature - sum(self.log_normalizers(temperature)))
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where an answer read from a collection of documents comes from: the document's path, the page
+    (PDF) or heading it sits under, and its character offsets into that document's text."""
+
+    path: str
+    start: int
+    end: int
+    page: int | None = None
+    heading: str | None = None
+
+    def __str__(self) -> str:
+        """As the terminal shows it: "annual-report.pdf, page 12" or "notes.md, under Results"."""
+        where = f", page {self.page}" if self.page is not None else ""
+        return self.path + where + (f", under {self.heading}" if self.heading else "")
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "page": self.page, "heading": self.heading, "start": self.start, "end": self.end}
+
+
 @dataclass
 class Answer:
     """One answer: ``context[start:end] == text``; ``score`` is p(start) * p(end) at the model's
@@ -152,10 +172,13 @@ class Answer:
     evidence: Evidence | None = field(default=None, repr=False)  # with ``with_attention=True``
     # with ``with_attention=True``, a heat view and a passage of several windows: the heat of all of them
     document_heat: DocumentHeat | None = field(default=None, repr=False)
+    source: Source | None = None  # read from a collection (``qa.collection``): the document it came from
 
     def to_dict(self) -> dict:
-        """The keys of the Hugging Face question-answering pipeline."""
-        return {"answer": self.text, "score": self.score, "start": self.start, "end": self.end}
+        """The keys of the Hugging Face question-answering pipeline, and the source of an answer read
+        from a collection (``start``/``end`` then index the collection's joined text)."""
+        keys = {"answer": self.text, "score": self.score, "start": self.start, "end": self.end}
+        return keys if self.source is None else {**keys, "source": self.source.to_dict()}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``qa chat``: load a passage, then ask question after question about it.
+"""``qa chat``: load a passage or documents, then ask question after question about them.
 
 Lines starting with ``:`` are commands (``:help`` lists them); any other line is a question.
 With a terminal, input has line editing and history (readline) and a prompt; with piped input
@@ -11,8 +11,8 @@ import sys
 
 from rich.console import Console
 
+from qa.context import Context
 from qa.errors import UserError
-from qa.inputs import checked_passage, read_text_file
 from qa.render import ATTENTION_CHOICES, export_html, render, visible
 
 PASSAGE_END = "."  # the line that ends a pasted passage
@@ -20,29 +20,31 @@ HELP = f"""commands:
   :help                      this list
   :passage                   paste a new passage, empty lines and all; end it with a line holding
                              only "." (or end of input)
-  :file PATH                 load a new passage from a UTF-8 text file
-  :show                      print the current passage
+  :file PATH                 read the documents of PATH (a file or a folder: PDF, HTML, DOCX, Markdown, text)
+  :show                      print the current passage, or list the documents
   :attention [{'|'.join(ATTENTION_CHOICES)}]   choose the attention view (no argument: the next one)
   :html FILE                 write the last answer's rendering, with its colours, as an HTML page
   :force                     answer even where the passage does not seem to (again: abstain again)
+  :explain                   also show how each answer was found (again: the short view again)
   :quit                      leave (also Ctrl-D)
-anything else is a question about the current passage"""
+anything else is a question about the current passage or documents"""
 
 
 class Chat:
-    """One interactive session over a model; holds the current passage, attention view and last answer."""
+    """One interactive session over a model; holds the current passage or documents, attention view and last answer."""
 
-    def __init__(self, model: str | None, passage: str | None, attention: str | None = None, force: bool = False,
-                 bfloat16: bool | None = None, abstain_above: float | None = None):
+    def __init__(self, model: str | None, context: Context | None, attention: str | None = None, force: bool = False,
+                 bfloat16: bool | None = None, abstain_above: float | None = None, explain: bool = False):
         from qa.reader import Reader
 
         self.reader = Reader.load(model, bfloat16=bfloat16, abstain_above=abstain_above)
-        self.passage = passage
+        self.context = context
+        self.explain = explain  # also show how each answer was found (qa.render)
         self.attention = attention or self.reader.attention_view  # None: the model's own view
         self.force = force  # answer even when the model says the passage does not
         self.interactive = sys.stdin.isatty()
         self.console = Console()
-        self.last: tuple[str, str, list] | None = None  # (question, passage, answers) of the last question
+        self.last: tuple[str, str, object] | None = None  # (question, text, prediction) of the last question
 
     def _input(self, prompt: str) -> str | None:
         try:
@@ -64,9 +66,16 @@ class Chat:
     def _set_passage(self, text: str | None) -> None:
         if text is None:
             raise UserError("no passage given")
-        self.passage = checked_passage(text)
+        self.context = Context.of_passage(text)
         if self.interactive:
-            self.console.print(f"[dim]passage loaded: {len(self.passage.split()):,} words[/]")
+            self.console.print(f"[dim]passage loaded: {len(self.context.text.split()):,} words[/]")
+
+    def _set_documents(self, path: str) -> None:
+        """Read the documents of ``path``, warning of each file skipped."""
+        self.context = Context.of_paths([path])
+        for warning in self.context.warnings():
+            self.console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+        self.console.print(self.context.described(), style="dim", markup=False, highlight=False)
 
     def _command(self, line: str) -> bool:
         """Run one ``:command``; returns False to quit."""
@@ -81,15 +90,18 @@ class Chat:
         elif name == "file":
             if not argument:
                 raise UserError(":file needs a PATH")
-            self._set_passage(read_text_file(argument))
+            self._set_documents(argument)
         elif name == "show":
-            self.console.print(visible(self.passage) if self.passage else "(no passage)", markup=False, highlight=False)
+            self.console.print(self._shown(), markup=False, highlight=False)
         elif name == "attention":
             if argument and argument not in ATTENTION_CHOICES:
                 raise UserError(f"unknown attention view {argument!r}; choose {', '.join(ATTENTION_CHOICES)}")
             following = ATTENTION_CHOICES[(ATTENTION_CHOICES.index(self.attention) + 1) % len(ATTENTION_CHOICES)]
             self.attention = argument or following
             self.console.print(f"attention view: {self.attention}")
+        elif name == "explain":
+            self.explain = not self.explain
+            self.console.print("answers come with how they were found" if self.explain else "answers are shown short")
         elif name == "force":
             self.force = not self.force
             self.console.print("answers are forced" if self.force else "the reader may abstain")
@@ -98,26 +110,34 @@ class Chat:
                 raise UserError(":html needs a FILE")
             if self.last is None:
                 raise UserError("no answer to write yet: ask a question first")
-            export_html(argument, *self.last, self.console.width)
+            export_html(argument, *self.last, self.console.width, self.explain, self.context.documents)
             self.console.print(f"wrote {argument}", markup=False, highlight=False)
         else:
             raise UserError(f"unknown command :{name} (:help lists the commands)")
         return True
 
+    def _shown(self) -> str:
+        """The current passage, or the list of documents."""
+        if self.context is None:
+            return "(no passage)"
+        if self.context.collection is None:
+            return visible(self.context.text)
+        return "\n".join(visible(d.path) for d in self.context.collection.documents)
+
     def _ask(self, question: str) -> None:
-        if self.passage is None:
+        if self.context is None:
             raise UserError("no passage yet: use :passage or :file PATH")
-        prediction = self.reader.predict(question, self.passage, with_attention=self.attention != "none",
-                                         attention_view=self.attention, force=self.force)
-        self.last = (question, self.passage, prediction)
-        render(self.console, question, self.passage, prediction)
+        prediction = self.context.predict(self.reader, question, with_attention=self.attention != "none",
+                                          attention_view=self.attention, force=self.force)
+        self.last = (question, self.context.text, prediction)
+        render(self.console, question, self.context.text, prediction, self.explain, self.context.documents)
 
     def run(self) -> int:
         if self.interactive:
             import readline  # noqa: F401  (line editing and history for input())
 
             self.console.print("[bold]qa chat[/] — ask questions about a passage; :help lists commands")
-        if self.passage is None:
+        if self.context is None:
             try:
                 self._set_passage(self._read_passage())
             except UserError as error:

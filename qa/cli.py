@@ -12,7 +12,7 @@ from rich.console import Console
 
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS
-from qa.inputs import checked_passage, read_text_file
+from qa.inputs import checked_passage
 from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
 
 MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
@@ -20,6 +20,11 @@ BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 auto
                  "a contextual encoder on CPUs with AVX512-BF16 or AMX, where it is faster at the same F1; on CPUs "
                  "without them it is slower)")
 FLOAT32_HELP = "run in float32 even where bfloat16 is the default: bit-exact, reproducible results (also $QA_PRECISION)"
+PATHS_HELP = ("documents to answer from: files (PDF, HTML, DOCX, Markdown, text in any common encoding) and "
+              "folders, read recursively; the windows of all of them are ranked and read together, and each answer "
+              "names its source. Unreadable files are skipped with a warning")
+EXPLAIN_HELP = ("also show how the answer was found: the attention view's rule, the most attended spans, the tokens "
+                "the answer drew on and, for a long passage, where the reader looked across it")
 ABSTAIN_HELP = ("abstain where the model's no-answer probability is above P (default: the threshold the model "
                 "records, fitted on held-out training articles)")
 
@@ -42,14 +47,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_reading(command: argparse.ArgumentParser) -> None:
-    """The passage and model options ``ask`` and ``chat`` share."""
+    """The passage, document and model options ``ask`` and ``chat`` share."""
+    command.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP)
     source = command.add_mutually_exclusive_group()
     source.add_argument("--context", help="the passage text")
-    source.add_argument("--file", help="read the passage from a UTF-8 text file")
+    source.add_argument("--file", help="a document to read: the same as one PATH")
     command.add_argument("--model", help=MODEL_HELP)
     _add_precision(command)
     command.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
     command.add_argument("--abstain-above", type=float, metavar="P", help=ABSTAIN_HELP)
+    command.add_argument("--explain", action="store_true", help=EXPLAIN_HELP)
 
 
 def _add_precision(command: argparse.ArgumentParser) -> None:
@@ -60,8 +67,9 @@ def _add_precision(command: argparse.ArgumentParser) -> None:
 
 
 def _add_ask(commands) -> None:
-    ask = commands.add_parser("ask", help="answer a question about a passage",
-                              description="Answer QUESTION from a passage given with --context, --file or stdin.")
+    ask = commands.add_parser("ask", help="answer a question from documents or a passage",
+                              description="Answer QUESTION from the documents PATH... (files and folders), or from "
+                                          "a passage given with --context or on standard input.")
     ask.add_argument("question")
     _add_reading(ask)
     ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
@@ -72,7 +80,7 @@ def _add_ask(commands) -> None:
 
 
 def _add_chat(commands) -> None:
-    chat = commands.add_parser("chat", help="ask question after question about one passage")
+    chat = commands.add_parser("chat", help="ask question after question about documents or a passage")
     _add_reading(chat)
     chat.add_argument("--force", action="store_true", help="always answer (also :force in the chat)")
 
@@ -127,16 +135,21 @@ def _add_evaluate(commands) -> None:
                           "unanswerable questions; metrics.json reports the answerable questions refused at it on every file)")
     evaluate.add_argument("--attention", choices=ATTENTION_CHOICES,
                           help="attention view whose answer-sentence hit rate goes in metrics.json (default: the "
-                               "model's own; none: skip)")
+                               "model's own; none: skip; not measured with --collection)")
+    opened = evaluate.add_mutually_exclusive_group()
+    opened.add_argument("--collection", dest="open_setting", action="store_const", const="collection",
+                        help="the open setting: ask every question against all the file's articles as one collection "
+                             "(an article: its paragraphs joined by blank lines); nbest.json cites each answer's article")
+    opened.add_argument("--without-own", dest="open_setting", action="store_const", const="without own",
+                        help="ask every question against all the file's articles but its own, where the right "
+                             "outcome is to abstain; metrics.json reports how often it does")
 
 
 def _read_passage(args) -> str:
     if args.context is not None:
         return checked_passage(args.context)
-    if args.file is not None:
-        return checked_passage(read_text_file(args.file))
     if sys.stdin.isatty():
-        raise UserError("give the passage with --context, --file or on standard input")
+        raise UserError("give documents as PATH..., or the passage with --context or on standard input")
     try:
         return checked_passage(sys.stdin.read())
     except UnicodeDecodeError:
@@ -148,31 +161,50 @@ def _ask(args) -> int:
         raise UserError("the question is empty")
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
-    passage = _read_passage(args)  # input errors are reported before the slow import below
+    context = _context(args)  # input errors are reported before the slow import below
     from qa.reader import Reader
 
     reader = Reader.load(args.model, bfloat16=args.bfloat16, abstain_above=args.abstain_above)
     view = args.attention or reader.attention_view
-    prediction = reader.predict(args.question, passage, top_k=args.top_k, with_attention=view != "none",
-                                attention_view=view, force=args.force)
+    prediction = context.predict(reader, args.question, top_k=args.top_k, with_attention=view != "none",
+                                  attention_view=view, force=args.force)
     console = Console()
     if args.json:
-        print(json.dumps({**result_dict(args.question, passage, prediction, view), "precision": reader.precision},
-                         ensure_ascii=False))
+        print(json.dumps({**result_dict(args.question, context.text, prediction, view), "precision": reader.precision,
+                          **context.summary()}, ensure_ascii=False))
     else:
-        render(console, args.question, passage, prediction)
+        render(console, args.question, context.text, prediction, args.explain, context.documents)
     if args.html:  # after the answer is printed, so a path that cannot be written loses nothing
-        export_html(args.html, args.question, passage, prediction, console.width)
+        export_html(args.html, args.question, context.text, prediction, console.width, args.explain,
+                    context.documents)
     return 0
+
+
+def _context(args):
+    """What ``ask`` and ``chat`` read: the documents of PATH... and --file, else the passage of --context or stdin;
+    each file skipped is warned of on stderr, with a count."""
+    from qa.context import Context
+
+    paths = [*args.paths, *([args.file] if args.file is not None else [])]
+    if paths and args.context is not None:
+        raise UserError("give documents as PATH... or a passage with --context, not both")
+    if not paths:
+        return Context.of_passage(_read_passage(args))
+    context = Context.of_paths(paths)
+    for warning in context.warnings():
+        print(f"qa: warning: {warning}", file=sys.stderr)
+    if context.skipped:
+        print(f"qa: {context.described()}", file=sys.stderr)
+    return context
 
 
 def _chat(args) -> int:
     from qa.chat import Chat
 
-    passage = None
-    if args.context is not None or args.file is not None:
-        passage = _read_passage(args)
-    return Chat(args.model, passage, args.attention, args.force, args.bfloat16, args.abstain_above).run()
+    context = None
+    if args.context is not None or args.file is not None or args.paths:
+        context = _context(args)
+    return Chat(args.model, context, args.attention, args.force, args.bfloat16, args.abstain_above, args.explain).run()
 
 
 def _train(args) -> int:
@@ -195,7 +227,8 @@ def _evaluate(args) -> int:
     run_evaluation(args.data, split=args.split, model=args.model, output=args.output, batch_size=args.batch_size,
                    limit=args.limit, predictions_file=args.predictions, nbest=args.nbest, lenient=args.lenient,
                    bfloat16=args.bfloat16, attention_view=args.attention,
-                   max_windows=args.max_windows, first_windows=args.first_windows, abstain_above=args.abstain_above)
+                   max_windows=args.max_windows, first_windows=args.first_windows, abstain_above=args.abstain_above,
+                   open_setting=args.open_setting)
     return 0
 
 

@@ -100,6 +100,10 @@ def _print_report(console, metrics: dict, data: str) -> None:
         figures = metrics["abstention"]
         said = (f"at the no-answer threshold p > {figures['threshold']:.3g}: refuses "
                 f"{100 * figures['false_abstention_rate']:.1f}% of the {figures['answerable']} answerable questions")
+        if metrics.get("open_setting") == "without own":  # asked without their own article, none is answerable
+            said = (f"at the no-answer threshold p > {figures['threshold']:.3g}: abstains on "
+                    f"{100 * figures['false_abstention_rate']:.1f}% of the {figures['answerable']} questions asked "
+                    f"without their own article (the right outcome); EM/F1 above are of its forced answers")
         if "unanswerable" in figures:
             said += f", abstains on {100 * figures['unanswerable_abstention_rate']:.1f}% of the {figures['unanswerable']} unanswerable"
         console.print(said + ("" if "HasAns_total" in metrics or "NoAns_total" in metrics else " (the figures above force answers)"))
@@ -131,22 +135,25 @@ def _print_v2_report(console, metrics: dict, data: str) -> None:
 
 def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: bool | None, attention_view: str | None,
              abstain: bool, max_windows: int | None, first_windows: int | None, abstain_above: float | None,
-             world, console) -> dict:
+             world, console, open_setting: str | None = None) -> dict:
     """Run the shipped or given model over ``records`` along the one inference path (``qa.inference``),
     this rank's share of the batches, abstaining where the model says no answer if ``abstain``;
-    returns the predictions and timing entries of ``metrics.json``."""
+    returns the predictions and timing entries of ``metrics.json``. ``open_setting`` ("collection" or
+    "without own") asks every question against all the file's articles as one collection (without the
+    question's own article), each answer citing its article."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from qa.features import prepare
     from qa.heat import LEVEL_RATIOS, HeatDisplay
-    from qa.inference import Passages
     from qa.reader import Reader
 
     with console.status(f"tokenizing {len(records)} questions"), world.machine_leader_first():
         prepared = prepare(records)  # one process per machine fills the cache, the others read it
     reader = Reader.load(model, bfloat16=bfloat16, abstain_above=abstain_above)
     reader.net.to(world.device)
-    view = {None: reader.attention_view, "none": None}.get(attention_view, attention_view)
+    passages, collection = _passages(prepared, open_setting, console)
+    # the heat of an answer read from a collection is not over its own paragraph, which the hit rate scores
+    view = None if open_setting else {None: reader.attention_view, "none": None}.get(attention_view, attention_view)
     display = HeatDisplay(view, reader.level_ratios.get(view, LEVEL_RATIOS)) if view else None
     options = replace(reader.options, top_k=nbest, batch_size=batch_size,
                       max_windows=reader.options.max_windows if max_windows is None else max_windows,
@@ -160,15 +167,34 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total, speed=done / max(time.monotonic() - tic, 1e-9))
 
-        predictions = reader.read(Passages.of(prepared), options, world, advance, display=display, force=not abstain)
+        predictions = reader.read(passages, options, world, advance, display=display, force=not abstain)
     seconds = time.monotonic() - tic
+    for prediction in predictions if collection else ():
+        collection.cite(prediction.answers)
     return {"predictions": predictions, "view": view, "passage_tokens": [len(prepared.context_tokens[e.context_index])
                                                            for e in prepared.examples],
             "metrics": {"model": str(reader.folder), "precision": reader.precision,
                         "processes": world.size, "seconds": round(seconds, 2), "max_windows": options.max_windows,
-                        "first_windows": options.first_windows,
+                        "first_windows": options.first_windows, "open_setting": open_setting,
+                        "documents": len(collection) if collection else None,
                         "no_answer_threshold": reader.no_answer_threshold if reader.has_no_answer else None,
                         "questions_per_s": round(len(predictions) / max(seconds, 1e-9), 1)}}
+
+
+def _passages(prepared, open_setting: str | None, console):
+    """What ``prepared``'s questions are read in: their own passages, or (``open_setting``) all the file's
+    articles as one collection, without each question's own article for "without own"; and the collection."""
+    from qa.collection import Collection
+    from qa.inference import Passages, Query
+
+    if open_setting is None:
+        return Passages.of(prepared), None
+    with console.status("joining the articles into one collection"):
+        collection, article = Collection.of_articles(prepared.contexts, prepared.titles)
+    without = open_setting == "without own"
+    queries = [Query(e.id, e.question_text, e.question, 0, article[e.context_index] if without else None)
+               for e in prepared.examples]
+    return collection.passages(queries), collection
 
 
 @dataclass
@@ -188,7 +214,8 @@ class _Answers:
     def of(cls, run: dict, unanswerable: bool) -> "_Answers":
         """The answers of a model run (``_predict``)."""
         predictions = run["predictions"]
-        nbest = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score} for a in p.answers]
+        nbest = {p.id: [{"text": a.text, "start": a.start, "end": a.end, "score": a.score,
+                         **({"source": a.source.to_dict()} if a.source else {})} for a in p.answers]
                  for p in predictions}
         with_option = any(p.no_answer is not None for p in predictions)
         no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
@@ -239,13 +266,15 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
                    batch_size: int = 64, limit: int = 0, predictions_file: str | None = None, nbest: int = 5,
                    lenient: bool = False, bfloat16: bool | None = None, attention_view: str | None = None,
                    max_windows: int | None = None, first_windows: int | None = None, abstain_above: float | None = None,
-                   console=None) -> dict:
+                   open_setting: str | None = None, console=None) -> dict:
     """Score ``data`` with a model (or with ``predictions_file``), print tables, write files to ``output``.
 
     With a model, ``metrics["attention"]`` says how often the heaviest passage sentence of ``attention_view``
     (None: the model's own view; "none": no figure) holds a gold answer, beside chance (``qa.heat.SentenceHits``). ``max_windows``
     overrides how many windows of a long passage are read, ``first_windows`` how many of them at once (the
-    reader's defaults: ``qa.inference.ReadingOptions``).
+    reader's defaults: ``qa.inference.ReadingOptions``). ``open_setting``: "collection" asks every question
+    against all the file's articles as one collection, "without own" against all but its own article, where
+    the right outcome is to abstain (``metrics["abstention"]``).
 
     Under ``torchrun`` the model's batches are shared among the processes; rank 0 gathers the
     answers, scores them and writes the same files one process would."""
@@ -265,7 +294,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
             metrics["predictions"] = predictions_file
         else:
             run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, max_windows,
-                           first_windows, abstain_above, world, console)
+                           first_windows, abstain_above, world, console, open_setting)
             answers = _Answers.of(run, unanswerable)
             metrics.update(run["metrics"])
         if not world.main:

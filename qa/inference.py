@@ -41,7 +41,7 @@ from qa.features import PreparedSet
 from qa.model import ReaderNet, ReaderOutput
 from qa.retrieval import Ranker
 from qa.tokenize import Tokens
-from qa.windows import merge_ranked, owned_ranges, split_windows, window_starts
+from qa.windows import cut_windows, merge_ranked, owned_ranges, segment_windows
 
 # Candidates kept per question beyond top_k while reading: they are ranked by their own window's
 # logits, then rescored over the whole passage, where the order near a window's edge can change.
@@ -91,16 +91,24 @@ class Query:
     text: str
     question: Tokens
     passage: int
+    without: int | None = None  # a document of a collection passage not to read (the open setting's "without own")
 
 
 @dataclass
 class Passages:
-    """Prepared text to read: each passage once with its tokens, and the queries about them. A query
-    names one passage; a question about several documents would name the windows of all of them."""
+    """Prepared text to read: each passage once with its tokens, and the queries about them. A passage
+    may be a collection of documents (``qa.collection``): ``breaks[passage]`` lists the token at which
+    each of its documents starts (the first 0), so that no window runs from one document into the next;
+    its windows are ranked and read together, under one softmax, as one passage's are."""
 
     texts: list[str]
     tokens: list[Tokens]
     queries: list[Query]
+    breaks: dict[int, list[int]] = field(default_factory=dict)
+
+    def documents(self, passage: int) -> list[int]:
+        """The first token of each document of ``passage`` ([0] for a passage that is one text)."""
+        return self.breaks.get(passage, [0])
 
     @classmethod
     def of(cls, data: PreparedSet) -> "Passages":
@@ -136,6 +144,7 @@ class _Plan:
     windows: list[Tokens]
     window_passage: list[int]  # passage index of each window
     window_first: list[int]  # index in its passage of each window's first token
+    window_document: list[int]  # index in its passage's documents (``Passages.breaks``) of each window
     passage_windows: dict[int, range]  # passage index -> indices of its windows, in passage order
     first: list[list[int]]  # query index -> the windows it reads first
     later: list[list[int]]  # query index -> the windows it reads if its first ones are not confident
@@ -146,11 +155,17 @@ class _Plan:
         rows = [(q, w) for q in queries for w in picks[q]]
         return sorted(rows, key=lambda row: len(self.windows[row[1]]))
 
+    def window_end(self, window: int) -> int:
+        """The index in its passage of the token after ``window``'s last."""
+        return self.window_first[window] + len(self.windows[window])
+
     def runs(self, queries: list[Query]) -> list[list[int]]:
-        """Query indices in runs of consecutive passages, each of about ``RUN_ROWS`` first-reading rows."""
+        """Query indices in runs of consecutive passages, each of about ``RUN_ROWS`` first-reading rows
+        (a passage asked more than that, such as a collection, is split over several runs)."""
         runs, rows = [[]], 0
         for q, query in enumerate(queries):
-            if rows >= RUN_ROWS and query.passage != queries[q - 1].passage:
+            alone = queries[runs[-1][0]].passage == query.passage if runs[-1] else False
+            if rows >= RUN_ROWS and (query.passage != queries[q - 1].passage or alone):
                 runs, rows = runs + [[]], 0
             runs[-1].append(q)
             rows += len(self.first[q])
@@ -160,24 +175,28 @@ class _Plan:
 def _plan(passages: Passages, options: ReadingOptions) -> _Plan:
     """Cut each asked-about passage into windows and pick, by BM25, the windows each query reads first
     and later (all of them at once for a passage within ``first_windows`` or ``max_windows``)."""
-    plan = _Plan([], [], [], {}, [], [])
+    plan = _Plan([], [], [], [], {}, [], [])
     for passage in dict.fromkeys(q.passage for q in passages.queries):
-        tokens = passages.tokens[passage]
-        starts = window_starts(len(tokens), options.window_tokens, options.window_stride)
-        plan.passage_windows[passage] = range(len(plan.windows), len(plan.windows) + len(starts))
-        plan.windows += split_windows(tokens, options.window_tokens, options.window_stride)
-        plan.window_passage += [passage] * len(starts)
-        plan.window_first += starts
+        tokens, breaks = passages.tokens[passage], passages.documents(passage)
+        spans = segment_windows(len(tokens), breaks, options.window_tokens, options.window_stride)
+        plan.passage_windows[passage] = range(len(plan.windows), len(plan.windows) + len(spans))
+        plan.windows += cut_windows(tokens, spans)
+        plan.window_passage += [passage] * len(spans)
+        plan.window_first += [first for first, _ in spans]
+        plan.window_document += [bisect.bisect_right(breaks, first) - 1 for first, _ in spans]
     staged = 0 < options.first_windows < (options.max_windows or math.inf)  # two readings, not one
     at_once = options.first_windows if staged else 0
     rankers: dict[int, Ranker] = {}
     for query in passages.queries:
-        indices = list(plan.passage_windows[query.passage])
+        indices = [w for w in plan.passage_windows[query.passage] if plan.window_document[w] != query.without]
         most = options.max_windows or len(indices)  # windows read at the most
         if len(indices) > (at_once or most):
             if query.passage not in rankers:
-                rankers[query.passage] = Ranker([plan.windows[w] for w in indices])
-            indices = [indices[k] for k in rankers[query.passage].best(query.question, most)]  # best first
+                rankers[query.passage] = Ranker([plan.windows[w] for w in plan.passage_windows[query.passage]])
+            first = plan.passage_windows[query.passage].start
+            ranked = [first + k for k in rankers[query.passage].best(query.question, len(rankers[query.passage]))]
+            kept = set(indices)
+            indices = [w for w in ranked if w in kept][:most]  # best first
         cut = at_once or len(indices)
         plan.first.append(sorted(indices[:cut]))
         plan.later.append(sorted(indices[cut:]))
@@ -197,8 +216,9 @@ def _owned_logits(window_logits: dict[int, np.ndarray], plan: _Plan, tokens: int
     where no window was read (those tokens take no share of the softmaxes)."""
     read_windows = sorted(window_logits)
     starts = [plan.window_first[w] for w in read_windows]
+    ends = [plan.window_end(w) for w in read_windows]
     owned = np.full((2, tokens), -np.inf, dtype=np.float32)
-    for w, first, (lo, hi) in zip(read_windows, starts, owned_ranges(starts, size, tokens)):
+    for w, first, (lo, hi) in zip(read_windows, starts, owned_ranges(starts, size, tokens, ends)):
         owned[:, first + lo : first + hi] = window_logits[w][:, lo:hi]
     return owned
 
@@ -366,7 +386,8 @@ class _Reading:
         top answer, whose heat joins the document strip of a passage read in several windows)."""
         kept = {id(a) for a in found.best[q]}
         passage = self.plan.window_passage[w]
-        strip = self.display.document_strip and len(self.plan.passage_windows[passage]) > 1
+        strip = (self.display.document_strip and len(self.plan.passage_windows[passage]) > 1
+                 and len(self.passages.documents(passage)) == 1)  # a collection's documents get no strip
         shown = [a for k, a in enumerate(answers) if id(a) in kept or (strip and k == 0)]
         self.display.decorate(output, b, self.plan.windows[w], self.questions[q], shown)
         if strip and answers[0].heat is not None:

@@ -188,28 +188,76 @@ class Reader:
         read in overlapping windows (``ReadingOptions``: the best by BM25 first, more where the best
         answer is not confident); the answers of all windows read are merged, each character span once.
         """
-        from qa.heat import HeatDisplay
-        from qa.inference import Passages, Query
+        from qa.inference import Passages
         from qa.tokenize import tokenize_many
 
-        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len, batch_size=batch_size)
-        view = attention_view or self.attention_view
-        display = HeatDisplay(view, self.level_ratios.get(view, LEVEL_RATIOS), with_attention=True) if with_attention else None
         if len(questions) != len(contexts):
             raise UserError(f"{len(questions)} questions but {len(contexts)} contexts")
-        for question, context in zip(questions, contexts):
-            if not isinstance(question, str) or not question.strip():
-                raise UserError("a question is empty")
+        for context in contexts:
             if not isinstance(context, str) or not context.strip():
                 raise UserError("a passage is empty")
         unique = list(dict.fromkeys(contexts))
         index = {c: i for i, c in enumerate(unique)}
-        queries, most = [], options.max_question_tokens
+        passages = Passages(unique, tokenize_many(unique), self._queries(questions, [index[c] for c in contexts]))
+        return self.read(passages, replace(self.options, top_k=top_k, max_answer_len=max_answer_len,
+                                           batch_size=batch_size),
+                         display=self._display(with_attention, attention_view), force=force)
+
+    def predict_documents(self, questions: list[str], collection, top_k: int = 1, max_answer_len: int = 15,
+                          with_attention: bool = False, attention_view: str | None = None, force: bool = False,
+                          without: list[int | None] | None = None) -> list[Prediction]:
+        """``predict`` for each question against a ``qa.collection.Collection``: the windows of all its
+        documents ranked together, read under one softmax and one no-answer option, the top answers from
+        any of them, each with its ``source``. ``without[i]``: a document question i must not read (None: all)."""
+        queries = self._queries(questions, [0] * len(questions))
+        if without is not None:
+            queries = [replace(query, without=skip) for query, skip in zip(queries, without, strict=True)]
+        passages = collection.passages(queries)
+        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len)
+        predictions = self.read(passages, options, display=self._display(with_attention, attention_view), force=force)
+        for prediction in predictions:
+            collection.cite(prediction.answers)
+        return predictions
+
+    def answer_documents(self, question: str, documents, top_k: int = 1, force: bool = False) -> list[Answer]:
+        """The ``top_k`` best answers to ``question`` in ``documents`` (a ``qa.collection.Collection``, or
+        paths of files and folders: PDF, HTML, DOCX, Markdown, text), each with its ``source``; an empty list
+        means the reader abstains (none of the documents seems to answer). Unreadable files are skipped
+        with a warning."""
+        from qa.collection import Collection
+        from qa.context import Context
+
+        if not isinstance(documents, Collection):
+            context = Context.of_paths(list(documents))
+            for warning in context.warnings():
+                warnings.warn(warning, stacklevel=2)
+            documents = context.collection
+        prediction = self.predict_documents([question], documents, top_k=top_k, force=force)[0]
+        return [] if prediction.abstained else prediction.answers
+
+    def _queries(self, questions: list[str], passages: list[int]):
+        """``qa.inference.Query``s of ``questions`` about ``passages``, warning of those that will be cut."""
+        from qa.inference import Query
+        from qa.tokenize import tokenize_many
+
+        for question in questions:
+            if not isinstance(question, str) or not question.strip():
+                raise UserError("a question is empty")
+        queries, most = [], self.options.max_question_tokens
         for n, question in enumerate(tokenize_many(questions)):
             if len(question) > most:
-                warnings.warn(f"question {n} has {len(question)} tokens; only the first {most} are read", stacklevel=3)
-            queries.append(Query(str(n), questions[n], question, index[contexts[n]]))
-        return self.read(Passages(unique, tokenize_many(unique), queries), options, display=display, force=force)
+                warnings.warn(f"question {n} has {len(question)} tokens; only the first {most} are read", stacklevel=4)
+            queries.append(Query(str(n), questions[n], question, passages[n]))
+        return queries
+
+    def _display(self, with_attention: bool, attention_view: str | None):
+        """What is drawn beside the answers: the heat of ``attention_view`` (None: the reader's), or nothing."""
+        from qa.heat import HeatDisplay
+
+        if not with_attention:
+            return None
+        view = attention_view or self.attention_view
+        return HeatDisplay(view, self.level_ratios.get(view, LEVEL_RATIOS), with_attention=True)
 
     def read(self, passages, options=None, world=None, progress=None, features=None, display=None,
              force: bool = False) -> list[Prediction]:

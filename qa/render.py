@@ -10,9 +10,12 @@ readers); without colour (``NO_COLOR`` or output that is not a terminal) nothing
 answer is marked ``[[ ]]`` and a line of blocks `` ▂▄▆█`` under each line of the passage gives the
 level of the characters above it.
 
-Below the passage: the hottest spans, the evidence (the passage tokens and question words the
-answer's own tokens attended to, each weight labelled with its tokens) and, for a passage read in
-several windows, a one-line strip of where in the whole document the attention lies. ``export_html``
+An answer read from a collection of documents names its source (path, page or heading) above the
+window. By default the rendering stops there, readable at a glance: the answer, its source, the
+shaded window and the key to the levels. With ``explain``: the view's rule, the hottest spans, the
+evidence (the passage tokens and question words the answer's own tokens attended to, each weight
+labelled with its tokens) and, for a passage read in several windows, a one-line strip of where in
+the whole document the attention lies. ``export_html``
 writes the same rendering as a standalone HTML page. Text from the user is shown through
 ``visible``, so a passage can carry neither rich markup nor terminal escape codes.
 """
@@ -201,6 +204,8 @@ def result_dict(question: str, context: str, prediction: Prediction, mode: str) 
         return payload
     best = answers[0]
     payload.update(answer=best.text, start=best.start, end=best.end, score=best.score)
+    if best.source is not None:
+        payload["source"] = best.source.to_dict()
     if best.heat is not None:
         payload["heat"] = best.heat.to_dict()
         payload["attended_spans"] = [s.to_dict(context) for s in hot_spans(best.heat)[:SPAN_ROWS]]
@@ -209,9 +214,10 @@ def result_dict(question: str, context: str, prediction: Prediction, mode: str) 
     return payload
 
 
-def _legend(heat: Heat, plain: bool) -> Text:
-    """What the shading shows: the view's rule and what each level means."""
-    legend = Text.assemble(("heat", "bold"), f" ({heat.view} view): {VIEWS[heat.view]}\nlevels: ")
+def _legend(heat: Heat, plain: bool, explain: bool) -> Text:
+    """What each level of the shading means; with ``explain``, the view's rule first."""
+    rule = f": {VIEWS[heat.view]}\nlevels: " if explain else ": "
+    legend = Text.assemble(("heat", "bold"), f" ({heat.view} view){rule}")
     for k, ratio in enumerate(heat.level_ratios, 1):
         label = f"≥{ratio:g}x uniform" if k == 1 else f"≥{ratio:g}x"
         swatch = Text(f"{BLOCKS[k]} {label}  ") if plain else Text.assemble((f" {label} ", HEAT_STYLES[k - 1]), " ")
@@ -263,48 +269,66 @@ def _strip_lines(answer: Answer, context: str, width: int) -> list[Text]:
             Text.assemble(" " * column, ("▲", "bold color(214)"), no_wrap=True)]
 
 
-def _header(question: str, prediction: Prediction) -> Text:
-    """The question and the answer with its score; when the reader abstained, that it did and the
-    best guess, dimmed."""
+def _header(question: str, prediction: Prediction, documents: int | None) -> Text:
+    """The question and the answer with its score and source; when the reader abstained, that it did
+    (that none of the ``documents`` seems to answer, for a collection) and the best guess, dimmed."""
     best = prediction.answers[0]
     no_answer = "" if prediction.no_answer is None else f"   no-answer probability {prediction.no_answer:.3f}"
-    where = f"   score {best.score:.3f}   characters {best.start}-{best.end}"
+    start, end = (best.source.start, best.source.end) if best.source else (best.start, best.end)
+    where = f"   score {best.score:.3f}   characters {start}-{end}"
+    source = Text.assemble("\n", ("Source: ", "bold"), visible(str(best.source))) if best.source else Text("")
     if prediction.abstained:
-        return Text.assemble(("Question: ", "bold"), visible(question), "\n",
-                             ("The passage does not seem to answer this question.", "bold"), no_answer, "\n",
-                             (f"Best guess: {visible(best.text)}{where}", "dim"))
+        refusal = ("The passage does not seem to answer this question." if documents is None else
+                   f"None of the {documents:,} documents seems to answer this question.")
+        return Text.assemble(("Question: ", "bold"), visible(question), "\n", (refusal, "bold"), no_answer, "\n",
+                             (f"Best guess: {visible(best.text)}{where}", "dim"), source)
     return Text.assemble(("Question: ", "bold"), visible(question), "\n", ("Answer: ", "bold"),
-                         (visible(best.text), ANSWER_STYLE), where + no_answer)
+                         (visible(best.text), ANSWER_STYLE), where + no_answer, source)
 
 
-def _answer_parts(console: Console, question: str, context: str, prediction: Prediction, plain: bool) -> list:
+def _paragraph(context: str, start: int, end: int) -> tuple[int, int]:
+    """The characters between the blank lines around ``[start, end)``: the answer's paragraph, never
+    running into another document of a collection (they are joined by blank lines)."""
+    first = context.rfind("\n\n", 0, start)
+    last = context.find("\n\n", end)
+    return (0 if first < 0 else first + 2), (len(context) if last < 0 else last)
+
+
+def _answer_parts(console: Console, question: str, context: str, prediction: Prediction, plain: bool,
+                  explain: bool, documents: int | None) -> list:
     answers = prediction.answers
     best = answers[0]
-    several = best.document_heat is not None
+    several = best.document_heat is not None or best.source is not None
     window = (int(best.heat.starts[0]), int(best.heat.ends[-1])) if several and best.heat is not None else None
+    if best.source is not None and window is None:
+        window = _paragraph(context, best.start, best.end)
     region = passage_region(context, best.start, best.end, within=window)
-    header = _header(question, prediction)
+    header = _header(question, prediction, documents)
     title = "passage"
-    if region != (0, len(context)):
+    if best.source is not None:
+        title = f"{visible(best.source.path)}, the answer's window" if best.heat is not None else visible(best.source.path)
+    elif region != (0, len(context)):
         title += f", characters {region[0]:,}-{region[1]:,} of {len(context):,}"
     if window:
         title += f", the answer's window {window[0]:,}-{window[1]:,}"
     body = plain_passage(context, best, region, console.width - 4) if plain else passage_text(context, best, region)
     parts = [header, Panel(body, title=title, title_align="left")]
     if best.heat is not None:
-        parts.append(_legend(best.heat, plain))
-    if several:
+        parts.append(_legend(best.heat, plain, explain))
+    if explain and best.document_heat is not None:
         parts += _strip_lines(best, context, console.width)
     if len(answers) > 1:
         alternatives = Table(title="alternatives", title_justify="left")
-        for column in ("#", "answer", "score", "characters"):
-            alternatives.add_column(column, justify="right" if column != "answer" else "left")
+        where = "source" if best.source is not None else "characters"
+        for column in ("#", "answer", "score", where):
+            alternatives.add_column(column, justify="left" if column in ("answer", "source") else "right")
         for rank, answer in enumerate(answers[1:], 2):
-            alternatives.add_row(str(rank), Text(visible(answer.text)), f"{answer.score:.3f}", f"{answer.start}-{answer.end}")
+            place = visible(str(answer.source)) if answer.source is not None else f"{answer.start}-{answer.end}"
+            alternatives.add_row(str(rank), Text(visible(answer.text)), f"{answer.score:.3f}", Text(place))
         parts.append(alternatives)
-    if best.heat is not None:
+    if explain and best.heat is not None:
         parts.append(_spans_table(best.heat, context))
-    if best.evidence is not None:
+    if explain and best.evidence is not None:
         parts += _evidence_tables(best.evidence)
     return parts
 
@@ -319,18 +343,21 @@ class _Unstyled:
         yield from Segment.strip_styles(console.render(self.renderable, options))
 
 
-def render(console: Console, question: str, context: str, prediction: Prediction) -> None:
-    """Print the answer and score (or that the reader abstained, and its best guess), the passage with
-    the answer and heat, and the attention tables; without colour (``console.no_color`` or not a
-    terminal) without any style."""
+def render(console: Console, question: str, context: str, prediction: Prediction, explain: bool = False,
+           documents: int | None = None) -> None:
+    """Print the answer and score (or that the reader abstained, and its best guess), its source, the
+    passage with the answer and heat and the key to the levels; with ``explain``, the view's rule and
+    the attention tables too. ``documents``: how many documents a collection's ``context`` joins (None: a
+    passage). Without colour (``console.no_color`` or not a terminal) without any style."""
     plain = console.no_color or not console.is_terminal
     parts = [Text("the reader found no answer")]
     if prediction.answers:
-        parts = _answer_parts(console, question, context, prediction, plain)
+        parts = _answer_parts(console, question, context, prediction, plain, explain, documents)
     console.print(_Unstyled(Group(*parts)) if plain else Group(*parts))
 
 
-def export_html(path: str, question: str, context: str, prediction: Prediction, width: int) -> None:
+def export_html(path: str, question: str, context: str, prediction: Prediction, width: int,
+                explain: bool = False, documents: int | None = None) -> None:
     """Write the coloured rendering as a standalone HTML page to ``path``, atomically; a path that
     cannot be written is a ``UserError``."""
     from qa.checkpoint import write_text
@@ -342,7 +369,7 @@ def export_html(path: str, question: str, context: str, prediction: Prediction, 
         raise UserError(f"{path}: the folder {target.parent} does not exist")
     console = Console(record=True, file=io.StringIO(), force_terminal=True, color_system="truecolor", no_color=False,
                       width=width)  # coloured even under NO_COLOR, which is about terminals
-    render(console, question, context, prediction)
+    render(console, question, context, prediction, explain, documents)
     try:
         write_text(target, console.export_html(inline_styles=True))
     except OSError as error:

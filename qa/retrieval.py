@@ -25,6 +25,9 @@ class Ranker:
         self.size = len(texts)
         self._bm25 = BM25Okapi(corpus) if any(corpus) else None  # BM25 needs at least one term
 
+    def __len__(self) -> int:
+        return self.size
+
     def scores(self, question: Tokens) -> np.ndarray:
         """Each text's BM25 score for the question's content terms: (texts,)."""
         if self._bm25 is None:

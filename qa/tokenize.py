@@ -113,9 +113,36 @@ def tokenize(text: str) -> Tokens:
     return _to_tokens(_pipeline()(text))
 
 
+PIECE_CHARS = 100_000  # a longer text is tokenized in pieces of about this many characters, cut at whitespace
+
+
+def pieces(text: str, size: int = PIECE_CHARS) -> list[int]:
+    """The character offsets at which ``text`` is cut into pieces of about ``size`` characters: after a
+    line end where there is one, else after a space, else anywhere (no token spans a cut at whitespace)."""
+    cuts, first = [0], 0
+    while len(text) - first > size:
+        cut = max(text.rfind("\n", first, first + size), text.rfind(" ", first, first + size))
+        first = cut + 1 if cut > first else first + size
+        cuts.append(first)
+    return cuts
+
+
 def tokenize_many(texts: list[str], batch_size: int = 256) -> list[Tokens]:
-    """Tokenize many texts with ``nlp.pipe`` (faster than one call per text)."""
-    return [_to_tokens(doc) for doc in _pipeline().pipe(texts, batch_size=batch_size)]
+    """Tokenize many texts with ``nlp.pipe`` (faster than one call per text); a text of any length, cut in
+    ``pieces`` under spaCy's limit of 1,000,000 characters."""
+    cuts = [pieces(text) for text in texts]
+    parts = (_to_tokens(doc) for doc in _pipeline().pipe(
+        (text[a:b] for text, c in zip(texts, cuts) for a, b in zip(c, [*c[1:], len(text)])), batch_size=batch_size))
+    tokenized = []
+    for text_cuts in cuts:
+        words, lemmas, starts, ends = [], [], [], []
+        for shift, part in zip(text_cuts, parts):
+            words += part.words
+            lemmas += part.lemmas
+            starts += [s + shift for s in part.starts]
+            ends += [e + shift for e in part.ends]
+        tokenized.append(Tokens(words, lemmas, starts, ends))
+    return tokenized
 
 
 @functools.lru_cache(maxsize=1)

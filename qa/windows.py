@@ -20,18 +20,32 @@ def window_starts(length: int, size: int, stride: int) -> list[int]:
 
 def split_windows(tokens: Tokens, size: int, stride: int) -> list[Tokens]:
     """Windows of at most ``size`` tokens, starting every ``stride`` tokens, covering every token."""
-    return [
-        Tokens(tokens.words[s : s + size], tokens.lemmas[s : s + size], tokens.starts[s : s + size], tokens.ends[s : s + size])
-        for s in window_starts(len(tokens), size, stride)
-    ]
+    return cut_windows(tokens, [(s, s + size) for s in window_starts(len(tokens), size, stride)])
 
 
-def owned_ranges(starts: list[int], size: int, length: int) -> list[tuple[int, int]]:
-    """For windows of ``size`` tokens starting at ``starts`` (ascending) in a passage of ``length``, the
-    local ``[lo, hi)`` of the tokens each one owns: every token read once, an overlap split at its
-    middle, so a passage-wide softmax counts each token once."""
-    cuts = [0] + [(following + previous + size) // 2 for previous, following in zip(starts, starts[1:])] + [length]
-    return [(max(cuts[k] - start, 0), min(cuts[k + 1], start + size) - start) for k, start in enumerate(starts)]
+def segment_windows(length: int, breaks: list[int], size: int, stride: int) -> list[tuple[int, int]]:
+    """``[first, end)`` tokens of the windows of a text whose segments (the documents of a collection)
+    start at tokens ``breaks`` (ascending, the first 0): ``window_starts`` within each segment, so that
+    no window runs from one document into the next."""
+    spans = []
+    for first, end in zip(breaks, [*breaks[1:], length]):
+        if end > first:
+            spans += [(first + s, min(first + s + size, end)) for s in window_starts(end - first, size, stride)]
+    return spans
+
+
+def cut_windows(tokens: Tokens, spans: list[tuple[int, int]]) -> list[Tokens]:
+    """The windows ``[first, end)`` of ``tokens``, each keeping its tokens' character offsets."""
+    return [Tokens(tokens.words[s:e], tokens.lemmas[s:e], tokens.starts[s:e], tokens.ends[s:e]) for s, e in spans]
+
+
+def owned_ranges(starts: list[int], size: int, length: int, ends: list[int] | None = None) -> list[tuple[int, int]]:
+    """For windows of ``size`` tokens (or up to ``ends``) starting at ``starts`` (ascending) in a passage of
+    ``length``, the local ``[lo, hi)`` of the tokens each one owns: every token read once, an overlap split
+    at its middle, so a passage-wide softmax counts each token once."""
+    ends = ends or [min(start + size, length) for start in starts]
+    cuts = [0] + [(following + end) // 2 for end, following in zip(ends, starts[1:])] + [length]
+    return [(max(cuts[k] - start, 0), min(cuts[k + 1], ends[k]) - start) for k, start in enumerate(starts)]
 
 
 def merge_ranked(candidates: list, top_k: int) -> list:

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import ROLLO
 from qa.cli import main
+from qa.context import Context
 from qa.heat import LEVEL_RATIOS, VIEWS
 from qa.reader import Reader
 from qa.render import ATTENTION_CHOICES
@@ -71,9 +72,10 @@ def test_bad_input_gives_one_line_and_nonzero_exit(argv, message, capsys):
 
 def test_binary_file_is_refused(tmp_path, capsys):
     path = tmp_path / "blob.bin"
-    path.write_bytes(b"\xff\xfe\x00\x81binary")
+    path.write_bytes(b"\x00\x81\x02binary\x00\xff\x00")
     assert main(["ask", "Who?", "--file", str(path)]) == 2
-    assert "not a UTF-8 text file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "blob.bin: not a text file (binary data)" in err and len(err.strip().splitlines()) == 1
 
 
 def test_malformed_dataset_is_named_without_traceback(tmp_path):
@@ -209,11 +211,11 @@ def _chat(monkeypatch, lines: str, reader=_FakeReader):
 def test_chat_reports_a_bad_line_and_goes_on(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     chat = _chat(monkeypatch, ":frobnicate\n:file\n:file .\n:attention sideways\n:file none.txt\n:show\n:quit\n")
-    chat.passage = "Warsaw is in Poland."
+    chat.context = Context.of_passage("Warsaw is in Poland.")
     assert chat.run() == 0
     out = capsys.readouterr().out
-    for message in ("unknown command :frobnicate", ":file needs a PATH", ".: is a folder, not a file",
-                    "unknown attention view 'sideways'", "none.txt: no such file"):
+    for message in ("unknown command :frobnicate", ":file needs a PATH", "no documents found in .",
+                    "unknown attention view 'sideways'", "none.txt: no such file or folder"):
         assert f"error: {message}" in out
     assert "Warsaw is in Poland." in out  # :show ran after the errors
 

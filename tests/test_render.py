@@ -59,7 +59,7 @@ def _opening(style: str) -> str:
 
 def test_each_token_gets_the_style_of_its_level_and_the_answer_its_own():
     console = _recorded()
-    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}))]))
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}))]), explain=True)
     styled = console.export_text(styles=True, clear=False)
     assert Style.parse(HEAT_STYLES[2]).render("capital") in styled  # 3.5x uniform: level 3 (>= 3x)
     assert Style.parse(HEAT_STYLES[0]).render("Warsaw") in styled  # 1.7x: level 1
@@ -88,7 +88,7 @@ def test_a_model_with_flatter_heat_shades_and_labels_at_its_own_levels():
 
 def test_a_flat_heat_highlights_nothing():
     console = _recorded()
-    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {}))]))
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {}))]), explain=True)
     styled = console.export_text(styles=True)
     passage = styled[styled.index("╭") : styled.index("╰")]
     assert not any(_opening(style) in passage for style in HEAT_STYLES)
@@ -100,7 +100,7 @@ def test_a_flat_heat_highlights_nothing():
                                      Console(record=True, width=100, force_terminal=False)],
                          ids=["NO_COLOR", "piped"])
 def test_without_colour_the_heat_is_a_line_of_blocks_under_its_characters(console):
-    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}))]))
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {"capital": 3.5, "Poland": 1.2, "Warsaw": 1.7}))]), explain=True)
     shown = console.export_text(styles=True)
     assert "\x1b[" not in shown and "[[Vistula River]]" in shown
     lines = shown.splitlines()
@@ -118,7 +118,8 @@ def test_blocks_stay_under_their_characters_when_the_passage_wraps():
     console = Console(record=True, width=24, no_color=True)
     render(console, QUESTION, context, Prediction("q", [_answer(_heat(context, {"capital": 1.7}), context=context)]))
     lines = console.export_text().splitlines()
-    pairs = [(text, blocks) for text, blocks in zip(lines, lines[1:]) if BLOCKS[1] in blocks and "≥" not in blocks]
+    pairs = [(text, blocks) for text, blocks in zip(lines, lines[1:]) if BLOCKS[1] in blocks and "≥" not in blocks
+             and "heat (" not in blocks]  # not the key's lines
     assert len(pairs) == 7  # one line of blocks under each line holding "capital"
     for text, blocks in pairs:
         columns = "".join(c + "\0" * (cell_len(c) - 1) for c in text)  # wide characters (電) take two columns
@@ -130,7 +131,7 @@ def test_the_evidence_tables_label_every_weight_with_its_tokens():
     start = CONTEXT.index("stands")
     evidence = Evidence([("stands", start, start + 6, 0.412), ("Warsaw", 0, 6, 0.1)], [("river", 5, 10, 0.75)])
     console = Console(record=True, width=100, no_color=True)
-    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {}), evidence)]))
+    render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {}), evidence)]), explain=True)
     shown = console.export_text()
     assert "the answer drew on" in shown and "question words the answer aligned with" in shown
     assert re.search(r"│ stands +│ +36-42 │ +0\.412 │", shown)
@@ -200,7 +201,7 @@ def test_the_document_strip_shows_where_the_attention_lies():
     assert column == answer.start * 50 // len(context) and strip[column] == BLOCKS[1]  # "Warsaw", 1.7x, by the answer
     assert set(strip) == {" ", BLOCKS[1], BLOCKS[4]}
     console = Console(record=True, width=80, no_color=True)
-    render(console, QUESTION, context, Prediction("q", [answer]))
+    render(console, QUESTION, context, Prediction("q", [answer]), explain=True)
     shown = console.export_text()
     lines = shown.splitlines()
     [row] = [i for i, line in enumerate(lines) if line.strip() == "▲"]

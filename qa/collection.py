@@ -1,0 +1,84 @@
+"""Documents -> one collection read as one passage, and answers -> the documents they came from.
+
+A collection joins its documents' texts with blank lines into one text and tokenizes each document
+on its own (``qa.tokenize.tokenize_many``, which takes any length), so reading (``qa.inference``)
+ranks the windows of all documents together by BM25, reads the best of them under one softmax and
+one no-answer option, and never lets a window run from one document into the next
+(``Passages.breaks``). ``cite`` gives every answer its ``Source``: path, page or heading, and
+offsets into its own document.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Iterable
+
+from qa.answers import Answer, Source
+from qa.documents import Document
+from qa.errors import UserError
+from qa.tokenize import Tokens, tokenize_many
+
+SEPARATOR = "\n\n"  # between documents in the joined text
+MAX_COLLECTION_CHARS = 20_000_000  # a larger collection is read through an index (``qa index``), not in memory
+
+
+class Collection:
+    """Documents read together: ``text`` joins them, ``tokens`` are theirs with offsets into ``text``,
+    ``breaks`` the first token of each document and ``offsets`` its first character."""
+
+    def __init__(self, documents: list[Document]):
+        if not documents:
+            raise UserError("the collection has no documents")
+        size = sum(len(d.text) for d in documents) + len(SEPARATOR) * (len(documents) - 1)
+        if size > MAX_COLLECTION_CHARS:
+            raise UserError(f"the documents hold {size:,} characters; more than {MAX_COLLECTION_CHARS:,} are read "
+                            "through an index: qa index PATH... --output DIR, then --index DIR")
+        self.documents = documents
+        self.text = SEPARATOR.join(d.text for d in documents)
+        self.offsets, self.breaks = [], []
+        words, lemmas, starts, ends = [], [], [], []
+        shift = 0
+        for document, tokens in zip(documents, tokenize_many([d.text for d in documents])):
+            self.offsets.append(shift)
+            self.breaks.append(len(words))
+            words += tokens.words
+            lemmas += tokens.lemmas
+            starts += [s + shift for s in tokens.starts]
+            ends += [e + shift for e in tokens.ends]
+            shift += len(document.text) + len(SEPARATOR)
+        self.tokens = Tokens(words, lemmas, starts, ends)
+
+    @classmethod
+    def of_articles(cls, contexts: list[str], titles: list[str]) -> tuple["Collection", list[int]]:
+        """The articles of a SQuAD-format file as a collection (an article: its paragraphs joined by blank
+        lines, under its title), and the article of each of ``contexts``: the open setting of ``qa evaluate``."""
+        paragraphs: dict[str, list[str]] = {}
+        for context, title in zip(contexts, titles):
+            paragraphs.setdefault(title, []).append(context)
+        article = {title: k for k, title in enumerate(paragraphs)}
+        collection = cls([Document(title, SEPARATOR.join(texts)) for title, texts in paragraphs.items()])
+        return collection, [article[title] for title in titles]
+
+    def passages(self, queries: list) -> "Passages":
+        """The collection as the one passage ``queries`` (``qa.inference.Query``, about passage 0) are read in."""
+        from qa.inference import Passages
+
+        return Passages([self.text], [self.tokens], queries, breaks={0: self.breaks})
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    def document_at(self, offset: int) -> int:
+        """The index of the document holding character ``offset`` of ``text``."""
+        return max(bisect.bisect_right(self.offsets, offset) - 1, 0)
+
+    def source(self, answer: Answer) -> Source:
+        """Where ``answer`` (offsets into ``text``) sits: its document, page or heading, and offsets there."""
+        k = self.document_at(answer.start)
+        document, shift = self.documents[k], self.offsets[k]
+        section = document.locate(answer.start - shift)
+        return Source(document.path, answer.start - shift, answer.end - shift, section.page, section.heading)
+
+    def cite(self, answers: Iterable[Answer]) -> None:
+        """Give each answer its ``source``."""
+        for answer in answers:
+            answer.source = self.source(answer)
