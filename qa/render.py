@@ -294,6 +294,19 @@ def _paragraph(context: str, start: int, end: int) -> tuple[int, int]:
     return (0 if first < 0 else first + 2), (len(context) if last < 0 else last)
 
 
+def _panel_title(best: Answer, context: str, region: tuple[int, int], window: tuple[int, int] | None) -> str:
+    """What the panel shows: the answer's document (of a collection, whose joined offsets mean nothing to a
+    reader), else the passage and, when only part of it is shown, which characters."""
+    if best.source is not None:
+        return visible(str(best.source))
+    title = "passage"
+    if region != (0, len(context)):
+        title += f", characters {region[0]:,}-{region[1]:,} of {len(context):,}"
+    if window:
+        title += f", the answer's window {window[0]:,}-{window[1]:,}"
+    return title
+
+
 def _answer_parts(console: Console, question: str, context: str, prediction: Prediction, plain: bool,
                   explain: bool, documents: int | None) -> list:
     answers = prediction.answers
@@ -304,13 +317,7 @@ def _answer_parts(console: Console, question: str, context: str, prediction: Pre
         window = _paragraph(context, best.start, best.end)
     region = passage_region(context, best.start, best.end, within=window)
     header = _header(question, prediction, documents)
-    title = "passage"
-    if best.source is not None:
-        title = f"{visible(best.source.path)}, the answer's window" if best.heat is not None else visible(best.source.path)
-    elif region != (0, len(context)):
-        title += f", characters {region[0]:,}-{region[1]:,} of {len(context):,}"
-    if window:
-        title += f", the answer's window {window[0]:,}-{window[1]:,}"
+    title = _panel_title(best, context, region, window)
     body = plain_passage(context, best, region, console.width - 4) if plain else passage_text(context, best, region)
     parts = [header, Panel(body, title=title, title_align="left")]
     if best.heat is not None:
