@@ -120,6 +120,8 @@ class Chat:
         """The current passage, or the list of documents."""
         if self.context is None:
             return "(no passage)"
+        if self.context.index is not None:
+            return f"the index in {self.context.index.folder}: {self.context.documents:,} documents"
         if self.context.collection is None:
             return visible(self.context.text)
         return "\n".join(visible(d.path) for d in self.context.collection.documents)
@@ -127,10 +129,10 @@ class Chat:
     def _ask(self, question: str) -> None:
         if self.context is None:
             raise UserError("no passage yet: use :passage or :file PATH")
-        prediction = self.context.predict(self.reader, question, with_attention=self.attention != "none",
-                                          attention_view=self.attention, force=self.force)
-        self.last = (question, self.context.text, prediction)
-        render(self.console, question, self.context.text, prediction, self.explain, self.context.documents)
+        text, prediction = self.context.predict(self.reader, question, with_attention=self.attention != "none",
+                                                attention_view=self.attention, force=self.force)
+        self.last = (question, text, prediction)
+        render(self.console, question, text, prediction, self.explain, self.context.documents)
 
     def run(self) -> int:
         if self.interactive:

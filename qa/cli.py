@@ -41,7 +41,7 @@ ATTENTION_HELP = (
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qa", description="Attention-based reading-comprehension QA.")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_ask, _add_chat, _add_train, _add_calibrate, _add_evaluate):
+    for add in (_add_ask, _add_chat, _add_index, _add_train, _add_calibrate, _add_evaluate):
         add(commands)
     return parser
 
@@ -52,6 +52,8 @@ def _add_reading(command: argparse.ArgumentParser) -> None:
     source = command.add_mutually_exclusive_group()
     source.add_argument("--context", help="the passage text")
     source.add_argument("--file", help="a document to read: the same as one PATH")
+    source.add_argument("--index", metavar="DIR", help="answer from the documents indexed in DIR by qa index: each "
+                        "question reads the windows of all of them that BM25 ranks best")
     command.add_argument("--model", help=MODEL_HELP)
     _add_precision(command)
     command.add_argument("--attention", choices=ATTENTION_CHOICES, help=ATTENTION_HELP)
@@ -83,6 +85,15 @@ def _add_chat(commands) -> None:
     chat = commands.add_parser("chat", help="ask question after question about documents or a passage")
     _add_reading(chat)
     chat.add_argument("--force", action="store_true", help="always answer (also :force in the chat)")
+
+
+def _add_index(commands) -> None:
+    index = commands.add_parser("index", help="index documents on disk, to ask them again and again",
+                                description="Store the documents of PATH... (files and folders), their windows and "
+                                            "a BM25 index in DIR; run again to update only what was added, changed "
+                                            "or removed. Then: qa ask QUESTION --index DIR.")
+    index.add_argument("paths", nargs="+", metavar="PATH", help="files and folders (read recursively)")
+    index.add_argument("--output", required=True, metavar="DIR", help="the index folder (made if missing)")
 
 
 def _add_train(commands) -> None:
@@ -166,17 +177,16 @@ def _ask(args) -> int:
 
     reader = Reader.load(args.model, bfloat16=args.bfloat16, abstain_above=args.abstain_above)
     view = args.attention or reader.attention_view
-    prediction = context.predict(reader, args.question, top_k=args.top_k, with_attention=view != "none",
-                                  attention_view=view, force=args.force)
+    text, prediction = context.predict(reader, args.question, top_k=args.top_k, with_attention=view != "none",
+                                       attention_view=view, force=args.force)
     console = Console()
     if args.json:
-        print(json.dumps({**result_dict(args.question, context.text, prediction, view), "precision": reader.precision,
+        print(json.dumps({**result_dict(args.question, text, prediction, view), "precision": reader.precision,
                           **context.summary()}, ensure_ascii=False))
     else:
-        render(console, args.question, context.text, prediction, args.explain, context.documents)
+        render(console, args.question, text, prediction, args.explain, context.documents)
     if args.html:  # after the answer is printed, so a path that cannot be written loses nothing
-        export_html(args.html, args.question, context.text, prediction, console.width, args.explain,
-                    context.documents)
+        export_html(args.html, args.question, text, prediction, console.width, args.explain, context.documents)
     return 0
 
 
@@ -186,8 +196,10 @@ def _context(args):
     from qa.context import Context
 
     paths = [*args.paths, *([args.file] if args.file is not None else [])]
-    if paths and args.context is not None:
-        raise UserError("give documents as PATH... or a passage with --context, not both")
+    if paths and (args.context is not None or args.index is not None):
+        raise UserError("give documents as PATH..., an index with --index or a passage with --context, not two of them")
+    if args.index is not None:
+        return Context.of_index(args.index)
     if not paths:
         return Context.of_passage(_read_passage(args))
     context = Context.of_paths(paths)
@@ -202,9 +214,34 @@ def _chat(args) -> int:
     from qa.chat import Chat
 
     context = None
-    if args.context is not None or args.file is not None or args.paths:
+    if args.context is not None or args.file is not None or args.paths or args.index is not None:
         context = _context(args)
     return Chat(args.model, context, args.attention, args.force, args.bfloat16, args.abstain_above, args.explain).run()
+
+
+def _index(args) -> int:
+    """Build or update the index with a progress bar, then say what changed, warn of the files skipped and
+    give the index's size."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from qa.index import build_index
+
+    tic = time.monotonic()
+    console = Console(stderr=True)
+    with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                  TimeRemainingColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("index", total=None)
+        update = build_index(args.paths, args.output, lambda done, total: progress.update(task, completed=done,
+                                                                                          total=total))
+    for path, reason in update.skipped:
+        print(f"qa: warning: skipped {path}: {reason}", file=sys.stderr)
+    print(f"{args.output}: {update.documents:,} documents, {update.windows:,} windows, "
+          f"{update.bytes / 1e6:.1f} MB; {update.added:,} added, {update.changed:,} changed, "
+          f"{update.removed:,} removed, {update.unchanged:,} unchanged, {len(update.skipped):,} skipped "
+          f"({time.monotonic() - tic:.1f} s)")
+    return 0
 
 
 def _train(args) -> int:
@@ -242,7 +279,8 @@ def _calibrate(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"ask": _ask, "chat": _chat, "train": _train, "evaluate": _evaluate, "calibrate": _calibrate}
+    handlers = {"ask": _ask, "chat": _chat, "index": _index, "train": _train, "evaluate": _evaluate,
+                "calibrate": _calibrate}
     try:
         return handlers[args.command](args)
     except UserError as error:

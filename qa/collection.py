@@ -58,6 +58,12 @@ class Collection:
         collection = cls([Document(title, SEPARATOR.join(texts)) for title, texts in paragraphs.items()])
         return collection, [article[title] for title in titles]
 
+    @classmethod
+    def of_hits(cls, hits: list) -> "Collection":
+        """The windows an index found for a question (``qa.index.Hit``s, overlapping ones of a document
+        joined by ``qa.index.joined``) as a collection of stretches of their documents."""
+        return cls([Document(hit.path, hit.text, hit.sections, hit.start) for hit in hits])
+
     def passages(self, queries: list) -> "Passages":
         """The collection as the one passage ``queries`` (``qa.inference.Query``, about passage 0) are read in."""
         from qa.inference import Passages
@@ -76,6 +82,7 @@ class Collection:
         k = self.document_at(answer.start)
         document, shift = self.documents[k], self.offsets[k]
         section = document.locate(answer.start - shift)
+        shift -= document.offset  # offsets into the whole file's text, for a stretch retrieved from an index
         return Source(document.path, answer.start - shift, answer.end - shift, section.page, section.heading)
 
     def cite(self, answers: Iterable[Answer]) -> None:

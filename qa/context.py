@@ -1,5 +1,5 @@
-"""What ``qa ask`` and ``qa chat`` answer from: one pasted passage, or the documents of files and folders
-read as one collection (``qa.collection``), and the files that could not be read."""
+"""What ``qa ask`` and ``qa chat`` answer from: one pasted passage, the documents of files and folders read
+as one collection (``qa.collection``) with the files that could not be read, or an index (``qa.index``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +10,13 @@ from qa.inputs import checked_passage
 
 
 class Context:
-    """A passage (``collection`` None) or a collection of documents, with the files skipped loading it."""
+    """A passage, a collection of documents (with the files skipped loading it) or an index."""
 
-    def __init__(self, text: str, collection=None, skipped: list[tuple[str, str]] | None = None):
+    def __init__(self, text: str = "", collection=None, skipped: list[tuple[str, str]] | None = None, index=None):
         self.text = text  # the passage, or the collection's documents joined (answers' offsets index it)
         self.collection = collection
         self.skipped = skipped or []  # (path, one-line reason) of each file left out
+        self.index = index  # qa.index.Index: each question reads the windows it retrieves
 
     @classmethod
     def of_passage(cls, text: str) -> "Context":
@@ -38,19 +39,34 @@ class Context:
         collection = Collection(documents)
         return cls(collection.text, collection, skipped)
 
+    @classmethod
+    def of_index(cls, folder: str | Path) -> "Context":
+        """The index ``qa index`` built in ``folder``."""
+        from qa.index import Index
+
+        return cls(index=Index.open(folder))
+
     @property
     def documents(self) -> int | None:
-        """How many documents the collection holds (None: a passage)."""
+        """How many documents the collection or index holds (None: a passage)."""
+        if self.index is not None:
+            return len(self.index)
         return None if self.collection is None else len(self.collection)
 
-    def predict(self, reader, question: str, **options) -> Prediction:
-        """``reader``'s prediction for ``question`` (``Reader.predict`` or ``Reader.predict_documents`` options)."""
+    def predict(self, reader, question: str, **options) -> tuple[str, Prediction]:
+        """``reader``'s prediction for ``question`` (``Reader.predict`` options), and the text its answers'
+        offsets index: the passage, the collection's joined text, or the windows retrieved from the index."""
+        if self.index is not None:
+            [(collection, prediction)] = reader.predict_index([question], self.index, **options)
+            return ("" if collection is None else collection.text), prediction
         if self.collection is None:
-            return reader.predict(question, self.text, **options)
-        return reader.predict_documents([question], self.collection, **options)[0]
+            return self.text, reader.predict(question, self.text, **options)
+        return self.text, reader.predict_documents([question], self.collection, **options)[0]
 
     def summary(self) -> dict:
         """The documents read and the files skipped, for ``--json`` (empty for a passage)."""
+        if self.index is not None:
+            return {"index": str(self.index.folder), "documents": len(self.index)}
         if self.collection is None:
             return {}
         return {"documents": [d.path for d in self.collection.documents],

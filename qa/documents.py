@@ -118,6 +118,7 @@ class Document:
     path: str  # as found (relative to the working directory when given so)
     text: str
     sections: list[Section] = field(default_factory=lambda: [Section(0)])
+    offset: int = 0  # where ``text`` begins in the file's whole text: a stretch of it retrieved from an index
 
     def locate(self, offset: int) -> Section:
         """The section holding character ``offset`` of ``text``."""

@@ -315,6 +315,29 @@ def _match_query(question: str) -> str | None:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms) or None
 
 
+def joined(hits: list[Hit]) -> list[Hit]:
+    """``hits`` with the overlapping or touching windows of each document joined into one stretch (best
+    rank first, the joined one where its best part ranked), so no text is read twice."""
+    stretches: list[Hit] = []
+    for hit in hits:
+        for k, other in enumerate(stretches):
+            if other.path == hit.path and hit.start <= other.start + len(other.text) and other.start <= hit.start + len(hit.text):
+                stretches[k] = _union(other, hit)
+                break
+        else:
+            stretches.append(hit)
+    return stretches if len(stretches) == len(hits) else joined(stretches)
+
+
+def _union(one: Hit, other: Hit) -> Hit:
+    """One stretch covering two overlapping windows of a document, with both windows' sections."""
+    first, second = sorted((one, other), key=lambda hit: hit.start)
+    shift, length = second.start - first.start, len(first.text)  # second's offsets into the stretch; first's end
+    text = first.text + second.text[length - shift :]
+    later = [Section(s.start + shift, s.page, s.heading) for s in second.sections if s.start + shift >= length]
+    return Hit(first.path, text, first.start, [*first.sections, *later], max(one.score, other.score))
+
+
 class Index:
     """An index built by ``build_index``, opened to search: ``search`` gives the best windows of all documents."""
 

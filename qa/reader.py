@@ -22,6 +22,7 @@ SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
 DEFAULT_MODEL = SHIPPED_MODELS / "default"
 NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the model folder names none
+INDEX_WINDOWS = 4  # windows an index retrieves for a question, all read (docs/documents.md: measured)
 PRECISION_ENV = "QA_PRECISION"  # float32 or bfloat16: pins the precision a call leaves to the machine (tests pin float32)
 
 
@@ -49,6 +50,13 @@ def model_folder(model: str | Path | None) -> Path:
     """
     name = "default" if model is None else str(model)
     return SHIPPED_MODELS / name if name in MODEL_NAMES else Path(model)
+
+
+def _check_questions(questions: list[str]) -> None:
+    """A ``UserError`` for a question that is not text or is blank."""
+    for question in questions:
+        if not isinstance(question, str) or not question.strip():
+            raise UserError("a question is empty")
 
 
 class Reader:
@@ -219,6 +227,37 @@ class Reader:
             collection.cite(prediction.answers)
         return predictions
 
+    def predict_index(self, questions: list[str], index, top_k: int = 1, max_answer_len: int = 15,
+                      with_attention: bool = False, attention_view: str | None = None, force: bool = False,
+                      windows: int = INDEX_WINDOWS) -> list[tuple[object, Prediction]]:
+        """``predict`` for each question against an index (``qa.index.Index``): the ``windows`` windows of all
+        its documents that BM25 ranks best for the question, overlapping ones joined, read together as one
+        collection (``qa.collection.Collection.of_hits``), each answer with its ``source``. Returns each
+        question's collection (its ``text`` is what answers' offsets index; None where no window matched
+        the question's content words) and prediction."""
+        from qa.collection import Collection
+        from qa.index import joined
+        from qa.inference import Passages
+
+        _check_questions(questions)
+        hits = [joined(index.search(question, windows)) for question in questions]
+        found = [k for k, question_hits in enumerate(hits) if question_hits]
+        collections = {k: Collection.of_hits(hits[k]) for k in found}
+        queries = self._queries([questions[k] for k in found], list(range(len(found))))
+        passages = Passages([collections[k].text for k in found], [collections[k].tokens for k in found], queries,
+                            breaks={n: collections[k].breaks for n, k in enumerate(found)})
+        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len, max_windows=0, first_windows=0)
+        read = dict(zip(found, self.read(passages, options, display=self._display(with_attention, attention_view),
+                                         force=force)))
+        results = []
+        for k in range(len(questions)):
+            if k in read:
+                collections[k].cite(read[k].answers)
+                results.append((collections[k], replace(read[k], id=str(k))))
+            else:
+                results.append((None, Prediction(str(k), [], 1.0 if self.has_no_answer else None, not force)))
+        return results
+
     def answer_documents(self, question: str, documents, top_k: int = 1, force: bool = False) -> list[Answer]:
         """The ``top_k`` best answers to ``question`` in ``documents`` (a ``qa.collection.Collection``, or
         paths of files and folders: PDF, HTML, DOCX, Markdown, text), each with its ``source``; an empty list
@@ -240,9 +279,7 @@ class Reader:
         from qa.inference import Query
         from qa.tokenize import tokenize_many
 
-        for question in questions:
-            if not isinstance(question, str) or not question.strip():
-                raise UserError("a question is empty")
+        _check_questions(questions)
         queries, most = [], self.options.max_question_tokens
         for n, question in enumerate(tokenize_many(questions)):
             if len(question) > most:

@@ -158,3 +158,47 @@ def test_evaluate_in_the_open_setting_cites_articles_and_abstains_without_own(ab
     nbest = json.loads((tmp_path / "without" / "nbest.json").read_text())
     assert all(a["source"]["path"] != titles[qid] for qid, answers in nbest.items() for a in answers)
     assert without["abstention"]["false_abstention_rate"] == 1.0 and without["open_setting"] == "without own"
+
+
+def test_joined_hits_cover_overlapping_windows_once():
+    from qa.index import Hit, joined
+
+    text = "Orchards grow apples. Cheese is made from milk. The dairy stands by the river."
+    cheese = text.index("Cheese")
+    hits = [Hit("a.md", text[9:21], 9, [Section(0, heading="Orchards")], 3.0),
+            Hit("b.txt", "Other text.", 0, [Section(0)], 2.0),
+            Hit("a.md", text[14:], 14, [Section(0, heading="Orchards"), Section(cheese - 14, heading="Cheese")], 1.0)]
+    first, other = joined(hits)
+    assert (first.start, first.text, first.score) == (9, text[9:], 3.0) and other.path == "b.txt"
+    assert [(s.start + 9, s.heading) for s in first.sections] == [(9, "Orchards"), (cheese, "Cheese")]
+
+
+def test_ask_an_index_cites_the_file_and_its_offsets(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for passage in PASSAGES:
+        (folder / f"{passage['title']}.txt").write_text("Some opening words.\n\n" + passage["context"])
+    assert main(["index", str(folder), "--output", str(tmp_path / "index")]) == 0
+    assert "3 documents" in capsys.readouterr().out
+    assert main(["ask", "Who discovered oxygen?", "--index", str(tmp_path / "index"), "--model", "fast", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["answer"] == "Carl Wilhelm Scheele" and result["source"]["path"] == str(folder / "Oxygen.txt")
+    text = (folder / "Oxygen.txt").read_text()
+    assert text[result["source"]["start"] : result["source"]["end"]] == "Carl Wilhelm Scheele"
+    assert main(["ask", "Who discovered oxygen?", "--index", str(tmp_path / "index"), "--model", "fast"]) == 0
+    assert "Oxygen.txt" in capsys.readouterr().out
+
+
+def test_a_question_no_indexed_window_matches_finds_no_answer(tmp_path, fast):
+    from qa.index import Index, build_index
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "warsaw.txt").write_text(PASSAGES[1]["context"])
+    build_index([tmp_path / "docs"], tmp_path / "index")
+    with Index.open(tmp_path / "index") as index:
+        [(collection, prediction)] = fast.predict_index(["Who discovered penicillin?"], index)
+        [(found, answered)] = fast.predict_index(["What river does Warsaw stand on?"], index, force=True)
+    assert collection is None and prediction.answers == [] and prediction.text == ""
+    assert answered.text == "Vistula River" and answered.answers[0].source.path.endswith("warsaw.txt")
+    assert found.text[answered.answers[0].start : answered.answers[0].end] == "Vistula River"
