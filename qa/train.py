@@ -519,7 +519,8 @@ def _training_set(config: TrainConfig, model_config: ReaderConfig, world: World,
     train_context, dev_context, swap_context = _contexts(model_config, world, train_data, dev_data, swaps, console)
     held_out = held_out_titles(train_data.titles, config.held_out_articles)
     training = TrainingSet.encode(train_data, batcher, config.max_train_passage_tokens, config.shares,
-                                  train_data.titles, held_out, console, train_context, swaps, swap_context)
+                                  train_data.titles, held_out, console, train_context, swaps, swap_context,
+                                  no_answer=model_config.no_answer)
     return training, dev_context
 
 

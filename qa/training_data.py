@@ -19,6 +19,9 @@ lemmas (one drawn per epoch), never one that contains the answer text. A questio
 such paragraph, or whose paragraph still holds the answer text once its sentences are removed,
 or that has no name or number to swap, is dealt ``alone`` instead of the kind it cannot make.
 Each question has one swapped form, drawn once per run (its contextual features are extracted once).
+
+A question the data marks unanswerable (SQuAD 2.0: no gold answers) has no answer in any group it is
+dealt: its target is always no answer, and a model without the no-answer option does not train on it.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ import torch
 
 from qa.batching import Batch, Batcher, EncodedText
 from qa.errors import UserError
-from qa.features import PreparedSet
+from qa.features import Example, PreparedSet
 from qa.contextual import ContextFeatures
 from qa.retrieval import Ranker
 from qa.tokenize import STOP_WORDS, Tokens, sentence_spans, tokenize_many
@@ -64,6 +67,11 @@ class GroupShares:
         return [1 - self.pair - self.negatives, self.pair, self.other, self.removed, self.swapped]
 
 
+def answerable(example: Example) -> bool:
+    """Whether the data gives the question a gold answer (SQuAD 2.0 marks the others with none)."""
+    return bool(example.answers["text"])
+
+
 def _words(tokens: Tokens, indices) -> str:
     """The lower-case words at ``indices``, space-separated and padded, for whole-word containment tests."""
     return " " + " ".join(tokens.words[i].lower() for i in indices) + " "
@@ -92,10 +100,10 @@ def other_paragraphs(data: PreparedSet, articles: list[str], usable: list[int], 
             found.append([])
             continue
         own = data.context_tokens[example.context_index]
-        answer = _words(own, range(example.answer_span[0], example.answer_span[1] + 1))
+        answer = _words(own, range(example.answer_span[0], example.answer_span[1] + 1)) if answerable(example) else None
         ranked = [members[article][k] for k in rankers[article].best(example.question, len(members[article]))]
         kept = [c for c in ranked if c != example.context_index and len(data.context_tokens[c]) <= max_tokens
-                and answer not in _words(data.context_tokens[c], range(len(data.context_tokens[c])))]
+                and (answer is None or answer not in _words(data.context_tokens[c], range(len(data.context_tokens[c]))))]
         found.append(kept[:DISTRACTORS])
     return found
 
@@ -108,6 +116,9 @@ def answer_sentences(data: PreparedSet, usable: list[int]) -> list[tuple[int, in
     for i in usable:
         example = data.examples[i]
         tokens = data.context_tokens[example.context_index]
+        if not answerable(example):  # no answer to remove: its own paragraph already answers nothing
+            ranges.append(None)
+            continue
         if example.context_index not in sentences:
             sentences[example.context_index] = sentence_spans(data.contexts[example.context_index])
         first, last = example.answer_span
@@ -214,15 +225,17 @@ class TrainingSet:
     def encode(cls, data: PreparedSet, batcher: Batcher, max_passage_tokens: int, shares: GroupShares = GroupShares(),
                articles: list[str] | None = None, held_out: set[str] = frozenset(), console=None,
                context: ContextFeatures | None = None, swaps: dict[int, tuple[str, Tokens]] | None = None,
-               swap_context: Sequence[np.ndarray] | None = None) -> "TrainingSet":
+               swap_context: Sequence[np.ndarray] | None = None, no_answer: bool = False) -> "TrainingSet":
         """Keep the questions whose passage has at most ``max_passage_tokens`` tokens (longer ones are rare
         in SQuAD) and whose article is not ``held_out``, encode every text and find what the group
         ``shares`` need (``articles[c]`` names the article of context ``c``; ``swaps`` are the swapped
         questions, ``swapped_questions``), showing a status line on ``console`` meanwhile. With
-        ``context`` every text carries its contextual features (``swap_context`` those of ``swaps``, in order)."""
+        ``context`` every text carries its contextual features (``swap_context`` those of ``swaps``, in order).
+        Unanswerable questions are trained (to no answer) only for a model with the ``no_answer`` option."""
         usable = [i for i, e in enumerate(data.examples)
                   if len(data.context_tokens[e.context_index]) <= max_passage_tokens
-                  and (articles is None or articles[e.context_index] not in held_out)]
+                  and (articles is None or articles[e.context_index] not in held_out)
+                  and (no_answer or answerable(e))]
         status = f"encoding {len(data.context_tokens)} passages and {len(usable)} questions"
         with console.status(status) if console else contextlib.nullcontext():
             passages = [batcher.encode(tokens) for tokens in data.context_tokens]
@@ -280,15 +293,16 @@ class TrainingSet:
         example, question = self.data.examples[i], self.questions[i]
         own = self.passages[example.context_index]
         kind = KINDS[self.kinds[k]]
+        target = example.answer_span if answerable(example) else (NO_ANSWER, NO_ANSWER)
         if kind == "alone":
-            return [own], question, example.answer_span
+            return [own], question, target
         if kind == "swapped":
             return [own], self.swapped[i], (NO_ANSWER, NO_ANSWER)
         if kind == "removed":
             return [without(own, *self.removals[k])], question, (NO_ANSWER, NO_ANSWER)
         other = self.passages[self.others[k][self.picks[k] % len(self.others[k])]]
         if kind == "pair":
-            return [own, other], question, example.answer_span
+            return [own, other], question, target
         return [other], question, (NO_ANSWER, NO_ANSWER)
 
     def collate(self, positions: list[int]) -> Batch:

@@ -153,3 +153,44 @@ def test_each_question_gets_one_swapped_form_the_same_for_a_seed(one_article):
         own = data.contexts[data.examples[i].context_index].lower()
         new = [w for w in tokens.words if w not in data.examples[i].question.words]
         assert new and not any(w.lower() in own.split() for w in new)  # the swapped-in name is not in its paragraph
+
+
+@pytest.fixture
+def with_unanswerable(tmp_path):
+    """The fixture passages with one more question, marked unanswerable as SQuAD 2.0 marks them."""
+    payload = squad_payload()
+    payload["data"][0]["paragraphs"][0]["qas"].append(
+        {"id": "n0", "question": "Who founded the Normans' first university?", "answers": [], "is_impossible": True})
+    path = tmp_path / "with-unanswerable.json"
+    path.write_text(json.dumps(payload))
+    return prepare(load_squad(str(path)))
+
+
+def test_an_unanswerable_question_trains_the_null_option_not_the_first_token(with_unanswerable):
+    data = with_unanswerable
+    n0 = next(i for i, e in enumerate(data.examples) if e.id == "n0")
+    batcher = Batcher(Vocabulary([]), 16)
+    without_option = TrainingSet.encode(data, batcher, 400, GroupShares())
+    assert n0 not in without_option.usable and len(without_option.usable) == 8
+    training = TrainingSet.encode(data, batcher, 400, GroupShares(), no_answer=True)
+    k = training.usable.index(n0)
+    training.deal(seed=0, epoch=0)
+    assert training._rows(k)[2] == (NO_ANSWER, NO_ANSWER)
+    torch.manual_seed(0)
+    net = ReaderNet(ReaderConfig(hidden=16, char_filters=8, dropout=0.0, no_answer=True), glove_tensor())
+    batch = training.collate([k])
+    net.eval()
+    with torch.no_grad():
+        before = net(batch)
+    net.train()
+    fit(net, lambda step: batch, 15, lr=0.005)
+    net.eval()
+    with torch.no_grad():
+        after = net(batch)
+    # the null's share of the start softmax rises; the first token's does not
+    def shares(output):
+        logits = torch.cat([output.start_logits[0], output.null_logits[:1]])
+        probabilities = torch.softmax(logits, 0)
+        return probabilities[-1].item(), probabilities[0].item()
+    (null_before, first_before), (null_after, first_after) = shares(before), shares(after)
+    assert null_after > max(0.9, null_before) and first_after < first_before
