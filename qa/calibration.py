@@ -70,9 +70,10 @@ def fit_temperature(logits: list[SpanLogits], correct: list[float]) -> float:
 
 
 def calibrate(data: str, model: str | None = None, split: str = "validation", limit: int = 0,
-              batch_size: int = 64, output: str | None = None, max_refused: float = MAX_REFUSED, console=None) -> dict:
+              batch_size: int = 64, output: str | None = None, max_refused: float | None = MAX_REFUSED,
+              console=None) -> dict:
     """Fit a model's score temperature on ``data`` and, for a model with the no-answer option, the threshold
-    that refuses at most ``max_refused`` of its answerable questions; print the trade-off curve, and store
+    that refuses at most ``max_refused`` of its answerable questions (None: the best SQuAD 2.0 F1 on ``data``); print the trade-off curve, and store
     the fit in ``output`` (a copy of the model folder) or in the model's own folder, never a shipped one.
 
     Returns the calibration written: the temperature with the log-loss and ECE of the top score before and
@@ -84,7 +85,7 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     from qa.inference import Passages
     from qa.reader import Reader, model_folder
 
-    if not 0.0 <= max_refused < 1.0:
+    if max_refused is not None and not 0.0 <= max_refused < 1.0:
         raise UserError(f"--max-refused must be a share between 0 and 1, got {max_refused}")
     destination = _destination(model_folder(model), output)  # checked before the slow part
     console = console or Console()
@@ -199,25 +200,36 @@ def trade_off(answerable: np.ndarray, unanswerable: np.ndarray, shares=CURVE_SHA
     return rows
 
 
-def fit_no_answer_threshold(predictions, references: dict, temperature: float, max_refused: float = MAX_REFUSED) -> dict:
+def fit_no_answer_threshold(predictions, references: dict, temperature: float, max_refused: float | None = MAX_REFUSED) -> dict:
     """The no-answer probability above which the reader abstains, chosen for a stated trade-off: at most
-    ``max_refused`` of these answerable questions refused; with the unanswerable questions caught at it, the
-    trade-off curve, and (for reference) the official SQuAD 2.0 best-F1 threshold on these questions."""
-    from qa.squad.squad import best_threshold, score_pairs
-
+    ``max_refused`` of these answerable questions refused, or (``max_refused`` None, on questions some of
+    which are unanswerable) the official SQuAD 2.0 best-F1 threshold on them, as fine-tuning on a domain
+    wants; with the unanswerable questions caught at it, the trade-off curve, and the best-F1 threshold."""
     forced = [p for p in predictions if p.answers]
     probability = no_answer_probabilities([p.answers[0].logits for p in forced], temperature)
     has_answer = np.array([bool(references[p.id]["text"]) for p in forced])
-    threshold = threshold_for(probability[has_answer], max_refused)
-    result = {"no_answer_threshold": float(f"{threshold:.4g}"), "no_answer_target": {"max_refused_answerable": max_refused},
+    if max_refused is None and has_answer.all():
+        raise UserError("a threshold for the best SQuAD 2.0 F1 needs questions that are unanswerable")
+    threshold = threshold_for(probability[has_answer], MAX_REFUSED if max_refused is None else max_refused)
+    if max_refused is None:
+        threshold = _best_f1_threshold(forced, references, probability, has_answer)[1]
+    target = {"max_refused_answerable": max_refused} if max_refused is not None else {"best_v2_f1": True}
+    result = {"no_answer_threshold": float(f"{threshold:.4g}"), "no_answer_target": target,
               "refused_answerable": round(float((probability[has_answer] > threshold).mean()), 4),
               "no_answer_questions": len(forced), "unanswerable_share": round(1 - float(has_answer.mean()), 4),
               "trade_off": trade_off(probability[has_answer], probability[~has_answer])}
     if not has_answer.all():
-        texts = best_texts(forced)
-        pairs = score_pairs([{"id": p.id, "prediction_text": texts[p.id]} for p in forced],
-                            [{"id": p.id, "answers": references[p.id]} for p in forced], v2=True)
-        f1, best = best_threshold([f for _, f in pairs], probability.tolist(), has_answer.tolist(), [False] * len(forced))
+        f1, best = _best_f1_threshold(forced, references, probability, has_answer)
         result.update({"caught_unanswerable": round(float((probability[~has_answer] > threshold).mean()), 4),
                        "best_f1_threshold": float(f"{best:.4g}"), "best_f1": round(f1, 2)})
     return result
+
+
+def _best_f1_threshold(forced, references: dict, probability: np.ndarray, has_answer: np.ndarray) -> tuple[float, float]:
+    """The official SQuAD 2.0 best F1 over no-answer thresholds on these questions, and that threshold."""
+    from qa.squad.squad import best_threshold, score_pairs
+
+    texts = best_texts(forced)
+    pairs = score_pairs([{"id": p.id, "prediction_text": texts[p.id]} for p in forced],
+                        [{"id": p.id, "answers": references[p.id]} for p in forced], v2=True)
+    return best_threshold([f for _, f in pairs], probability.tolist(), has_answer.tolist(), [False] * len(forced))

@@ -97,8 +97,21 @@ def _add_index(commands) -> None:
 
 
 def _add_train(commands) -> None:
-    train = commands.add_parser("train", help="train a reader from a recipe in pipelines/")
-    train.add_argument("--config", default="pipelines/default.json")
+    train = commands.add_parser(
+        "train", help="train a reader from a recipe in pipelines/, or fine-tune one on your own data",
+        description="Train from a recipe (--config), or fine-tune a model on your own SQuAD v1.1 or v2.0 file: "
+                    "qa train --from default --train FILE --output DIR. Fine-tuning writes the model folder DIR "
+                    "(use it with --model DIR), its checkpoints and held-out split in DIR/run (run the same "
+                    "command again to resume), and DIR/fine-tune.json, the held-out scores before and after; "
+                    "it takes --max-minutes and --seed, not --config or --run-dir.")
+    train.add_argument("--config", help="a training recipe (default: pipelines/default.json)")
+    fine = train.add_argument_group("fine-tuning")
+    fine.add_argument("--from", dest="from_model", metavar="MODEL", help="fine-tune this model: " + MODEL_HELP)
+    fine.add_argument("--train", dest="train_file", metavar="FILE", help="your SQuAD-format file (v1.1 or v2.0)")
+    fine.add_argument("--dev", dest="dev_file", metavar="FILE", help="questions to choose the checkpoint and fit the "
+                      "no-answer threshold on (default: 15%% of --train's articles, held out)")
+    fine.add_argument("--output", metavar="DIR", help="the new model folder")
+    fine.add_argument("--squad-dev", metavar="FILE", help="also report SQuAD v1.1 dev F1 before and after (forgetting)")
     train.add_argument("--run-dir", help="override the recipe's run folder")
     train.add_argument("--max-minutes", type=float, help="override the training time budget (0: none)")
     train.add_argument("--max-steps", type=int, help="override the step budget (0: none); unlike minutes it does not "
@@ -244,14 +257,36 @@ def _index(args) -> int:
     return 0
 
 
+def _fine_tune(args) -> int:
+    from qa.fine_tune import fine_tune
+
+    if args.config or args.run_dir or not (args.train_file and args.output):
+        raise UserError("fine-tuning takes --from MODEL --train FILE --output DIR (and not --config or --run-dir)")
+    report = fine_tune(args.from_model, args.train_file, args.output, dev=args.dev_file, squad_dev=args.squad_dev,
+                       seed=13 if args.seed is None else args.seed, max_minutes=args.max_minutes)
+    for moment in ("before", "after"):
+        scores = report[moment]
+        line = f"{moment}: held-out F1 with answers forced (answerable questions) {scores['forced_f1_answerable']:.2f}"
+        if "f1" in scores:
+            line += f"; v2.0 F1 {scores['f1']:.2f} (HasAns {scores['HasAns_f1']:.2f}, NoAns {scores['NoAns_f1']:.2f})"
+        print(line)
+    print(f"wrote the fine-tuned model to {args.output} (report: {args.output}/fine-tune.json)")
+    return 0
+
+
 def _train(args) -> int:
     from qa.train import TrainConfig, train
+
+    if args.from_model:
+        return _fine_tune(args)
+    if args.train_file or args.output or args.dev_file:
+        raise UserError("--train, --dev and --output fine-tune a model: add --from MODEL")
 
     overrides = {k: v for k, v in {"run_dir": args.run_dir, "max_minutes": args.max_minutes,
                                    "max_steps": args.max_steps, "seed": args.seed,
                                    "device": args.device, "prepare_workers": args.prepare_workers}.items()
                  if v is not None}
-    best = train(TrainConfig.from_file(args.config, overrides)).best
+    best = train(TrainConfig.from_file(args.config or "pipelines/default.json", overrides)).best
     if int(os.environ.get("RANK", 0)) != 0:  # under torchrun only rank 0 reports
         return 0
     print(f"best dev: EM {best.get('exact_match', 0):.2f} F1 {best.get('f1', 0):.2f} (epoch {best.get('epoch')})")

@@ -27,8 +27,12 @@ from torch.nn.parallel import DistributedDataParallel
 from qa.answers import best_texts
 from qa.batching import Batcher, bucketed_batches
 from qa.checkpoint import (
+    CONFIG_FILE,
+    DIGEST_KEY,
+    load_weights,
     optimizer_tensors,
     read_checkpoint,
+    read_json,
     restore_optimizer,
     save_model,
     write_checkpoint,
@@ -43,6 +47,7 @@ from qa.inference import Passages, ReadingOptions
 from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
+from qa.reader import model_folder
 from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_kernels, glove_tensor, span_loss
 from qa.tokenize import Tokens
 from qa.training_data import GroupShares, TrainingSet, swapped_questions
@@ -86,6 +91,7 @@ class TrainConfig:
     prepare_workers: int = 0  # processes for tokenizing the data (datasets map num_proc; 0 = this one)
     device: str = "auto"  # auto|cpu|cuda
     mixed_precision: bool = False  # autocast: float16 with gradient scaling on CUDA, bfloat16 on CPU
+    init_from: str = ""  # start from this model's weights and settings (a shipped name or a folder): fine-tuning
     model: ReaderConfig = field(default_factory=ReaderConfig)
 
     @classmethod
@@ -287,12 +293,21 @@ def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int, world: Wor
     """Dev EM/F1 along the one inference path (``Reader.read``, answers forced), its batches shared among
     the ranks; long passages are read as ``qa evaluate`` reads them. ``bfloat16`` (CPU mixed-precision runs)
     predicts under autocast: about 30% less time per epoch-end evaluation, at scores within 0.05 of float32
-    (the exported model is re-evaluated)."""
+    (the exported model is re-evaluated). On a dev file with unanswerable questions the official v2.0
+    figures too, with ``best_f1`` (abstaining above the best no-answer threshold): what checkpoints are
+    chosen by there (``selection_f1``)."""
     from qa.reader import Reader
 
     options = ReadingOptions(max_answer_len=max_answer_len, bfloat16=bfloat16)
     predictions = Reader(net, batcher, options=options).read(Passages.of(dev), world=world, features=context, force=True)
-    return squad_scores(best_texts(predictions), [{"id": e.id, "answers": e.answers} for e in dev.examples])
+    references = [{"id": e.id, "answers": e.answers} for e in dev.examples]
+    if all(e.answers["text"] for e in dev.examples):
+        scores = squad_scores(best_texts(predictions), references)
+        return {**scores, "selection_f1": scores["f1"]}
+    no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
+                 for p in predictions}
+    scores = squad_scores(best_texts(predictions), references, no_answer_probability=no_answer)
+    return {**scores, "selection_f1": scores["best_f1"]}
 
 
 def _save_last(path: Path, net, ema, optimizer, position: dict, config: dict) -> None:
@@ -442,6 +457,8 @@ def _saved_or_fresh(config: TrainConfig, world: World,
     if saved:
         _, meta = saved
         return saved, ReaderConfig.from_dict(meta["config"]["model"]), TrainState.from_position(meta["position"])
+    if config.init_from:  # the starting model's settings, its tuned words included (its weights follow)
+        return None, ReaderConfig.from_dict(read_json(model_folder(config.init_from) / CONFIG_FILE)["model"]), TrainState()
     tuned = most_frequent_words([e.question.words for e in train_data.examples], config.tune_top_words)
     return None, ReaderConfig.from_dict({**config.model.to_dict(), "tuned_words": tuned}), TrainState()
 
@@ -452,12 +469,17 @@ def held_out_titles(articles: list[str], count: int) -> set[str]:
     return set(titles[len(titles) - count:]) if count else set()
 
 
-def _restored_net(model_config: ReaderConfig, world: World, saved: tuple[dict, dict] | None) -> ReaderNet:
-    """A new net on the world's device, with a checkpoint's weights and RNG state when there is one."""
+def _restored_net(model_config: ReaderConfig, world: World, saved: tuple[dict, dict] | None,
+                  init_from: str = "") -> ReaderNet:
+    """A new net on the world's device, with a checkpoint's weights and RNG state when there is one, else
+    the weights of the model ``init_from`` names (if any)."""
     net = ReaderNet(model_config, glove_tensor())
     if saved:
         net.load_state_dict(saved[0]["model"])
         torch.set_rng_state(saved[0]["rng"]["torch"])
+    elif init_from:
+        folder = model_folder(init_from)
+        load_weights(folder, net, read_json(folder / CONFIG_FILE).get(DIGEST_KEY))
     return net.to(world.device)
 
 
@@ -529,7 +551,7 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
     """The run's parts and state, restored from ``last.safetensors`` when there is one (a resume), else
     fresh; a new run starts its log, a resumed one makes the log match the checkpoint."""
     saved, model_config, state = _saved_or_fresh(config, world, train_data)
-    net = _restored_net(model_config, world, saved)
+    net = _restored_net(model_config, world, saved, config.init_from)
     parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
     folder = _open_folder(config, world, state, bool(saved), console)
     _announce(config, world, parameters, console)
@@ -605,8 +627,8 @@ def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
     run.console.print(f"epoch {state.epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
                       f"({record['minutes']:.1f} min, {epoch.examples_per_s:.0f} ex/s)")
     state.history.append(record)
-    if metrics["f1"] > state.best_f1:
-        state.best_f1 = metrics["f1"]
+    if metrics["selection_f1"] > state.best_f1:  # forced F1, or the v2.0 best F1 on a file with unanswerable questions
+        state.best_f1 = metrics["selection_f1"]
         if world.main:
             with averaged_weights(trainer.net, trainer.ema):
                 save_model(run.folder / "best", trainer.net, {"model": run.settings["model"], "dev": metrics})
@@ -655,5 +677,5 @@ def _train(config: TrainConfig, world: World, console) -> TrainingResult:
         if interrupt.requested:
             run.save_last(state)
             raise KeyboardInterrupt(f"training interrupted; resumable checkpoint saved in {run.last}")
-    best = max(state.history, key=lambda r: r["f1"]) if state.history else {}
+    best = max(state.history, key=lambda r: r.get("selection_f1", r["f1"])) if state.history else {}
     return TrainingResult(best, run.trainer.net)

@@ -1,0 +1,134 @@
+"""Adapting a trained reader to a team's own questions: ``qa train --from MODEL --train FILE --output DIR``
+and ``fine_tune(...)``.
+
+Training starts from the model's weights and settings (``TrainConfig.init_from``) with the settings of
+``FINE_TUNING``, on a SQuAD v1.1 or v2.0 file: unanswerable questions train the no-answer option
+(``qa.training_data``), and on a file with them checkpoints are chosen by the official v2.0 best F1.
+Without ``--dev``, ``HELD_OUT_SHARE`` of the file's articles (drawn by the seed) are held out, written
+beside the run, for choosing the checkpoint and for fitting the temperature and the no-answer threshold.
+Checkpoints, the log and the split go to ``DIR/run`` (so a killed run resumes where it stopped); the
+model folder ``DIR`` gets the best weights, calibrated on the held-out part (``qa.calibration``: the
+threshold of the best v2.0 F1 there), and ``fine-tune.json``, the report of the held-out scores before
+and after (and SQuAD v1.1 dev when given). The shipped models are only read.
+"""
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, MODEL_FILE, read_json, write_json
+from qa.errors import UserError
+from qa.inputs import read_json_object
+
+HELD_OUT_SHARE = 0.15  # of the articles, without --dev
+MIN_QUESTIONS = 10
+# for a few hundred to a few thousand questions (pipelines/JOURNAL.md, issue 44's screens)
+FINE_TUNING = {"epochs": 8, "learning_rate": 0.0005, "batch_size": 32, "ema_decay": 0.99, "max_minutes": 12.0,
+               "max_train_passage_tokens": 1000, "checkpoint_minutes": 2.0, "mixed_precision": True}
+
+
+def split_by_article(data: str, folder: Path, share: float, seed: int) -> tuple[str, str]:
+    """``data``'s articles split into a training part and a held-out part (``share`` of the articles, at
+    least one, drawn by ``seed``), written into ``folder``; returns their paths."""
+    payload = read_json_object(data, "a SQuAD-format file {\"data\": [...]}")
+    articles = payload.get("data")
+    if not isinstance(articles, list) or len(articles) < 2:
+        raise UserError(f"{data}: holding part of the file out needs at least 2 articles; give --dev FILE")
+    order = list(range(len(articles)))
+    random.Random(seed).shuffle(order)
+    held = set(order[: max(1, round(share * len(articles)))])
+    paths = folder / "train-part.json", folder / "held-out.json"
+    write_json(paths[0], {**payload, "data": [a for k, a in enumerate(articles) if k not in held]})
+    write_json(paths[1], {**payload, "data": [a for k, a in enumerate(articles) if k in held]})
+    return str(paths[0]), str(paths[1])
+
+
+def checked_output(output: Path) -> None:
+    """A ``UserError`` for an output folder that is a shipped model, or holds files that are not an earlier
+    fine-tuning's (which is resumed)."""
+    from qa.reader import SHIPPED_MODELS
+
+    if output.resolve().is_relative_to(SHIPPED_MODELS.resolve()):
+        raise UserError(f"{output}: is a shipped model's folder; write the fine-tuned model elsewhere")
+    if output.is_file():
+        raise UserError(f"{output}: is a file, not a folder")
+    known = {"run", CONFIG_FILE, MODEL_FILE, "fine-tune.json"}
+    if output.is_dir() and any(p.name not in known for p in output.iterdir()):
+        raise UserError(f"{output}: holds other files; give a new or empty folder")
+
+
+def domain_scores(model: str, data: str) -> dict:
+    """The model on ``data``: F1 with answers forced on the answerable questions, and the official v2.0
+    figures with the model's abstentions (when the file has unanswerable questions)."""
+    from qa.answers import best_texts
+    from qa.data import load_squad
+    from qa.features import prepare
+    from qa.inference import Passages
+    from qa.metric import squad_scores
+    from qa.reader import Reader
+
+    records = load_squad(data)
+    reader = Reader.load(model)
+    forced = reader.read(Passages.of(prepare(records)), force=True)
+    references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
+    answerable = [r for r in references if r["answers"]["text"]]
+    scores = {"questions": len(references), "answerable": len(answerable),
+              "forced_f1_answerable": round(squad_scores(best_texts(forced), answerable)["f1"], 2)}
+    if len(answerable) < len(references) and reader.has_no_answer:
+        texts = {p.id: "" if reader.abstains(p) else p.text for p in forced}
+        v2 = squad_scores(texts, references, no_answer_probability={p.id: p.no_answer for p in forced})
+        scores.update({k: round(v2[k], 2) for k in ("f1", "exact", "HasAns_f1", "NoAns_f1", "best_f1") if k in v2})
+    return scores
+
+
+def _export(best: Path, output: Path, base: dict, record: dict) -> None:
+    """The best checkpoint's weights into the model folder ``output``, with the starting model's attention
+    settings and what it was fine-tuned from (the calibration follows)."""
+    if not (best / MODEL_FILE).exists():
+        raise UserError(f"{best}: no checkpoint was evaluated; give the training more time (--max-minutes)")
+    settings = read_json(best / CONFIG_FILE)
+    shutil.copyfile(best / MODEL_FILE, output / (MODEL_FILE + ".partial"))
+    (output / (MODEL_FILE + ".partial")).replace(output / MODEL_FILE)
+    kept = {k: base[k] for k in ("attention",) if k in base}
+    write_json(output / CONFIG_FILE, {"model": settings["model"], **kept, "fine_tuned": record,
+                                      DIGEST_KEY: settings[DIGEST_KEY]})
+
+
+def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed: int = 13,
+              max_minutes: float | None = None, squad_dev: str | None = None, console=None) -> dict:
+    """Fine-tune ``model`` (a shipped name or a folder) on ``train`` into the model folder ``output``, hold
+    out part of ``train`` when no ``dev`` is given, calibrate on it, and report; returns the report."""
+    from rich.console import Console
+
+    from qa.calibration import MAX_REFUSED, calibrate
+    from qa.data import load_squad
+    from qa.model import ReaderConfig
+    from qa.reader import model_folder
+    from qa.train import TrainConfig, train as run_training
+
+    console = console or Console()
+    folder, target = model_folder(model), Path(output)
+    checked_output(target)
+    base = read_json(folder / CONFIG_FILE)
+    questions = len(load_squad(train))
+    if questions < MIN_QUESTIONS:
+        raise UserError(f"{train}: {questions} questions; fine-tuning needs at least {MIN_QUESTIONS}")
+    (target / "run").mkdir(parents=True, exist_ok=True)
+    part, held = (train, dev) if dev else split_by_article(train, target / "run", HELD_OUT_SHARE, seed)
+    settings = {**FINE_TUNING, **({"max_minutes": max_minutes} if max_minutes is not None else {})}
+    config = TrainConfig(train=part, dev=held, run_dir=str(target / "run"), init_from=str(folder), seed=seed,
+                         model=ReaderConfig.from_dict(base["model"]), **settings)
+    report = {"from": str(folder), "train": train, "held_out": held, "seed": seed, "settings": settings,
+              "before": domain_scores(str(folder), held)}
+    best = run_training(config, console).best
+    _export(target / "run" / "best", target, base, {"from": str(folder), "train": train, "epoch": best.get("epoch")})
+    unanswerable = "f1" in report["before"]  # the held-out part has unanswerable questions: fit for v2.0 F1
+    report["calibration"] = calibrate(held, model=str(target), max_refused=None if unanswerable else MAX_REFUSED,
+                                      console=Console(quiet=True))
+    report["after"] = domain_scores(str(target), held)
+    if squad_dev:
+        report["squad_dev_f1"] = {"before": domain_scores(str(folder), squad_dev)["forced_f1_answerable"],
+                                  "after": domain_scores(str(target), squad_dev)["forced_f1_answerable"]}
+    write_json(target / "fine-tune.json", report)
+    return report

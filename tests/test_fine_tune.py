@@ -1,0 +1,80 @@
+"""Fine-tuning a shipped model on one's own file (qa train --from): it learns, writes a model folder that
+loads and answers, calibrates it, and never touches the shipped models."""
+import hashlib
+import json
+
+import pytest
+
+from conftest import PASSAGES, squad_payload
+from qa.cli import main
+from qa.errors import UserError
+from qa.fine_tune import fine_tune, split_by_article
+from qa.reader import SHIPPED_MODELS, Reader
+
+EXTRA = {"Normans": [("n4", "Who was Rollo?", "a Viking chieftain")],
+         "Warsaw": [("w3", "What is the capital of Poland?", "Warsaw")],
+         "Oxygen": [("o4", "What is the symbol of oxygen?", "O"), ("o5", "Where was oxygen discovered?", "Uppsala")]}
+
+
+def _shipped_digest() -> str:
+    """One digest of every byte of every shipped model file."""
+    digest = hashlib.sha256()
+    for path in sorted(SHIPPED_MODELS.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(SHIPPED_MODELS)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def twelve_questions(tmp_path):
+    """The fixture passages with four more questions: twelve, over three articles."""
+    payload = squad_payload()
+    for article in payload["data"]:
+        paragraph = article["paragraphs"][0]
+        for qid, question, text in EXTRA[article["title"]]:
+            paragraph["qas"].append({"id": qid, "question": question,
+                                     "answers": [{"text": text, "answer_start": paragraph["context"].index(text)}]})
+    path = tmp_path / "twelve.json"
+    path.write_text(json.dumps(payload))
+    return path
+
+
+@pytest.mark.slow
+def test_fine_tuning_learns_writes_a_model_and_leaves_the_shipped_ones_unchanged(twelve_questions, tmp_path):
+    shipped = _shipped_digest()
+    output = tmp_path / "domain"
+    report = fine_tune("fast", str(twelve_questions), str(output), dev=str(twelve_questions), max_minutes=1.0)
+    assert _shipped_digest() == shipped
+    losses = [r["loss"] for r in map(json.loads, (output / "run" / "log.jsonl").read_text().splitlines())
+              if r.get("event") == "epoch" and r["loss"] is not None]
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+    reader = Reader.load(output)
+    assert reader.net.config.to_dict() == Reader.load("fast").net.config.to_dict()  # same settings, new weights
+    assert any((a != b).any() for a, b in zip(reader.net.state_dict().values(), Reader.load("fast").net.state_dict().values()))
+    assert reader.answer("Who discovered oxygen?", PASSAGES[2]["context"])[0].text == "Carl Wilhelm Scheele"
+    saved = json.loads((output / "fine-tune.json").read_text())
+    assert saved["before"]["questions"] == saved["after"]["questions"] == 12 and "temperature" in saved["calibration"]
+    assert report["after"]["forced_f1_answerable"] >= report["before"]["forced_f1_answerable"]
+
+
+def test_the_held_out_part_is_whole_articles_drawn_by_the_seed(twelve_questions, tmp_path):
+    part, held = split_by_article(str(twelve_questions), tmp_path, 0.34, seed=1)
+    kept = [a["title"] for a in json.loads(open(part).read())["data"]]
+    out = [a["title"] for a in json.loads(open(held).read())["data"]]
+    assert len(out) == 1 and sorted(kept + out) == ["Normans", "Oxygen", "Warsaw"]
+    assert split_by_article(str(twelve_questions), tmp_path / "again", 0.34, seed=1)[1]  # the same draw
+    assert [a["title"] for a in json.loads(open(tmp_path / "again" / "held-out.json").read())["data"]] == out
+
+
+def test_too_few_questions_or_a_shipped_folder_are_refused(squad_file, tmp_path):
+    with pytest.raises(UserError, match="8 questions; fine-tuning needs at least 10"):
+        fine_tune("fast", str(squad_file), str(tmp_path / "out"))
+    with pytest.raises(UserError, match="shipped model"):
+        fine_tune("fast", str(squad_file), str(SHIPPED_MODELS / "fast"))
+
+
+def test_the_fine_tuning_flags_need_from(squad_file, tmp_path, capsys):
+    assert main(["train", "--train", str(squad_file), "--output", str(tmp_path / "x")]) == 2
+    assert "add --from MODEL" in capsys.readouterr().err
+    assert main(["train", "--from", "fast", "--train", str(squad_file)]) == 2
+    assert "--output DIR" in capsys.readouterr().err
