@@ -8,7 +8,7 @@ Without ``--dev``, ``HELD_OUT_SHARE`` of the file's articles (drawn by the seed)
 beside the run, for choosing the checkpoint and for fitting the temperature and the no-answer threshold.
 Checkpoints, the log and the split go to ``DIR/run`` (so a killed run resumes where it stopped); the
 model folder ``DIR`` gets the best weights, calibrated on the held-out part (``qa.calibration``: the
-threshold of the best v2.0 F1 there), and ``fine-tune.json``, the report of the held-out scores before
+threshold of the best v2.0 F1 there) and the longest answer it reads (``longest_answer``), and ``fine-tune.json``, the report of the held-out scores before
 and after (and SQuAD v1.1 dev when given). The shipped models are only read.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from qa.errors import UserError
 from qa.inputs import read_json_object
 
 HELD_OUT_SHARE = 0.15  # of the articles, without --dev
+ANSWER_SHARE = 0.95  # the longest answer the model records covers this share of the training file's answers
 MIN_QUESTIONS = 10
 # for a few hundred to a few thousand questions (pipelines/JOURNAL.md, issue 44's screens)
 FINE_TUNING = {"epochs": 8, "learning_rate": 0.0005, "batch_size": 32, "ema_decay": 0.99, "max_minutes": 12.0,
@@ -42,6 +43,19 @@ def split_by_article(data: str, folder: Path, share: float, seed: int) -> tuple[
     write_json(paths[0], {**payload, "data": [a for k, a in enumerate(articles) if k not in held]})
     write_json(paths[1], {**payload, "data": [a for k, a in enumerate(articles) if k in held]})
     return str(paths[0]), str(paths[1])
+
+
+def longest_answer(data: str) -> int:
+    """The answer length in tokens that covers ``ANSWER_SHARE`` of ``data``'s gold answers, and at least the
+    reading default (15): the longest answer the fine-tuned model reads and records."""
+    from qa.data import load_squad
+    from qa.inference import ReadingOptions
+    from qa.tokenize import tokenize_many
+
+    texts = [text for answers in load_squad(data)["answers"] for text in answers["text"]]
+    lengths = sorted(len(tokens) for tokens in tokenize_many(texts))
+    covered = lengths[min(int(ANSWER_SHARE * len(lengths)), len(lengths) - 1)] if lengths else 0
+    return max(ReadingOptions.max_answer_len, covered)
 
 
 def checked_output(output: Path) -> None:
@@ -82,17 +96,17 @@ def domain_scores(model: str, data: str) -> dict:
     return scores
 
 
-def _export(best: Path, output: Path, base: dict, record: dict) -> None:
+def _export(best: Path, output: Path, base: dict, record: dict, max_answer_len: int) -> None:
     """The best checkpoint's weights into the model folder ``output``, with the starting model's attention
-    settings and what it was fine-tuned from (the calibration follows)."""
+    settings, the longest answer it reads and what it was fine-tuned from (the calibration follows)."""
     if not (best / MODEL_FILE).exists():
         raise UserError(f"{best}: no checkpoint was evaluated; give the training more time (--max-minutes)")
     settings = read_json(best / CONFIG_FILE)
     shutil.copyfile(best / MODEL_FILE, output / (MODEL_FILE + ".partial"))
     (output / (MODEL_FILE + ".partial")).replace(output / MODEL_FILE)
     kept = {k: base[k] for k in ("attention",) if k in base}
-    write_json(output / CONFIG_FILE, {"model": settings["model"], **kept, "fine_tuned": record,
-                                      DIGEST_KEY: settings[DIGEST_KEY]})
+    write_json(output / CONFIG_FILE, {"model": settings["model"], **kept, "reading": {"max_answer_len": max_answer_len},
+                                      "fine_tuned": record, DIGEST_KEY: settings[DIGEST_KEY]})
 
 
 def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed: int = 13,
@@ -116,13 +130,15 @@ def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed:
         raise UserError(f"{train}: {questions} questions; fine-tuning needs at least {MIN_QUESTIONS}")
     (target / "run").mkdir(parents=True, exist_ok=True)
     part, held = (train, dev) if dev else split_by_article(train, target / "run", HELD_OUT_SHARE, seed)
-    settings = {**FINE_TUNING, **({"max_minutes": max_minutes} if max_minutes is not None else {})}
+    settings = {**FINE_TUNING, "max_answer_len": longest_answer(part),
+                **({"max_minutes": max_minutes} if max_minutes is not None else {})}
     config = TrainConfig(train=part, dev=held, run_dir=str(target / "run"), init_from=str(folder), seed=seed,
                          model=ReaderConfig.from_dict(base["model"]), **settings)
     report = {"from": str(folder), "train": train, "held_out": held, "seed": seed, "settings": settings,
               "before": domain_scores(str(folder), held)}
     best = run_training(config, console).best
-    _export(target / "run" / "best", target, base, {"from": str(folder), "train": train, "epoch": best.get("epoch")})
+    _export(target / "run" / "best", target, base, {"from": str(folder), "train": train, "epoch": best.get("epoch")},
+            settings["max_answer_len"])
     unanswerable = "f1" in report["before"]  # the held-out part has unanswerable questions: fit for v2.0 F1
     report["calibration"] = calibrate(held, model=str(target), max_refused=None if unanswerable else MAX_REFUSED,
                                       console=Console(quiet=True))

@@ -145,16 +145,19 @@ class Reader:
             level_ratios = {v: checked_level_ratios(ratios) for v, ratios in level_ratios.items()}
         except ValueError as error:
             raise ModelFileError(f"{folder / CONFIG_FILE}: attention {error}") from None
-        options = ReadingOptions(temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16)
+        reading = settings.get("reading", {})  # what the model records of how it reads: its longest answer
+        options = ReadingOptions(temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16,
+                                 max_answer_len=int(reading.get("max_answer_len", ReadingOptions.max_answer_len)))
         return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, options,
                    no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)
                                              if abstain_above is None else abstain_above),
                    encoder=encoder, attention_view=view, level_ratios=level_ratios)
 
-    def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
+    def answer(self, question: str, context: str, top_k: int = 1, max_answer_len: int | None = None,
                min_score: float = 0.0, with_attention: bool = False, attention_view: str | None = None,
                force: bool = False) -> list[Answer]:
-        """The ``top_k`` best answers to ``question`` in ``context``, best first.
+        """The ``top_k`` best answers to ``question`` in ``context``, best first, none longer than ``max_answer_len``
+        tokens (None: the longest the model records, 15 unless fine-tuning recorded another).
 
         An empty list means "abstain": the model judged that the passage does not answer the question
         (unless ``force``), or no answer scored ``min_score``. ``predict`` gives the best guesses and
@@ -169,7 +172,7 @@ class Reader:
                                  force=force)[0]
 
     def answer_batch(self, questions: list[str], contexts: list[str], batch_size: int = 64, top_k: int = 1,
-                     max_answer_len: int = 15, min_score: float = 0.0, with_attention: bool = False,
+                     max_answer_len: int | None = None, min_score: float = 0.0, with_attention: bool = False,
                      attention_view: str | None = None, force: bool = False) -> list[list[Answer]]:
         """Answers for many (question, context) pairs, batched by length; same results as ``answer``."""
         if not 0.0 <= min_score <= 1.0:
@@ -179,7 +182,7 @@ class Reader:
                                          attention_view=attention_view, force=force)
         return [[] if p.abstained else [a for a in p.answers if a.score >= min_score] for p in predictions]
 
-    def predict(self, question: str, context: str, top_k: int = 1, max_answer_len: int = 15,
+    def predict(self, question: str, context: str, top_k: int = 1, max_answer_len: int | None = None,
                 with_attention: bool = False, attention_view: str | None = None, force: bool = False) -> Prediction:
         """The whole result for one question: the ``top_k`` best answers (kept as best guesses when the
         reader abstains), ``no_answer`` (the probability that the passage does not answer, None for a model
@@ -188,7 +191,7 @@ class Reader:
                                   with_attention=with_attention, attention_view=attention_view, force=force)[0]
 
     def predict_batch(self, questions: list[str], contexts: list[str], batch_size: int = 64, top_k: int = 1,
-                      max_answer_len: int = 15, with_attention: bool = False, attention_view: str | None = None,
+                      max_answer_len: int | None = None, with_attention: bool = False, attention_view: str | None = None,
                       force: bool = False) -> list[Prediction]:
         """``predict`` for many (question, context) pairs, batched by length.
 
@@ -207,11 +210,12 @@ class Reader:
         unique = list(dict.fromkeys(contexts))
         index = {c: i for i, c in enumerate(unique)}
         passages = Passages(unique, tokenize_many(unique), self._queries(questions, [index[c] for c in contexts]))
-        return self.read(passages, replace(self.options, top_k=top_k, max_answer_len=max_answer_len,
-                                           batch_size=batch_size),
+        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len or self.options.max_answer_len,
+                          batch_size=batch_size)
+        return self.read(passages, options,
                          display=self._display(with_attention, attention_view), force=force)
 
-    def predict_documents(self, questions: list[str], collection, top_k: int = 1, max_answer_len: int = 15,
+    def predict_documents(self, questions: list[str], collection, top_k: int = 1, max_answer_len: int | None = None,
                           with_attention: bool = False, attention_view: str | None = None, force: bool = False,
                           without: list[int | None] | None = None) -> list[Prediction]:
         """``predict`` for each question against a ``qa.collection.Collection``: the windows of all its
@@ -221,13 +225,13 @@ class Reader:
         if without is not None:
             queries = [replace(query, without=skip) for query, skip in zip(queries, without, strict=True)]
         passages = collection.passages(queries)
-        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len)
+        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len or self.options.max_answer_len)
         predictions = self.read(passages, options, display=self._display(with_attention, attention_view), force=force)
         for prediction in predictions:
             collection.cite(prediction.answers)
         return predictions
 
-    def predict_index(self, questions: list[str], index, top_k: int = 1, max_answer_len: int = 15,
+    def predict_index(self, questions: list[str], index, top_k: int = 1, max_answer_len: int | None = None,
                       with_attention: bool = False, attention_view: str | None = None, force: bool = False,
                       windows: int = INDEX_WINDOWS) -> list[tuple[object, Prediction]]:
         """``predict`` for each question against an index (``qa.index.Index``): the ``windows`` windows of all
@@ -246,7 +250,8 @@ class Reader:
         queries = self._queries([questions[k] for k in found], list(range(len(found))))
         passages = Passages([collections[k].text for k in found], [collections[k].tokens for k in found], queries,
                             breaks={n: collections[k].breaks for n, k in enumerate(found)})
-        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len, max_windows=0, first_windows=0)
+        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len or self.options.max_answer_len,
+                          max_windows=0, first_windows=0)
         read = dict(zip(found, self.read(passages, options, display=self._display(with_attention, attention_view),
                                          force=force)))
         results = []

@@ -52,6 +52,8 @@ def test_fine_tuning_learns_writes_a_model_and_leaves_the_shipped_ones_unchanged
     assert reader.net.config.to_dict() == Reader.load("fast").net.config.to_dict()  # same settings, new weights
     assert any((a != b).any() for a, b in zip(reader.net.state_dict().values(), Reader.load("fast").net.state_dict().values()))
     assert reader.answer("Who discovered oxygen?", PASSAGES[2]["context"])[0].text == "Carl Wilhelm Scheele"
+    recorded = json.loads((output / "config.json").read_text())["reading"]["max_answer_len"]
+    assert recorded >= 15 and reader.options.max_answer_len == recorded  # every command reads what it records
     saved = json.loads((output / "fine-tune.json").read_text())
     assert saved["before"]["questions"] == saved["after"]["questions"] == 12 and "temperature" in saved["calibration"]
     assert report["after"]["forced_f1_answerable"] >= report["before"]["forced_f1_answerable"]
@@ -78,3 +80,16 @@ def test_the_fine_tuning_flags_need_from(squad_file, tmp_path, capsys):
     assert "add --from MODEL" in capsys.readouterr().err
     assert main(["train", "--from", "fast", "--train", str(squad_file)]) == 2
     assert "--output DIR" in capsys.readouterr().err
+
+
+def test_the_longest_answer_covers_most_of_the_files_answers(tmp_path):
+    from qa.fine_tune import longest_answer
+
+    payload = squad_payload()
+    paragraph = payload["data"][0]["paragraphs"][0]
+    long = paragraph["context"][: paragraph["context"].index(" They")]  # the whole first sentence: 25 tokens
+    paragraph["qas"] = [{"id": f"x{k}", "question": "What?", "answers": [{"text": long, "answer_start": 0}]}
+                        for k in range(20)]
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(payload))
+    assert longest_answer(str(path)) == 25  # 20 of the 25 answers are 25 tokens long: far more than 5%
