@@ -43,6 +43,16 @@ def reads_in_bfloat16(bfloat16: bool | None, contextual: bool = True) -> bool:
     return contextual and cpu_has_bfloat16_kernels()
 
 
+def _recorded_options(settings: dict, bfloat16: bool):
+    """The reading options a model folder's ``config.json`` records: its calibrated temperature and the
+    longest answer it reads (fine-tuning records one), in the precision chosen."""
+    from qa.inference import ReadingOptions
+
+    temperature = float(settings.get("calibration", {}).get("temperature", 1.0))
+    longest = int(settings.get("reading", {}).get("max_answer_len", ReadingOptions.max_answer_len))
+    return ReadingOptions(temperature=temperature, bfloat16=bfloat16, max_answer_len=longest)
+
+
 def model_folder(model: str | Path | None) -> Path:
     """The folder of a model given by shipped name (``default``, ``fast``) or by folder; None is ``default``.
 
@@ -108,7 +118,6 @@ class Reader:
         ``abstain_above``: the no-answer probability above which the reader abstains, instead of the
         threshold the model folder records."""
         from qa.batching import Batcher
-        from qa.inference import ReadingOptions
         from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_kernels, glove_tensor
         from qa.vocab import Vocabulary
 
@@ -133,7 +142,6 @@ class Reader:
             from qa.contextual import ContextualEncoder, EncoderSettings
 
             encoder = ContextualEncoder(EncoderSettings.of(config, bfloat16))
-        calibration = settings.get("calibration", {})
         recorded = settings.get("attention", {})  # the view scripts/attention_views.py measured best, if any
         view = recorded.get("view", DEFAULT_VIEW) if isinstance(recorded, dict) else recorded
         if not isinstance(view, str) or view not in VIEWS:  # a list or number would not even hash
@@ -145,10 +153,9 @@ class Reader:
             level_ratios = {v: checked_level_ratios(ratios) for v, ratios in level_ratios.items()}
         except ValueError as error:
             raise ModelFileError(f"{folder / CONFIG_FILE}: attention {error}") from None
-        reading = settings.get("reading", {})  # what the model records of how it reads: its longest answer
-        options = ReadingOptions(temperature=float(calibration.get("temperature", 1.0)), bfloat16=bfloat16,
-                                 max_answer_len=int(reading.get("max_answer_len", ReadingOptions.max_answer_len)))
-        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder, options,
+        calibration = settings.get("calibration", {})
+        return cls(net, Batcher(Vocabulary(config.tuned_words), config.max_word_chars), folder,
+                   _recorded_options(settings, bfloat16),
                    no_answer_threshold=float(calibration.get("no_answer_threshold", NO_ANSWER_THRESHOLD)
                                              if abstain_above is None else abstain_above),
                    encoder=encoder, attention_view=view, level_ratios=level_ratios)
