@@ -217,9 +217,7 @@ class Reader:
         unique = list(dict.fromkeys(contexts))
         index = {c: i for i, c in enumerate(unique)}
         passages = Passages(unique, tokenize_many(unique), self._queries(questions, [index[c] for c in contexts]))
-        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len or self.options.max_answer_len,
-                          batch_size=batch_size)
-        return self.read(passages, options,
+        return self.read(passages, self._options(top_k, max_answer_len, batch_size=batch_size),
                          display=self._display(with_attention, attention_view), force=force)
 
     def predict_documents(self, questions: list[str], collection, top_k: int = 1, max_answer_len: int | None = None,
@@ -232,7 +230,7 @@ class Reader:
         if without is not None:
             queries = [replace(query, without=skip) for query, skip in zip(queries, without, strict=True)]
         passages = collection.passages(queries)
-        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len or self.options.max_answer_len)
+        options = self._options(top_k, max_answer_len)
         predictions = self.read(passages, options, display=self._display(with_attention, attention_view), force=force)
         for prediction in predictions:
             collection.cite(prediction.answers)
@@ -257,8 +255,7 @@ class Reader:
         queries = self._queries([questions[k] for k in found], list(range(len(found))))
         passages = Passages([collections[k].text for k in found], [collections[k].tokens for k in found], queries,
                             breaks={n: collections[k].breaks for n, k in enumerate(found)})
-        options = replace(self.options, top_k=top_k, max_answer_len=max_answer_len or self.options.max_answer_len,
-                          max_windows=0, first_windows=0)
+        options = self._options(top_k, max_answer_len, max_windows=0, first_windows=0)
         read = dict(zip(found, self.read(passages, options, display=self._display(with_attention, attention_view),
                                          force=force)))
         results = []
@@ -298,6 +295,12 @@ class Reader:
                 warnings.warn(f"question {n} has {len(question)} tokens; only the first {most} are read", stacklevel=4)
             queries.append(Query(str(n), questions[n], question, passages[n]))
         return queries
+
+    def _options(self, top_k: int, max_answer_len: int | None, **more):
+        """The reader's options for one call: ``top_k`` answers of at most ``max_answer_len`` tokens (None: the
+        longest the model records), and ``more``."""
+        longest = self.options.max_answer_len if max_answer_len is None else max_answer_len
+        return replace(self.options, top_k=top_k, max_answer_len=longest, **more)
 
     def _display(self, with_attention: bool, attention_view: str | None):
         """What is drawn beside the answers: the heat of ``attention_view`` (None: the reader's), or nothing."""
