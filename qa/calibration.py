@@ -160,6 +160,10 @@ def _print_trade_off(console, result: dict) -> None:
         caught = "-" if row["caught_unanswerable"] is None else f"{100 * row['caught_unanswerable']:.1f}%"
         table.add_row(f"{row['threshold']:.4g}", f"{100 * row['refused_answerable']:.1f}%", caught)
     console.print(table)
+    if "best_v2_f1" in result["no_answer_target"]:
+        console.print(f"chosen: abstain above {result['no_answer_threshold']:.4g}, the best SQuAD 2.0 F1 on this "
+                      f"file ({result['best_f1']:.2f}), refusing {100 * result['refused_answerable']:.1f}% of answerable questions")
+        return
     console.print(f"chosen: abstain above {result['no_answer_threshold']:.4g}, refusing at most "
                   f"{100 * result['no_answer_target']['max_refused_answerable']:.0f}% of answerable questions"
                   + (f"; the best SQuAD 2.0 F1 on this file, {result['best_f1']:.2f}, would abstain above "
