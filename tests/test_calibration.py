@@ -92,3 +92,25 @@ def test_calibration_never_changes_a_shipped_model(squad_file, tmp_path, capsys)
     assert calibration["no_answer_target"] == {"max_refused_answerable": 0.25}
     assert calibration["refused_answerable"] <= 0.25 and calibration["questions"] == 8
     assert Reader.load(output).no_answer_threshold == calibration["no_answer_threshold"]
+
+
+def test_calibrating_for_the_best_v2_f1_uses_that_threshold(squad_file, tmp_path):
+    from rich.console import Console
+
+    from qa.calibration import calibrate
+    from qa.errors import UserError
+
+    payload = json.loads(squad_file.read_text())
+    for article in payload["data"]:
+        article["paragraphs"][0]["qas"].append({"id": f"{article['title']}-none", "answers": [], "is_impossible": True,
+                                                "question": "Who won the 1998 World Cup?"})
+    v2 = tmp_path / "v2.json"
+    v2.write_text(json.dumps(payload))
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL, model)
+    result = calibrate(str(v2), model=str(model), max_refused=None, console=Console(quiet=True))
+    assert result["no_answer_target"] == {"best_v2_f1": True}
+    assert result["no_answer_threshold"] == result["best_f1_threshold"]
+    assert Reader.load(model).no_answer_threshold == result["no_answer_threshold"]
+    with pytest.raises(UserError, match="needs questions that are unanswerable"):
+        calibrate(str(squad_file), model=str(model), max_refused=None, console=Console(quiet=True))
