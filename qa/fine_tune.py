@@ -24,6 +24,7 @@ from qa.inputs import read_json_object
 HELD_OUT_SHARE = 0.15  # of the articles, without --dev
 ANSWER_SHARE = 0.95  # the longest answer the model records covers this share of the training file's answers
 MIN_QUESTIONS = 10
+FEW_HELD_OUT = 50  # below this many held-out questions the fitted threshold is unreliable (100-question screen)
 # for a few hundred to a few thousand questions, screened on SubjQA electronics (1,148 questions, held-out best
 # v2.0 F1: 56.96 at 0.001 for 10 epochs, 56.11 at 0.0005 for 6, 55.49 at 0.0002 for 10; pipelines/JOURNAL.md)
 FINE_TUNING = {"epochs": 10, "learning_rate": 0.001, "batch_size": 32, "ema_decay": 0.99, "max_minutes": 8.0,
@@ -137,6 +138,10 @@ def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed:
                          model=ReaderConfig.from_dict(base["model"]), **settings)
     report = {"from": str(folder), "train": train, "held_out": held, "seed": seed, "settings": settings,
               "before": domain_scores(str(folder), held)}
+    if report["before"]["questions"] < FEW_HELD_OUT:
+        console.print(f"[yellow]warning:[/] only {report['before']['questions']} held-out questions choose the "
+                      "checkpoint and fit the no-answer threshold; with fewer than "
+                      f"{FEW_HELD_OUT} both are unreliable: write more questions, or give --dev FILE")
     best = run_training(config, console).best
     _export(target / "run" / "best", target, base, {"from": str(folder), "train": train, "epoch": best.get("epoch")},
             settings["max_answer_len"])
