@@ -92,6 +92,9 @@ class TrainConfig:
     device: str = "auto"  # auto|cpu|cuda
     mixed_precision: bool = False  # autocast: float16 with gradient scaling on CUDA, bfloat16 on CPU
     init_from: str = ""  # start from this model's weights and settings (a shipped name or a folder): fine-tuning
+    # with init_from: weight of the squared distance of the weights from the starting ones in the loss (L2-SP,
+    # Li et al. 2018), which holds off forgetting what the starting model knew
+    anchor_weight: float = 0.0
     model: ReaderConfig = field(default_factory=ReaderConfig)
 
     @classmethod
@@ -360,6 +363,7 @@ class Trainer:
     scaler: torch.amp.GradScaler
     ema: EMA | None
     budget: Budget
+    anchor: dict[str, torch.Tensor] | None = None  # the starting weights the loss keeps the net near (anchor_weight)
 
     @classmethod
     def build(cls, config: TrainConfig, net: ReaderNet, world: World = World(),
@@ -380,6 +384,19 @@ class Trainer:
         restore_optimizer(self.optimizer, groups.get("optimizer", {}), meta["optimizer"])
 
 
+def anchor_distance(net: torch.nn.Module, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The squared distance of ``net``'s trainable weights from ``anchor`` (name -> tensor)."""
+    return sum(((p.float() - anchor[name]) ** 2).sum() for name, p in net.named_parameters() if name in anchor)
+
+
+def starting_weights(config: TrainConfig, model_config: ReaderConfig, world: World) -> dict[str, torch.Tensor] | None:
+    """The trainable weights of the model fine-tuning starts from, when the loss is to keep the net near them."""
+    if not (config.init_from and config.anchor_weight):
+        return None
+    net = _restored_net(model_config, world, None, config.init_from)
+    return {name: p.detach().float().clone() for name, p in net.named_parameters() if p.requires_grad}
+
+
 @dataclass
 class StepOutcome:
     """One step's loss (the global batch's mean) and whether Ctrl-C was pressed on some rank, as the ranks agreed."""
@@ -398,6 +415,8 @@ def train_step(trainer: Trainer, training: TrainingSet, batch: list[int], state:
     with torch.autocast(world.device.type, dtype=dtype, enabled=autocast_on(config, world)):
         # the global batch's mean loss once DDP averages the ranks' gradients
         loss = span_loss(trainer.model(inputs), inputs, over=len(batch) / world.size)
+    if trainer.anchor is not None:
+        loss = loss + config.anchor_weight * anchor_distance(trainer.net, trainer.anchor)
     agreed = budget.agree(world, state.epoch + state.step / max(steps_per_epoch, 1),
                           loss=loss.item(), interrupted=float(interrupted))
     if not math.isfinite(agreed["loss"]):
@@ -558,6 +577,7 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
     training, dev_context = _training_set(config, model_config, world, train_data, dev_data, console)
     # the budget's clock starts after the set-up (contextual features can take minutes to extract)
     trainer = Trainer.build(config, net, world, Budget.of(config, saved[1]["position"] if saved else None))
+    trainer.anchor = starting_weights(config, model_config, world)
     if saved:
         trainer.restore(*saved)
     settings = {"training": {k: v for k, v in asdict(config).items() if k != "model"}, "model": model_config.to_dict()}

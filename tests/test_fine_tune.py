@@ -93,3 +93,21 @@ def test_the_longest_answer_covers_most_of_the_files_answers(tmp_path):
     path = tmp_path / "long.json"
     path.write_text(json.dumps(payload))
     assert longest_answer(str(path)) == 25  # 20 of the 25 answers are 25 tokens long: far more than 5%
+
+
+def test_the_anchor_is_the_starting_models_weights_and_measures_the_drift():
+    import torch
+
+    from qa.distributed import World
+    from qa.train import TrainConfig, anchor_distance, starting_weights
+
+    fast = Reader.load("fast").net
+    config = TrainConfig(init_from="fast", anchor_weight=0.1, model=fast.config)
+    anchor = starting_weights(config, fast.config, World())
+    assert set(anchor) == {n for n, p in fast.named_parameters() if p.requires_grad}
+    with torch.no_grad():
+        assert float(anchor_distance(fast, anchor)) == 0.0
+        moved = next(p for p in fast.parameters() if p.requires_grad)
+        moved.add_(0.5)  # one tensor moved by 0.5 everywhere
+        assert float(anchor_distance(fast, anchor)) == pytest.approx(0.25 * moved.numel(), rel=1e-4)
+    assert starting_weights(TrainConfig(init_from="fast", model=fast.config), fast.config, World()) is None
