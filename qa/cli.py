@@ -274,6 +274,8 @@ def _fine_tune(args) -> int:
         if "f1" in scores:
             line += f"; v2.0 F1 {scores['f1']:.2f} (HasAns {scores['HasAns_f1']:.2f}, NoAns {scores['NoAns_f1']:.2f})"
         print(line)
+    if "squad_dev_f1" in report:
+        print("SQuAD v1.1 dev F1 (forgetting): {before:.2f} before, {after:.2f} after".format(**report["squad_dev_f1"]))
     print(f"wrote the fine-tuned model to {args.output} (report: {args.output}/fine-tune.json)")
     return 0
 
