@@ -203,3 +203,9 @@ def best_texts(predictions: list[Prediction]) -> dict[str, str]:
     """Question id -> top answer text: the official ``predictions.json``."""
     return {p.id: p.text for p in predictions}
 
+
+def na_prob(predictions: list[Prediction]) -> dict[str, float]:
+    """Question id -> the probability that the passage does not answer: the model's, or for a model without
+    the option 1 - its top answer's score (the official ``na_prob.json``)."""
+    return {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
+            for p in predictions}

@@ -73,8 +73,9 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
               batch_size: int = 64, output: str | None = None, max_refused: float | None = MAX_REFUSED,
               console=None) -> dict:
     """Fit a model's score temperature on ``data`` and, for a model with the no-answer option, the threshold
-    that refuses at most ``max_refused`` of its answerable questions (None: the best SQuAD 2.0 F1 on ``data``); print the trade-off curve, and store
-    the fit in ``output`` (a copy of the model folder) or in the model's own folder, never a shipped one.
+    that refuses at most ``max_refused`` of its answerable questions (None: the best SQuAD 2.0 F1 on ``data``);
+    print the trade-off curve, and store the fit in ``output`` (a copy of the model folder) or in the model's
+    own folder, never a shipped one.
 
     Returns the calibration written: the temperature with the log-loss and ECE of the top score before and
     after, and the threshold with its target and figures."""
@@ -212,20 +213,18 @@ def fit_no_answer_threshold(predictions, references: dict, temperature: float, m
     forced = [p for p in predictions if p.answers]
     probability = no_answer_probabilities([p.answers[0].logits for p in forced], temperature)
     has_answer = np.array([bool(references[p.id]["text"]) for p in forced])
-    if max_refused is None and has_answer.all():
+    best = None if has_answer.all() else _best_f1_threshold(forced, references, probability, has_answer)  # (F1, p)
+    if max_refused is None and best is None:
         raise UserError("a threshold for the best SQuAD 2.0 F1 needs questions that are unanswerable")
-    threshold = threshold_for(probability[has_answer], MAX_REFUSED if max_refused is None else max_refused)
-    if max_refused is None:
-        threshold = _best_f1_threshold(forced, references, probability, has_answer)[1]
+    threshold = best[1] if max_refused is None else threshold_for(probability[has_answer], max_refused)
     target = {"max_refused_answerable": max_refused} if max_refused is not None else {"best_v2_f1": True}
     result = {"no_answer_threshold": float(f"{threshold:.4g}"), "no_answer_target": target,
               "refused_answerable": round(float((probability[has_answer] > threshold).mean()), 4),
               "no_answer_questions": len(forced), "unanswerable_share": round(1 - float(has_answer.mean()), 4),
               "trade_off": trade_off(probability[has_answer], probability[~has_answer])}
-    if not has_answer.all():
-        f1, best = _best_f1_threshold(forced, references, probability, has_answer)
+    if best is not None:
         result.update({"caught_unanswerable": round(float((probability[~has_answer] > threshold).mean()), 4),
-                       "best_f1_threshold": float(f"{best:.4g}"), "best_f1": round(f1, 2)})
+                       "best_f1_threshold": float(f"{best[1]:.4g}"), "best_f1": round(best[0], 2)})
     return result
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
-from qa.answers import best_texts
+from qa.answers import best_texts, na_prob
 from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
 from qa.errors import UserError
@@ -218,8 +218,7 @@ class _Answers:
                          **({"source": a.source.to_dict()} if a.source else {})} for a in p.answers]
                  for p in predictions}
         with_option = any(p.no_answer is not None for p in predictions)
-        no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
-                     for p in predictions} if unanswerable or with_option else None
+        no_answer = na_prob(predictions) if unanswerable or with_option else None
         return cls(best_texts(predictions), nbest, no_answer, predictions, run["passage_tokens"], run["view"],
                    run["metrics"]["no_answer_threshold"])
 

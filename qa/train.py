@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from qa.answers import best_texts
+from qa.answers import best_texts, na_prob
 from qa.batching import Batcher, bucketed_batches
 from qa.checkpoint import (
     CONFIG_FILE,
@@ -307,9 +307,7 @@ def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int, world: Wor
     if all(e.answers["text"] for e in dev.examples):
         scores = squad_scores(best_texts(predictions), references)
         return {**scores, "selection_f1": scores["f1"]}
-    no_answer = {p.id: p.no_answer if p.no_answer is not None else 1.0 - (p.answers[0].score if p.answers else 0.0)
-                 for p in predictions}
-    scores = squad_scores(best_texts(predictions), references, no_answer_probability=no_answer)
+    scores = squad_scores(best_texts(predictions), references, no_answer_probability=na_prob(predictions))
     return {**scores, "selection_f1": scores["best_f1"]}
 
 
