@@ -242,6 +242,7 @@ def _index(args) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from qa.documents import skip_warnings
     from qa.index import build_index
 
     tic = time.monotonic()
@@ -251,8 +252,8 @@ def _index(args) -> int:
         task = progress.add_task("index", total=None)
         update = build_index(args.paths, args.output, lambda done, total: progress.update(task, completed=done,
                                                                                           total=total))
-    for path, reason in update.skipped:
-        print(f"qa: warning: skipped {path}: {reason}", file=sys.stderr)
+    for warning in skip_warnings(update.skipped):
+        print(f"qa: warning: {warning}", file=sys.stderr)
     print(f"{args.output}: {update.documents:,} documents, {update.windows:,} windows, "
           f"{update.bytes / 1e6:.1f} MB; {update.added:,} added, {update.changed:,} changed, "
           f"{update.removed:,} removed, {update.unchanged:,} unchanged, {len(update.skipped):,} skipped "

@@ -10,12 +10,13 @@ offsets into its own document.
 from __future__ import annotations
 
 import bisect
+from itertools import accumulate
 from typing import Iterable
 
 from qa.answers import Answer, Source
 from qa.documents import Document
 from qa.errors import UserError
-from qa.tokenize import Tokens, tokenize_many
+from qa.tokenize import joined_tokens, tokenize_many
 
 SEPARATOR = "\n\n"  # between documents in the joined text
 MAX_COLLECTION_CHARS = 20_000_000  # a larger collection is read through an index (``qa index``), not in memory
@@ -34,18 +35,10 @@ class Collection:
                             "through an index: qa index PATH... --output DIR, then --index DIR")
         self.documents = documents
         self.text = SEPARATOR.join(d.text for d in documents)
-        self.offsets, self.breaks = [], []
-        words, lemmas, starts, ends = [], [], [], []
-        shift = 0
-        for document, tokens in zip(documents, tokenize_many([d.text for d in documents])):
-            self.offsets.append(shift)
-            self.breaks.append(len(words))
-            words += tokens.words
-            lemmas += tokens.lemmas
-            starts += [s + shift for s in tokens.starts]
-            ends += [e + shift for e in tokens.ends]
-            shift += len(document.text) + len(SEPARATOR)
-        self.tokens = Tokens(words, lemmas, starts, ends)
+        self.offsets = list(accumulate((len(d.text) + len(SEPARATOR) for d in documents[:-1]), initial=0))
+        parts = tokenize_many([d.text for d in documents])
+        self.breaks = list(accumulate((len(tokens) for tokens in parts[:-1]), initial=0))
+        self.tokens = joined_tokens(parts, self.offsets)
 
     @classmethod
     def of_articles(cls, contexts: list[str], titles: list[str]) -> tuple["Collection", list[int]]:
@@ -63,12 +56,6 @@ class Collection:
         """The windows an index found for a question (``qa.index.Hit``s, overlapping ones of a document
         joined by ``qa.index.joined``) as a collection of stretches of their documents."""
         return cls([Document(hit.path, hit.text, hit.sections, hit.start) for hit in hits])
-
-    def passages(self, queries: list) -> "Passages":
-        """The collection as the one passage ``queries`` (``qa.inference.Query``, about passage 0) are read in."""
-        from qa.inference import Passages
-
-        return Passages([self.text], [self.tokens], queries, breaks={0: self.breaks})
 
     def __len__(self) -> int:
         return len(self.documents)
@@ -89,3 +76,12 @@ class Collection:
         """Give each answer its ``source``."""
         for answer in answers:
             answer.source = self.source(answer)
+
+
+def passages_of(collections: list[Collection], queries: list) -> "Passages":
+    """Collections as the passages ``queries`` (``qa.inference.Query``) are read in: query.passage n asks
+    ``collections[n]``, whose documents are read together, no window running from one into the next."""
+    from qa.inference import Passages
+
+    return Passages([c.text for c in collections], [c.tokens for c in collections], queries,
+                    breaks={n: c.breaks for n, c in enumerate(collections)})

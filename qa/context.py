@@ -12,15 +12,16 @@ from qa.inputs import checked_passage
 class Context:
     """A passage, a collection of documents (with the files skipped loading it) or an index."""
 
-    def __init__(self, text: str = "", collection=None, skipped: list[tuple[str, str]] | None = None, index=None):
-        self.text = text  # the passage, or the collection's documents joined (answers' offsets index it)
+    def __init__(self, passage: str | None = None, collection=None, skipped: list[tuple[str, str]] | None = None,
+                 index=None):
+        self.passage = passage
         self.collection = collection
         self.skipped = skipped or []  # (path, one-line reason) of each file left out
         self.index = index  # qa.index.Index: each question reads the windows it retrieves
 
     @classmethod
     def of_passage(cls, text: str) -> "Context":
-        return cls(checked_passage(text))
+        return cls(passage=checked_passage(text))
 
     @classmethod
     def of_paths(cls, paths: list[str | Path]) -> "Context":
@@ -36,8 +37,7 @@ class Context:
                 raise UserError("{}: {}".format(*skipped[0]))
             raise UserError(f"none of the {len(skipped)} files found could be read as a document" if skipped
                             else "no documents found in " + ", ".join(map(str, paths)))
-        collection = Collection(documents)
-        return cls(collection.text, collection, skipped)
+        return cls(collection=Collection(documents), skipped=skipped)
 
     @classmethod
     def of_index(cls, folder: str | Path) -> "Context":
@@ -45,6 +45,13 @@ class Context:
         from qa.index import Index
 
         return cls(index=Index.open(folder))
+
+    @property
+    def text(self) -> str:
+        """The passage, or the collection's documents joined (what answers' offsets index); "" for an index."""
+        if self.collection is not None:
+            return self.collection.text
+        return self.passage or ""
 
     @property
     def documents(self) -> int | None:
@@ -74,7 +81,9 @@ class Context:
 
     def warnings(self) -> list[str]:
         """One line for each file skipped: its path and why."""
-        return [f"skipped {path}: {reason}" for path, reason in self.skipped]
+        from qa.documents import skip_warnings
+
+        return skip_warnings(self.skipped)
 
     def described(self) -> str:
         """One line: how many documents were read and how many files skipped."""

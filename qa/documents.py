@@ -376,6 +376,11 @@ def _folder_files(folder: Path, skipped: list[tuple[str, str]]) -> Iterator[Path
                 skipped.append((os.path.join(dirpath, name), reason))
 
 
+def skip_warnings(skipped: list[tuple[str, str]]) -> list[str]:
+    """One line for each (path, reason) skipped: the warning ``qa ask``, ``qa chat`` and ``qa index`` show."""
+    return [f"skipped {path}: {reason}" for path, reason in skipped]
+
+
 def find_documents(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """The files to read from ``paths`` (files as named, folders searched recursively), each real
     file once, and the ``(path, reason)`` of everything skipped."""

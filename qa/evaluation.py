@@ -184,7 +184,7 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
 def _passages(prepared, open_setting: str | None, console):
     """What ``prepared``'s questions are read in: their own passages, or (``open_setting``) all the file's
     articles as one collection, without each question's own article for "without own"; and the collection."""
-    from qa.collection import Collection
+    from qa.collection import Collection, passages_of
     from qa.inference import Passages, Query
 
     if open_setting is None:
@@ -194,7 +194,7 @@ def _passages(prepared, open_setting: str | None, console):
     without = open_setting == "without own"
     queries = [Query(e.id, e.question_text, e.question, 0, article[e.context_index] if without else None)
                for e in prepared.examples]
-    return collection.passages(queries), collection
+    return passages_of([collection], queries), collection
 
 
 @dataclass

@@ -226,10 +226,12 @@ class Reader:
         """``predict`` for each question against a ``qa.collection.Collection``: the windows of all its
         documents ranked together, read under one softmax and one no-answer option, the top answers from
         any of them, each with its ``source``. ``without[i]``: a document question i must not read (None: all)."""
+        from qa.collection import passages_of
+
         queries = self._queries(questions, [0] * len(questions))
         if without is not None:
             queries = [replace(query, without=skip) for query, skip in zip(queries, without, strict=True)]
-        passages = collection.passages(queries)
+        passages = passages_of([collection], queries)
         options = self._options(top_k, max_answer_len)
         predictions = self.read(passages, options, display=self._display(with_attention, attention_view), force=force)
         for prediction in predictions:
@@ -244,17 +246,15 @@ class Reader:
         collection (``qa.collection.Collection.of_hits``), each answer with its ``source``. Returns each
         question's collection (its ``text`` is what answers' offsets index; None where no window matched
         the question's content words) and prediction."""
-        from qa.collection import Collection
+        from qa.collection import Collection, passages_of
         from qa.index import joined
-        from qa.inference import Passages
 
         _check_questions(questions)
         hits = [joined(index.search(question, windows)) for question in questions]
         found = [k for k, question_hits in enumerate(hits) if question_hits]
         collections = {k: Collection.of_hits(hits[k]) for k in found}
         queries = self._queries([questions[k] for k in found], list(range(len(found))))
-        passages = Passages([collections[k].text for k in found], [collections[k].tokens for k in found], queries,
-                            breaks={n: collections[k].breaks for n, k in enumerate(found)})
+        passages = passages_of([collections[k] for k in found], queries)
         options = self._options(top_k, max_answer_len, max_windows=0, first_windows=0)
         read = dict(zip(found, self.read(passages, options, display=self._display(with_attention, attention_view),
                                          force=force)))

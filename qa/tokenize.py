@@ -131,18 +131,24 @@ def tokenize_many(texts: list[str], batch_size: int = 256) -> list[Tokens]:
     """Tokenize many texts with ``nlp.pipe`` (faster than one call per text); a text of any length, cut in
     ``pieces`` under spaCy's limit of 1,000,000 characters."""
     cuts = [pieces(text) for text in texts]
-    parts = (_to_tokens(doc) for doc in _pipeline().pipe(
-        (text[a:b] for text, c in zip(texts, cuts) for a, b in zip(c, [*c[1:], len(text)])), batch_size=batch_size))
-    tokenized = []
+    parts = [_to_tokens(doc) for doc in _pipeline().pipe(
+        (text[a:b] for text, c in zip(texts, cuts) for a, b in zip(c, [*c[1:], len(text)])), batch_size=batch_size)]
+    tokenized, first = [], 0
     for text_cuts in cuts:
-        words, lemmas, starts, ends = [], [], [], []
-        for shift, part in zip(text_cuts, parts):
-            words += part.words
-            lemmas += part.lemmas
-            starts += [s + shift for s in part.starts]
-            ends += [e + shift for e in part.ends]
-        tokenized.append(Tokens(words, lemmas, starts, ends))
+        tokenized.append(joined_tokens(parts[first : first + len(text_cuts)], text_cuts))
+        first += len(text_cuts)
     return tokenized
+
+
+def joined_tokens(parts: list[Tokens], shifts: list[int]) -> Tokens:
+    """The tokens of texts laid end to end as one: each part's offsets moved by its text's first character."""
+    words, lemmas, starts, ends = [], [], [], []
+    for part, shift in zip(parts, shifts):
+        words += part.words
+        lemmas += part.lemmas
+        starts += [s + shift for s in part.starts]
+        ends += [e + shift for e in part.ends]
+    return Tokens(words, lemmas, starts, ends)
 
 
 @functools.lru_cache(maxsize=1)
