@@ -12,7 +12,6 @@ written to a new model folder or to the user's own, never to a shipped model.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -138,14 +137,11 @@ def _destination(source: Path, output: str | None) -> Path:
 def _write(source: Path, destination: Path, calibration: dict) -> None:
     """``destination``: a copy of the model folder ``source`` (unless it is that folder) whose config.json
     carries ``calibration``; the weights are copied first, the config last, each atomically."""
-    from qa.checkpoint import CONFIG_FILE, MODEL_FILE, read_json, write_json
+    from qa.checkpoint import CONFIG_FILE, copy_weights, read_json, write_json
 
     settings = read_json(source / CONFIG_FILE)
     if destination.resolve() != source.resolve():
-        destination.mkdir(parents=True, exist_ok=True)
-        partial = destination / (MODEL_FILE + ".partial")
-        shutil.copyfile(source / MODEL_FILE, partial)
-        partial.replace(destination / MODEL_FILE)
+        copy_weights(source, destination)
     write_json(destination / CONFIG_FILE, {**settings, "calibration": calibration})
 
 

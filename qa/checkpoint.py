@@ -52,6 +52,11 @@ def write_json(path: Path, payload) -> None:
     write_text(path, json.dumps(payload, indent=2, ensure_ascii=False))
 
 
+def copy_weights(source: Path, destination: Path) -> None:
+    """Copy the model folder ``source``'s weights file into the folder ``destination``, atomically."""
+    _atomic_write(Path(destination) / MODEL_FILE, lambda h: h.write((Path(source) / MODEL_FILE).read_bytes()))
+
+
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
     """Write a safetensors file (with optional string metadata) atomically; returns its SHA-256."""
     payload = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)

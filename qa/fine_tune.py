@@ -14,10 +14,9 @@ and after (and SQuAD v1.1 dev when given). The shipped models are only read.
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
-from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, MODEL_FILE, read_json, write_json
+from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, MODEL_FILE, copy_weights, read_json, write_json
 from qa.errors import UserError
 from qa.inputs import read_json_object
 
@@ -106,8 +105,7 @@ def _export(best: Path, output: Path, base: dict, record: dict, max_answer_len: 
     if not (best / MODEL_FILE).exists():
         raise UserError(f"{best}: no checkpoint was evaluated; give the training more time (--max-minutes)")
     settings = read_json(best / CONFIG_FILE)
-    shutil.copyfile(best / MODEL_FILE, output / (MODEL_FILE + ".partial"))
-    (output / (MODEL_FILE + ".partial")).replace(output / MODEL_FILE)
+    copy_weights(best, output)
     kept = {k: base[k] for k in ("attention",) if k in base}
     write_json(output / CONFIG_FILE, {"model": settings["model"], **kept, "reading": {"max_answer_len": max_answer_len},
                                       "fine_tuned": record, DIGEST_KEY: settings[DIGEST_KEY]})
