@@ -74,7 +74,7 @@ class TrainConfig:
     grad_clip: float = 10.0
     ema_decay: float = 0.999  # 0 disables the moving average
     tune_top_words: int = 1000  # most frequent question words whose vectors are fine-tuned
-    max_train_passage_tokens: int = 400  # longer training passages are skipped (rare in SQuAD)
+    max_train_passage_tokens: int = 400  # longer training passages are trained in windows of this many tokens
     max_answer_len: int = 15
     pair_share: float = 0.0  # questions trained with their paragraph and another of the article (qa.training_data)
     other_share: float = 0.0  # questions trained against another paragraph of the article, target no answer

@@ -22,6 +22,12 @@ Each question has one swapped form, drawn once per run (its contextual features 
 
 A question the data marks unanswerable (SQuAD 2.0: no gold answers) has no answer in any group it is
 dealt: its target is always no answer, and a model without the no-answer option does not train on it.
+
+A paragraph longer than the training set's window is trained in windows of that many tokens, every half
+window, as the reader reads long passages: each epoch its question is dealt one window that holds the
+whole answer (any window when it has none), in place of the whole paragraph, with its term frequencies
+recounted for the window. Such a question cannot make a ``removed`` group, and an answer longer than
+half a window, which no window may hold, is not trained on.
 """
 from __future__ import annotations
 
@@ -38,6 +44,7 @@ from qa.features import Example, PreparedSet
 from qa.contextual import ContextFeatures
 from qa.retrieval import Ranker
 from qa.tokenize import STOP_WORDS, Tokens, sentence_spans, tokenize_many
+from qa.windows import window_starts
 
 KINDS = ("alone", "pair", "other", "removed", "swapped")
 DISTRACTORS = 2  # other paragraphs kept per question, one drawn each epoch
@@ -193,9 +200,9 @@ def swapped_questions(data: PreparedSet, questions: list[str], articles: list[st
     return dict(zip(made, zip(made.values(), tokenize_many(list(made.values())))))
 
 
-def without(text: EncodedText, lo: int, hi: int) -> EncodedText:
-    """``text`` with tokens ``[lo, hi)`` removed and its term frequencies recounted."""
-    keep = np.r_[0:lo, hi:len(text)]
+def subset(text: EncodedText, keep: np.ndarray) -> EncodedText:
+    """``text``'s tokens at the indices ``keep``, in order, with term frequencies recounted over them, as if
+    the text had been written so."""
     lower = text.lower[keep]
     _, inverse, counts = np.unique(lower, return_inverse=True, return_counts=True)
     return EncodedText(words=text.words[keep], tuned=text.tuned[keep], chars=text.chars[keep],
@@ -204,10 +211,27 @@ def without(text: EncodedText, lo: int, hi: int) -> EncodedText:
                        context=None if text.context is None else text.context[keep])
 
 
+def without(text: EncodedText, lo: int, hi: int) -> EncodedText:
+    """``text`` with tokens ``[lo, hi)`` removed."""
+    return subset(text, np.r_[0:lo, hi:len(text)])
+
+
+def training_windows(length: int, size: int, span: tuple[int, int] | None) -> list[int] | None:
+    """The first tokens of the windows of ``size`` tokens (every half window) that a passage of ``length``
+    tokens is trained in: [] when it fits whole, those holding all of the answer token ``span`` (every
+    window without one), or None when no window holds the answer."""
+    if length <= size:
+        return []
+    starts = window_starts(length, size, max(size // 2, 1))
+    if span is not None:
+        starts = [s for s in starts if s <= span[0] and span[1] < s + size]
+    return starts or None
+
+
 @dataclass
 class TrainingSet:
-    """The training questions whose passage fits, each text encoded once so that a step only pads
-    arrays, and the groups of the epoch last dealt (``deal``)."""
+    """The training questions, each text encoded once so that a step only pads arrays, and the groups of
+    the epoch last dealt (``deal``)."""
 
     data: PreparedSet
     batcher: Batcher
@@ -218,24 +242,28 @@ class TrainingSet:
     others: list[list[int]]  # per usable question: other paragraphs of its article (context indices)
     removals: list[tuple[int, int] | None]  # per usable question: its answer's sentences as a token range
     swapped: dict[int, EncodedText]  # by example index: the question with a name or number swapped
+    window: int  # longer passages are trained in windows of this many tokens
+    windows: list[list[int]]  # per usable question: the first tokens of the windows it may be dealt, [] for all of its passage
     kinds: np.ndarray | None = None  # per usable question: index into KINDS, for the dealt epoch
     picks: np.ndarray | None = None  # per usable question: which of its other paragraphs, for the dealt epoch
+    window_picks: np.ndarray | None = None  # per usable question: which of its windows, for the dealt epoch
 
     @classmethod
-    def encode(cls, data: PreparedSet, batcher: Batcher, max_passage_tokens: int, shares: GroupShares = GroupShares(),
+    def encode(cls, data: PreparedSet, batcher: Batcher, window: int, shares: GroupShares = GroupShares(),
                articles: list[str] | None = None, held_out: set[str] = frozenset(), console=None,
                context: ContextFeatures | None = None, swaps: dict[int, tuple[str, Tokens]] | None = None,
                swap_context: Sequence[np.ndarray] | None = None, no_answer: bool = False) -> "TrainingSet":
-        """Keep the questions whose passage has at most ``max_passage_tokens`` tokens (longer ones are rare
-        in SQuAD) and whose article is not ``held_out``, encode every text and find what the group
+        """Keep the questions whose article is not ``held_out`` (and whose answer a training window holds:
+        passages over ``window`` tokens are trained in windows), encode every text and find what the group
         ``shares`` need (``articles[c]`` names the article of context ``c``; ``swaps`` are the swapped
         questions, ``swapped_questions``), showing a status line on ``console`` meanwhile. With
         ``context`` every text carries its contextual features (``swap_context`` those of ``swaps``, in order).
         Unanswerable questions are trained (to no answer) only for a model with the ``no_answer`` option."""
-        usable = [i for i, e in enumerate(data.examples)
-                  if len(data.context_tokens[e.context_index]) <= max_passage_tokens
-                  and (articles is None or articles[e.context_index] not in held_out)
-                  and (no_answer or answerable(e))]
+        windows = {i: training_windows(len(data.context_tokens[e.context_index]), window,
+                                       e.answer_span if answerable(e) else None)
+                   for i, e in enumerate(data.examples)
+                   if (articles is None or articles[e.context_index] not in held_out) and (no_answer or answerable(e))}
+        usable = [i for i, starts in windows.items() if starts is not None]
         status = f"encoding {len(data.context_tokens)} passages and {len(usable)} questions"
         with console.status(status) if console else contextlib.nullcontext():
             passages = [batcher.encode(tokens) for tokens in data.context_tokens]
@@ -257,18 +285,19 @@ class TrainingSet:
             if articles is None:
                 raise UserError("pair and other groups need the article of every passage")
             with console.status("ranking other paragraphs") if console else contextlib.nullcontext():
-                others = other_paragraphs(data, articles, usable, max_passage_tokens)
+                others = other_paragraphs(data, articles, usable, window)
         removals: list[tuple[int, int] | None] = [None] * len(usable)
         if shares.removed:
             with console.status("finding answer sentences") if console else contextlib.nullcontext():
-                removals = answer_sentences(data, usable)
-        return cls(data, batcher, usable, passages, questions, shares, others, removals, swapped)
+                removals = [None if windows[i] else r for i, r in zip(usable, answer_sentences(data, usable))]
+        return cls(data, batcher, usable, passages, questions, shares, others, removals, swapped, window,
+                   [windows[i] for i in usable])
 
     def stats(self) -> dict:
         """How many questions can make each kind of group."""
         return {"questions": len(self.usable), "with_other_paragraphs": sum(bool(o) for o in self.others),
                 "with_removable_sentences": sum(r is not None for r in self.removals),
-                "with_swapped_questions": len(self.swapped)}
+                "with_swapped_questions": len(self.swapped), "in_windows": sum(bool(w) for w in self.windows)}
 
     def deal(self, seed: int, epoch: int) -> list[int]:
         """Deal every question its group for ``epoch``; returns each group's longest passage, in tokens
@@ -284,6 +313,7 @@ class TrainingSet:
             | ((kinds == KINDS.index("swapped")) & ~has_swap)
         kinds[cannot] = KINDS.index("alone")
         self.kinds, self.picks = kinds, picks
+        self.window_picks = rng.integers(0, 2**31, size=len(self.usable))  # drawn last: the draws above do not move
         return [max(len(p) for p in self._rows(k)[0]) for k in range(len(self.usable))]
 
     def _rows(self, k: int) -> tuple[list[EncodedText], EncodedText, tuple[int, int]]:
@@ -291,9 +321,10 @@ class TrainingSet:
         question asked of them, and the group's target: the answer's token span in slot 0, or ``NO_ANSWER``."""
         i = self.usable[k]
         example, question = self.data.examples[i], self.questions[i]
-        own = self.passages[example.context_index]
+        own, shift = self._own(k)
         kind = KINDS[self.kinds[k]]
-        target = example.answer_span if answerable(example) else (NO_ANSWER, NO_ANSWER)
+        target = (example.answer_span[0] - shift, example.answer_span[1] - shift) if answerable(example) \
+            else (NO_ANSWER, NO_ANSWER)
         if kind == "alone":
             return [own], question, target
         if kind == "swapped":
@@ -304,6 +335,15 @@ class TrainingSet:
         if kind == "pair":
             return [own, other], question, target
         return [other], question, (NO_ANSWER, NO_ANSWER)
+
+    def _own(self, k: int) -> tuple[EncodedText, int]:
+        """Usable question ``k``'s own passage, or its window dealt for the epoch, and the window's first token."""
+        passage = self.passages[self.data.examples[self.usable[k]].context_index]
+        starts = self.windows[k]
+        if not starts:
+            return passage, 0
+        start = starts[self.window_picks[k] % len(starts)]
+        return subset(passage, np.arange(start, start + self.window)), start
 
     def collate(self, positions: list[int]) -> Batch:
         """The batch of the dealt groups of the usable questions at ``positions``: one row per passage,

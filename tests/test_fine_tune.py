@@ -111,3 +111,32 @@ def test_the_anchor_is_the_starting_models_weights_and_measures_the_drift():
         moved.add_(0.5)  # one tensor moved by 0.5 everywhere
         assert float(anchor_distance(fast, anchor)) == pytest.approx(0.25 * moved.numel(), rel=1e-4)
     assert starting_weights(TrainConfig(init_from="fast", model=fast.config), fast.config, World()) is None
+
+
+@pytest.mark.slow
+def test_a_killed_fine_tuning_resumed_by_the_same_command_writes_the_same_model(twelve_questions, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from qa.checkpoint import read_checkpoint
+
+    def command(name: str) -> list[str]:
+        return [sys.executable, "-m", "qa", "train", "--from", "fast", "--train", str(twelve_questions),
+                "--dev", str(twelve_questions), "--output", str(tmp_path / name), "--max-minutes", "0"]
+
+    subprocess.run(command("whole"), check=True, capture_output=True)
+    process = subprocess.Popen(command("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "run" / "last.safetensors"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.exists() and read_checkpoint(last)[1]["position"]["epoch"] >= 2:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL  # killed in the middle, not after it finished
+    assert not (tmp_path / "killed" / "model.safetensors").exists()
+    subprocess.run(command("killed"), check=True, capture_output=True)
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name

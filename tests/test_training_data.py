@@ -12,7 +12,8 @@ from qa.data import load_squad
 from qa.features import prepare
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.tokenize import Tokens, tokenize
-from qa.training_data import KINDS, NO_ANSWER, GroupShares, TrainingSet, article_names, swapped_question, swapped_questions
+from qa.training_data import (KINDS, NO_ANSWER, GroupShares, TrainingSet, article_names, swapped_question, swapped_questions,
+                              training_windows)
 from qa.vocab import Vocabulary
 
 
@@ -43,7 +44,7 @@ def test_groups_hold_what_their_kind_says(one_article):
     training = _training(one_article, GroupShares(pair=0.2, other=0.2, removed=0.2, swapped=0.2))
     data = training.data
     assert training.stats() == {"questions": 8, "with_other_paragraphs": 8, "with_removable_sentences": 8,
-                                "with_swapped_questions": len(training.swapped)}
+                                "with_swapped_questions": len(training.swapped), "in_windows": 0}
     assert 0 < len(training.swapped) < 8  # "Who led the Normans?" can swap "Normans"; some have nothing to swap
     seen = set()
     for epoch in range(6):
@@ -90,6 +91,38 @@ def test_a_removed_sentence_leaves_the_rest_and_recounts_frequencies(one_article
                                              (tokens.words, tokens.lemmas, tokens.starts, tokens.ends))))
     for name in ("words", "tuned", "chars", "surface", "lower", "lemma", "frequency"):  # as if it were written so
         assert np.array_equal(getattr(row, name), getattr(direct, name)), name
+
+
+def test_training_windows_hold_the_whole_answer():
+    assert training_windows(3, 4, (0, 1)) == []  # fits whole
+    assert training_windows(10, 4, None) == [0, 2, 4, 6]  # every window, half a window apart
+    assert training_windows(10, 4, (3, 4)) == [2]
+    assert training_windows(10, 4, (2, 3)) == [0, 2]
+    assert training_windows(10, 4, (2, 6)) is None  # longer than a window: no window holds it
+
+
+def test_a_long_paragraph_is_trained_in_a_window_that_holds_its_answer(one_article):
+    data, articles, _ = one_article
+    window = 12
+    training = TrainingSet.encode(data, Batcher(Vocabulary([]), 16), window, GroupShares(removed=1.0), articles)
+    long = [k for k, i in enumerate(training.usable) if len(data.context_tokens[data.examples[i].context_index]) > window]
+    assert long and training.stats()["in_windows"] == len(long)
+    starts_seen = set()
+    for epoch in range(4):
+        training.deal(seed=0, epoch=epoch)
+        for k in long:
+            example = data.examples[training.usable[k]]
+            tokens = data.context_tokens[example.context_index]
+            [row], _, target = training._rows(k)  # a windowed question cannot make a removed group
+            start = training.windows[k][training.window_picks[k] % len(training.windows[k])]
+            starts_seen.add((k, start))
+            assert target == (example.answer_span[0] - start, example.answer_span[1] - start)
+            assert 0 <= target[0] <= target[1] < window == len(row)
+            piece = Tokens(*(values[start:start + window] for values in (tokens.words, tokens.lemmas, tokens.starts, tokens.ends)))
+            direct = training.batcher.encode(piece)
+            for name in ("words", "chars", "lower", "lemma", "frequency"):  # as if the window were a passage
+                assert np.array_equal(getattr(row, name), getattr(direct, name)), name
+    assert len(starts_seen) > len(long)  # questions with more than one window are dealt different ones
 
 
 def test_held_out_articles_are_not_trained_on(one_article):
