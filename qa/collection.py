@@ -22,6 +22,13 @@ SEPARATOR = "\n\n"  # between documents in the joined text
 MAX_COLLECTION_CHARS = 20_000_000  # a larger collection is read through an index (``qa index``), not in memory
 
 
+def checked_size(size: int) -> None:
+    """A ``UserError`` for documents of ``size`` characters in all: too many to read in memory."""
+    if size > MAX_COLLECTION_CHARS:
+        raise UserError(f"the documents hold {size:,} characters; more than {MAX_COLLECTION_CHARS:,} are read "
+                        "through an index: qa index PATH... --output DIR, then --index DIR")
+
+
 class Collection:
     """Documents read together: ``text`` joins them, ``tokens`` are theirs with offsets into ``text``,
     ``breaks`` the first token of each document and ``offsets`` its first character."""
@@ -29,10 +36,7 @@ class Collection:
     def __init__(self, documents: list[Document]):
         if not documents:
             raise UserError("the collection has no documents")
-        size = sum(len(d.text) for d in documents) + len(SEPARATOR) * (len(documents) - 1)
-        if size > MAX_COLLECTION_CHARS:
-            raise UserError(f"the documents hold {size:,} characters; more than {MAX_COLLECTION_CHARS:,} are read "
-                            "through an index: qa index PATH... --output DIR, then --index DIR")
+        checked_size(sum(len(d.text) for d in documents) + len(SEPARATOR) * (len(documents) - 1))
         self.documents = documents
         self.text = SEPARATOR.join(d.text for d in documents)
         self.offsets = list(accumulate((len(d.text) + len(SEPARATOR) for d in documents[:-1]), initial=0))

@@ -25,13 +25,18 @@ class Context:
 
     @classmethod
     def of_paths(cls, paths: list[str | Path]) -> "Context":
-        """The readable documents of ``paths`` (files and folders); a single file that cannot be read, or
-        files none of which can, is a ``UserError``."""
-        from qa.collection import Collection
+        """The readable documents of ``paths`` (files and folders); a single file that cannot be read, files
+        none of which can, or more text than a collection holds in memory (checked as the files are read,
+        so memory stays bounded) is a ``UserError``."""
+        from qa.collection import SEPARATOR, Collection, checked_size
         from qa.documents import read_documents
 
         skipped: list[tuple[str, str]] = []
-        documents = list(read_documents(paths, lambda path, reason: skipped.append((str(path), reason))))
+        documents, size = [], -len(SEPARATOR)
+        for document in read_documents(paths, lambda path, reason: skipped.append((str(path), reason))):
+            size += len(SEPARATOR) + len(document.text)
+            checked_size(size)
+            documents.append(document)
         if not documents:
             if len(skipped) == 1:
                 raise UserError("{}: {}".format(*skipped[0]))

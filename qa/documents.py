@@ -218,18 +218,42 @@ def _markdown_text(raw: bytes) -> tuple[str, list[Section]]:
     return builder.result()
 
 
+def _block_of(node: LexborNode, root: LexborNode) -> LexborNode | None:
+    """The nearest block element around ``node`` below ``root`` (None: only ``root`` holds it)."""
+    ancestor = node.parent
+    while ancestor is not None and ancestor.mem_id != root.mem_id:
+        if ancestor.tag in _HTML_BLOCK_TAGS:
+            return ancestor
+        ancestor = ancestor.parent
+    return None
+
+
 def _html_blocks(root: LexborNode) -> Iterator[tuple[str, bool]]:
     """The text of each block of ``root`` in reading order, whitespace collapsed, and whether the
-    block is a heading."""
+    block is a heading. A block is a run of text nodes with the same nearest block element, so the
+    text after a heading or paragraph closes is a block of its own."""
     pieces: list[str] = []
-    is_heading = False
+    current: LexborNode | None = None
     for node in root.traverse(include_text=True):
-        if node.tag == "-text":
-            pieces.append(node.text_content or "")
-        elif node.tag in _HTML_BLOCK_TAGS:
-            yield " ".join("".join(pieces).split()), is_heading
-            pieces, is_heading = [], node.tag in _HTML_HEADING_TAGS
-    yield " ".join("".join(pieces).split()), is_heading
+        if node.tag != "-text":
+            continue
+        block = _block_of(node, root)
+        if pieces and _identity(block) != _identity(current):
+            yield " ".join("".join(pieces).split()), _is_heading(current)
+            pieces = []
+        pieces.append(node.text_content or "")
+        current = block
+    yield " ".join("".join(pieces).split()), _is_heading(current)
+
+
+def _identity(node: LexborNode | None) -> int | None:
+    """Which element ``node`` is (selectolax's ``==`` compares markup, not identity)."""
+    return None if node is None else node.mem_id
+
+
+def _is_heading(node: LexborNode | None) -> bool:
+    """Whether ``node`` is a heading element (h1-h6)."""
+    return node is not None and node.tag in _HTML_HEADING_TAGS
 
 
 def _is_site_banner_or_footer(node: LexborNode) -> bool:
@@ -357,12 +381,12 @@ def _folder_files(folder: Path, skipped: list[tuple[str, str]]) -> Iterator[Path
     visited: set[str] = set()
 
     def report(error: OSError) -> None:
-        skipped.append((str(error.filename), f"cannot read the folder ({error.strerror or error})"))
+        skipped.append((_printable(error.filename), f"cannot read the folder ({error.strerror or error})"))
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=report, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in visited:
-            skipped.append((dirpath, "folder already read (a symbolic link to it)"))
+            skipped.append((_printable(dirpath), "folder already read (a symbolic link to it)"))
             dirnames.clear()
             continue
         visited.add(real)
@@ -373,7 +397,7 @@ def _folder_files(folder: Path, skipped: list[tuple[str, str]]) -> Iterator[Path
                 yield Path(dirpath, name)
             else:
                 reason = f"not a supported type ({suffix or 'no suffix'})"
-                skipped.append((os.path.join(dirpath, name), reason))
+                skipped.append((_printable(os.path.join(dirpath, name)), reason))
 
 
 def skip_warnings(skipped: list[tuple[str, str]]) -> list[str]:
@@ -381,24 +405,39 @@ def skip_warnings(skipped: list[tuple[str, str]]) -> list[str]:
     return [f"skipped {path}: {reason}" for path, reason in skipped]
 
 
+def _path_kind(path: Path) -> str:
+    """'folder', 'file', or why ``path`` cannot be read (missing, or a folder on the way not to be entered)."""
+    try:
+        if path.is_dir():
+            return "folder"
+        return "file" if path.exists() or path.is_symlink() else "no such file or folder"
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+
+
+def _printable(path: str | Path) -> str:
+    """``path`` as text that can be printed and stored: a name that is not UTF-8 gets backslash escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def find_documents(paths: list[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """The files to read from ``paths`` (files as named, folders searched recursively), each real
-    file once, and the ``(path, reason)`` of everything skipped."""
+    file once, and the ``(path, reason)`` of everything skipped (a file whose name is not UTF-8 too:
+    it could be neither cited nor stored)."""
     files: list[Path] = []
     skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
     for given in paths:
         path = Path(given)
-        if path.is_dir():
-            found = _folder_files(path, skipped)
-        elif path.exists() or path.is_symlink():
-            found = iter([path])
-        else:
-            skipped.append((str(given), "no such file or folder"))
+        kind = _path_kind(path)
+        if kind not in ("folder", "file"):
+            skipped.append((_printable(given), kind))
             continue
-        for file in found:
+        for file in _folder_files(path, skipped) if kind == "folder" else iter([path]):
             real = os.path.realpath(file)
-            if real not in seen:
+            if _printable(file) != str(file):
+                skipped.append((_printable(file), "its name is not UTF-8 text; rename the file"))
+            elif real not in seen:
                 seen.add(real)
                 files.append(file)
     return files, skipped

@@ -160,6 +160,21 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     connection.execute("COMMIT")
 
 
+@contextmanager
+def _index_errors(folder: Path) -> Iterator[None]:
+    """The database's and the file system's errors about the index in ``folder`` (a damaged file, a full
+    disk, a read-only folder) as one-line ``UserError``s; a programming error stays what it is."""
+    try:
+        yield
+    except sqlite3.ProgrammingError:
+        raise
+    except sqlite3.DatabaseError as error:
+        raise UserError(f"{folder}: the index cannot be used ({error}); if it is damaged, delete the folder and "
+                        f"build it again with qa index PATH... --output {folder}") from None
+    except OSError as error:
+        raise UserError(f"{folder}: {error.strerror or error}") from None
+
+
 def _open_for_update(folder: Path, settings: dict[str, str]) -> tuple[sqlite3.Connection, Path]:
     """A connection to the folder's index, created (folder too) when missing and recreated empty when
     built with other settings; a non-empty folder without an index is refused, never written into."""
@@ -263,9 +278,21 @@ def build_index(paths: list[str | Path], folder: str | Path, progress: Callable[
     if window_tokens < 1 or not 0 < window_stride <= window_tokens:
         raise UserError(f"window stride must be between 1 and the window size ({window_tokens}), got {window_stride}")
     folder = Path(folder)
+    missing = [str(path) for path in paths if not os.path.lexists(path)]
+    if missing:  # a mistyped path would otherwise empty the index of everything stored under it
+        raise UserError(f"{missing[0]}: no such file or folder; the index was not changed")
+    with _index_errors(folder):
+        return _update(folder, paths, progress, window_tokens, window_stride)
+
+
+def _update(folder: Path, paths: list[str | Path], progress: Callable[[int, int], None] | None,
+            window_tokens: int, window_stride: int) -> IndexUpdate:
+    """``build_index``'s work once its arguments are checked. Files are stored by absolute path, so that
+    the same folder given another way is the same documents, and citations hold from any folder."""
     connection, database = _open_for_update(folder, _settings(window_tokens, window_stride))
     try:
-        files, skipped = _outside(folder, *find_documents(paths))
+        found, skipped = _outside(folder, *find_documents(paths))
+        files = [Path(os.path.abspath(file)) for file in found]
         stored = {path: (id_, sha) for id_, path, sha in connection.execute("SELECT id, path, sha256 FROM documents")}
         counts = {"added": 0, "changed": 0, "unchanged": 0}
         kept: set[str] = set()
@@ -356,7 +383,8 @@ class Index:
         again = f"run qa index PATH... --output {folder} again"
         if not database.is_file():
             raise UserError(f"{folder}: no index here (build one with qa index PATH... --output {folder})")
-        connection = _connect(database)
+        with _index_errors(folder):
+            connection = _connect(database)
         try:
             stored = _stored_settings(connection, database) or {}
             if stored.get("version") != str(INDEX_VERSION):
@@ -380,12 +408,14 @@ class Index:
         query = _match_query(question)
         if query is None or k < 1:
             return []
-        rows = self._connection.execute(_SEARCH, (query, k)).fetchall()
+        with _index_errors(self.folder):
+            rows = self._connection.execute(_SEARCH, (query, k)).fetchall()
         return [Hit(path, text, start, _rebased(json.loads(sections), start, len(text)), score)
                 for path, text, start, sections, score in rows]
 
     def __len__(self) -> int:
-        return self._connection.execute("SELECT count(*) FROM documents").fetchone()[0]
+        with _index_errors(self.folder):
+            return self._connection.execute("SELECT count(*) FROM documents").fetchone()[0]
 
     def close(self) -> None:
         """Close the database."""

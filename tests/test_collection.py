@@ -202,3 +202,19 @@ def test_a_question_no_indexed_window_matches_finds_no_answer(tmp_path, fast):
     assert collection is None and prediction.answers == [] and prediction.text == ""
     assert answered.text == "Vistula River" and answered.answers[0].source.path.endswith("warsaw.txt")
     assert found.text[answered.answers[0].start : answered.answers[0].end] == "Vistula River"
+
+
+def test_too_much_text_is_refused_as_it_is_read_not_after(tmp_path, monkeypatch):
+    from qa import collection, documents
+    from qa.context import Context
+    from qa.errors import UserError
+
+    for k in range(5):
+        (tmp_path / f"{k}.txt").write_text(f"Document {k}. " + "Words of text. " * 6)  # 102 characters
+    read = []
+    real = documents._document
+    monkeypatch.setattr(documents, "_document", lambda path: read.append(path.name) or real(path))
+    monkeypatch.setattr(collection, "MAX_COLLECTION_CHARS", 250)
+    with pytest.raises(UserError, match="the documents hold 310 characters; more than 250 are read through an index"):
+        Context.of_paths([tmp_path])
+    assert read == ["0.txt", "1.txt", "2.txt"]  # the rest never read

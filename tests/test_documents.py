@@ -300,3 +300,39 @@ def test_symlink_loop_terminates_and_lists_each_file_once(tmp_path: Path) -> Non
     assert sorted(os.path.realpath(file) for file in files) == sorted(
         os.path.realpath(root / name) for name in ("top.txt", "inner/deep.txt"))
     assert [reason for _, reason in skipped] == ["folder already read (a symbolic link to it)"]
+
+
+def test_html_text_after_a_heading_is_not_part_of_it(tmp_path: Path) -> None:
+    page = ("<html><body><div><h2>Refunds</h2>\nRefunds are paid in ten days.\n<h2>Shipping</h2>\n"
+            "Orders ship from Leeds.</div><h3>Prices</h3>Adults pay 40 euros.</body></html>")
+    doc = read_document(write(tmp_path / "shop.html", page))
+    assert doc.text.split("\n\n") == ["Refunds", "Refunds are paid in ten days.", "Shipping",
+                                      "Orders ship from Leeds.", "Prices", "Adults pay 40 euros."]
+    assert doc.locate(doc.text.index("Leeds")).heading == "Shipping"
+    assert doc.locate(doc.text.index("40 euros")).heading == "Prices"
+
+
+def test_a_path_that_cannot_be_entered_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "locked" / "inner").mkdir(parents=True)
+    locked = write(tmp_path / "locked" / "inner" / "a.txt", "text")
+    fine = write(tmp_path / "fine.txt", "text")
+    real_is_dir = Path.is_dir
+
+    def is_dir(self: Path) -> bool:  # root may enter any folder, so fake what Python 3.11 raises there
+        if locked.parent in (self, *self.parents):
+            raise PermissionError(13, "Permission denied")
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    files, skipped = find_documents([locked, fine])
+    assert files == [fine] and skipped == [(str(locked), "cannot be read (Permission denied)")]
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_printable(tmp_path: Path) -> None:
+    write(tmp_path / "plain.txt", "text")
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt"), "w") as stream:
+        stream.write("text")
+    files, skipped = find_documents([tmp_path])
+    assert [file.name for file in files] == ["plain.txt"]
+    assert skipped == [(str(tmp_path) + "/caf\\xe9.txt", "its name is not UTF-8 text; rename the file")]
+    skipped[0][0].encode("utf-8")  # printable and storable

@@ -137,13 +137,48 @@ def test_unreadable_files_are_skipped_and_dropped(docs: Path, tmp_path: Path):
     build_index([docs], folder, **WINDOWS)
     (docs / "oxygen.txt").write_bytes(b"\x00\x01binary")
     (docs / "photo.jpg").write_bytes(b"\xff\xd8")
-    update = build_index([docs, tmp_path / "missing.txt"], folder, **WINDOWS)
+    update = build_index([docs], folder, **WINDOWS)
     assert (update.removed, update.unchanged, update.documents) == (1, 3, 3)
     assert dict(update.skipped) == {str(docs / "oxygen.txt"): "not a text file (binary data)",
-                                    str(docs / "photo.jpg"): "not a supported type (.jpg)",
-                                    str(tmp_path / "missing.txt"): "no such file or folder"}
+                                    str(docs / "photo.jpg"): "not a supported type (.jpg)"}
     with Index.open(folder) as index:
         assert index.search("Scheele oxygen", 5) == []
+
+
+def test_a_mistyped_path_is_refused_and_the_index_kept(docs: Path, tmp_path: Path):
+    folder = tmp_path / "index"
+    build_index([docs], folder, **WINDOWS)
+    with pytest.raises(UserError, match="dcos: no such file or folder; the index was not changed"):
+        build_index([tmp_path / "dcos"], folder, **WINDOWS)
+    with Index.open(folder) as index:
+        assert len(index) == 4
+
+
+def test_documents_are_stored_by_absolute_path(docs: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    build_index(["docs"], "index", **WINDOWS)
+    again = build_index([docs], "index", **WINDOWS)  # the same folder, named another way
+    assert (again.added, again.removed, again.unchanged) == (0, 0, 4)
+    monkeypatch.chdir(docs)
+    with Index.open(tmp_path / "index") as index:
+        hit = index.search("Vistula", 1)[0]
+    assert hit.path == str(docs / "warsaw.txt")
+    check_hit(hit)  # readable from any folder
+
+
+def test_a_damaged_index_is_one_line_to_rebuild(docs: Path, tmp_path: Path):
+    folder = tmp_path / "index"
+    build_index([docs], folder, **WINDOWS)
+    database = folder / DATABASE
+    size = database.stat().st_size
+    with open(database, "r+b") as stream:  # keep the header and meta table, overwrite the rest
+        stream.seek(size // 4)
+        stream.write(b"\xa5" * (size - size // 4))
+    with pytest.raises(UserError, match="the index cannot be used .*delete the folder and build it again"):
+        with Index.open(folder) as index:
+            index.search("Vistula lighthouse Dunmore oxygen", 3)
+    with pytest.raises(UserError, match="the index cannot be used"):
+        build_index([docs], folder, **WINDOWS)
 
 
 def test_an_index_inside_the_indexed_folder_ignores_itself(docs: Path):
