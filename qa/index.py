@@ -59,9 +59,8 @@ from pathlib import Path
 
 from qa.documents import MAX_FILE_BYTES, DocumentError, Section, find_documents, read_document
 from qa.errors import UserError
-from qa.retrieval import content_terms
-from qa.tokenize import Tokens, tokenize_many
-from qa.windows import split_windows
+from qa.retrieval import content_term, content_terms
+from qa.tokenize import tokenize_in_pieces, tokenize_many
 
 INDEX_VERSION = 1
 DATABASE = "index.sqlite"  # the index's one file inside its folder
@@ -214,11 +213,35 @@ def _digest(file: Path) -> tuple[str, int] | None:
         return None
 
 
-def _windows(tokens: Tokens, size: int, stride: int) -> list[tuple[int, int, str]]:
-    """Each window's ``[start, stop)`` characters and its FTS text (its content terms)."""
-    if not len(tokens):
-        return []
-    return [(w.starts[0], w.ends[-1], " ".join(content_terms(w))) for w in split_windows(tokens, size, stride)]
+def _windows(text: str, size: int, stride: int) -> Iterator[tuple[int, int, str]]:
+    """Each window's ``[start, stop)`` characters and its FTS text (its content terms), cut where
+    ``qa.windows.window_starts`` cuts the text's tokens. The text is tokenized piece by piece and only
+    the tokens from the last window's start on are kept, so memory holds a piece and a window however
+    long the document (all of a 64 MB file's tokens would take about 4 GB)."""
+    starts: list[int] = []  # the kept tokens' first characters, ends and terms ("" for none), from token ``first`` on
+    ends: list[int] = []
+    terms: list[str] = []
+    first = total = following = 0  # ``following``: the first token of the next full window
+    for tokens in tokenize_in_pieces(text):
+        starts += tokens.starts
+        ends += tokens.ends
+        terms += [content_term(lemma) or "" for lemma in tokens.lemmas]
+        total += len(tokens)
+        while following + size <= total:
+            yield _window(starts, ends, terms, following - first, size)
+            following += stride
+        drop = max(following - stride, 0) - first  # a last, shorter-stride window may start after the last full one
+        del starts[:drop], ends[:drop], terms[:drop]
+        first += drop
+    last = following - stride  # the last full window's first token (negative: none)
+    if total and (last < 0 or last + size < total):
+        tail = max(total - size, 0)
+        yield _window(starts, ends, terms, tail - first, total - tail)
+
+
+def _window(starts: list[int], ends: list[int], terms: list[str], at: int, length: int) -> tuple[int, int, str]:
+    """The window of ``length`` kept tokens from ``at``: its first and end characters and its terms."""
+    return starts[at], ends[at + length - 1], " ".join(term for term in terms[at: at + length] if term)
 
 
 def _delete_document(connection: sqlite3.Connection, document: int) -> None:
@@ -237,7 +260,6 @@ def _write_document(connection: sqlite3.Connection, file: Path, old: tuple[int, 
     if old is not None and digest is not None and digest[0] == old[1]:
         return "unchanged"
     document = read_document(file)
-    windows = _windows(tokenize_many([document.text])[0], window_tokens, window_stride)
     sha256, size = digest or ("", 0)  # hashing failed yet reading worked (a race): the next update reads it again
     sections = json.dumps([[s.start, s.page, s.heading] for s in document.sections], ensure_ascii=False)
     with _transaction(connection):
@@ -246,7 +268,7 @@ def _write_document(connection: sqlite3.Connection, file: Path, old: tuple[int, 
         document_id = connection.execute(
             "INSERT INTO documents(path, sha256, size, text, sections) VALUES (?, ?, ?, ?, ?)",
             (str(file), sha256, size, document.text, sections)).lastrowid
-        for start, stop, terms in windows:
+        for start, stop, terms in _windows(document.text, window_tokens, window_stride):
             window_id = connection.execute("INSERT INTO windows(document, start, stop) VALUES (?, ?, ?)",
                                            (document_id, start, stop)).lastrowid
             connection.execute("INSERT INTO window_terms(rowid, terms) VALUES (?, ?)", (window_id, terms))

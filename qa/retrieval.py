@@ -10,9 +10,15 @@ import numpy as np
 from qa.tokenize import STOP_WORDS, Tokens
 
 
+def content_term(lemma: str) -> str | None:
+    """A token's ranking term: its lemma lower-cased, or None for a stop word or punctuation."""
+    term = lemma.lower()
+    return term if lemma.isalnum() and term not in STOP_WORDS else None
+
+
 def content_terms(tokens: Tokens) -> list[str]:
     """The lower-case lemmas of a text's content words: the terms texts are ranked by."""
-    return [lemma.lower() for lemma in tokens.lemmas if lemma.isalnum() and lemma.lower() not in STOP_WORDS]
+    return [term for term in map(content_term, tokens.lemmas) if term is not None]
 
 
 class Ranker:

@@ -9,6 +9,7 @@ text, so answers are always slices of the original string.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from spacy.lang.en import English
@@ -138,6 +139,15 @@ def tokenize_many(texts: list[str], batch_size: int = 256) -> list[Tokens]:
         tokenized.append(joined_tokens(parts[first : first + len(text_cuts)], text_cuts))
         first += len(text_cuts)
     return tokenized
+
+
+def tokenize_in_pieces(text: str) -> Iterator[Tokens]:
+    """``text``'s tokens one piece (``pieces``) at a time, offsets into ``text``, the same tokens as
+    ``tokenize_many([text])``: for a text whose tokens all at once would not fit in bounded memory."""
+    cuts = pieces(text)
+    texts = (text[a:b] for a, b in zip(cuts, [*cuts[1:], len(text)]))
+    for cut, doc in zip(cuts, _pipeline().pipe(texts, batch_size=1)):
+        yield joined_tokens([_to_tokens(doc)], [cut])
 
 
 def joined_tokens(parts: list[Tokens], shifts: list[int]) -> Tokens:

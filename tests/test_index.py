@@ -73,6 +73,19 @@ def check_hit(hit) -> None:
     assert hit.sections == [Section(0, covering.page, covering.heading), *inside]
 
 
+def test_windows_are_cut_piece_by_piece_as_from_all_tokens_at_once():
+    from qa.retrieval import content_terms
+    from qa.windows import split_windows
+
+    long = " ".join(f"The keeper of lighthouse {k} counted {k % 97} ships on Tuesday." for k in range(30_000))
+    assert len(long) > 3 * 100_000  # several pieces of qa.tokenize.pieces
+    for text in (long, "One two three four five.", *(" ".join(["word"] * n) for n in (19, 20, 21))):
+        tokens = tokenize_many([text])[0]
+        for size, stride in ((20, 15), (20, 20), (7, 3)):
+            expected = [(w.starts[0], w.ends[-1], " ".join(content_terms(w))) for w in split_windows(tokens, size, stride)]
+            assert list(index_module._windows(text, size, stride)) == expected, (len(tokens), size, stride)
+
+
 def test_search_finds_the_window_of_a_sentence_across_documents(docs: Path, tmp_path: Path):
     update = build_index([docs], tmp_path / "index", **WINDOWS)
     assert (update.added, update.documents, update.windows) == (4, 4, expected_windows(sorted(docs.iterdir())))
@@ -213,7 +226,7 @@ def test_a_document_fails_whole_or_not_at_all(docs: Path, tmp_path: Path, monkey
     real_windows = index_module._windows
 
     def failing_windows(*args):  # the third window cannot be stored: the error comes mid-transaction
-        windows = real_windows(*args)
+        windows = list(real_windows(*args))
         return windows[:2] + [(0, 1, object())] + windows[3:]
 
     monkeypatch.setattr(index_module, "_windows", failing_windows)
