@@ -28,8 +28,7 @@ FEW_HELD_OUT = 50  # below this many held-out questions the fitted threshold is 
 # v2.0 F1: 56.96 at 0.001 for 10 epochs, 56.11 at 0.0005 for 6, 55.49 at 0.0002 for 10), and the anchor that keeps
 # SQuAD v1.1 dev within 2 F1 of default's (0.5: 78.95 against 75.69 at 0.05; pipelines/JOURNAL.md)
 FINE_TUNING = {"epochs": 10, "learning_rate": 0.001, "anchor_weight": 0.5, "batch_size": 32, "ema_decay": 0.99,
-               "max_minutes": 8.0,
-               "max_train_passage_tokens": 1000, "checkpoint_minutes": 2.0, "mixed_precision": True}
+               "max_minutes": 8.0, "max_train_passage_tokens": 1000, "checkpoint_minutes": 2.0, "mixed_precision": True}
 
 
 def split_by_article(data: str, folder: Path, share: float, seed: int) -> tuple[str, str]:

@@ -128,12 +128,17 @@ def pieces(text: str, size: int = PIECE_CHARS) -> list[int]:
     return cuts
 
 
+def _pieces_of(text: str, cuts: list[int]) -> Iterator[str]:
+    """The pieces of ``text`` between its ``cuts`` (from ``pieces``)."""
+    return (text[a:b] for a, b in zip(cuts, [*cuts[1:], len(text)]))
+
+
 def tokenize_many(texts: list[str], batch_size: int = 256) -> list[Tokens]:
     """Tokenize many texts with ``nlp.pipe`` (faster than one call per text); a text of any length, cut in
     ``pieces`` under spaCy's limit of 1,000,000 characters."""
     cuts = [pieces(text) for text in texts]
     parts = [_to_tokens(doc) for doc in _pipeline().pipe(
-        (text[a:b] for text, c in zip(texts, cuts) for a, b in zip(c, [*c[1:], len(text)])), batch_size=batch_size)]
+        (piece for text, c in zip(texts, cuts) for piece in _pieces_of(text, c)), batch_size=batch_size)]
     tokenized, first = [], 0
     for text_cuts in cuts:
         tokenized.append(joined_tokens(parts[first : first + len(text_cuts)], text_cuts))
@@ -145,8 +150,7 @@ def tokenize_in_pieces(text: str) -> Iterator[Tokens]:
     """``text``'s tokens one piece (``pieces``) at a time, offsets into ``text``, the same tokens as
     ``tokenize_many([text])``: for a text whose tokens all at once would not fit in bounded memory."""
     cuts = pieces(text)
-    texts = (text[a:b] for a, b in zip(cuts, [*cuts[1:], len(text)]))
-    for cut, doc in zip(cuts, _pipeline().pipe(texts, batch_size=1)):
+    for cut, doc in zip(cuts, _pipeline().pipe(_pieces_of(text, cuts), batch_size=1)):
         yield joined_tokens([_to_tokens(doc)], [cut])
 
 
