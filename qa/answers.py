@@ -185,12 +185,14 @@ class Answer:
 class Prediction:
     """The ranked answers (best first, each character span once) to one question: with the
     no-answer option, ``no_answer`` is the probability that the passage does not answer it, and
-    ``abstained`` says whether the reader stood by that (the answers then stay as best guesses)."""
+    ``abstained`` says whether the reader stood by that (the answers then stay as best guesses);
+    ``threshold`` is the probability above which it abstains, shown beside ``no_answer``."""
 
     id: str
     answers: list[Answer]
     no_answer: float | None = None  # None: a model without the no-answer option
     abstained: bool = False
+    threshold: float | None = None  # None: a model without the no-answer option
 
     @property
     def text(self) -> str:

@@ -264,7 +264,8 @@ class Reader:
                 collections[k].cite(read[k].answers)
                 results.append((collections[k], replace(read[k], id=str(k))))
             else:
-                results.append((None, Prediction(str(k), [], 1.0 if self.has_no_answer else None, not force)))
+                results.append((None, Prediction(str(k), [], 1.0 if self.has_no_answer else None, not force,
+                                                 self.no_answer_threshold if self.has_no_answer else None)))
         return results
 
     def answer_documents(self, question: str, documents, top_k: int = 1, force: bool = False) -> list[Answer]:
@@ -328,9 +329,9 @@ class Reader:
                                     [q.question for q in passages.queries], self.window_cache)
         predictions = read(self.net, self.batcher, passages, options or self.options, world or World(), progress,
                            features, display)
-        if not force:
-            for prediction in predictions:
-                prediction.abstained = self.abstains(prediction)
+        for prediction in predictions:
+            prediction.threshold = self.no_answer_threshold if prediction.no_answer is not None else None
+            prediction.abstained = not force and self.abstains(prediction)
         return predictions
 
     def abstains(self, prediction: Prediction) -> bool:

@@ -191,12 +191,13 @@ def document_strip(answer: Answer, length: int, width: int) -> tuple[str, int]:
 
 def result_dict(question: str, context: str, prediction: Prediction, mode: str) -> dict:
     """Machine-readable result: answers with offsets and scores (``answer`` null when the reader
-    abstains or found none), the no-answer probability (null for a model without the option), the
-    best guess when it abstained, and the ``mode`` asked for; with attention, the top answer's heat
-    (its view and each token's weight), its hottest spans and its evidence."""
+    abstains or found none), the no-answer probability and the threshold it abstains above (null for
+    a model without the option), the best guess when it abstained, and the ``mode`` asked for; with
+    attention, the top answer's heat (its view and each token's weight), its hottest spans and its evidence."""
     answers = prediction.answers
     payload = {"question": question, "answer": None, "start": None, "end": None, "score": None,
-               "no_answer_probability": prediction.no_answer, "abstained": prediction.abstained,
+               "no_answer_probability": prediction.no_answer, "no_answer_threshold": prediction.threshold,
+               "abstained": prediction.abstained,
                "answers": [] if prediction.abstained else [a.to_dict() for a in answers], "attention": mode}
     if prediction.abstained and answers:
         payload["best_guess"] = answers[0].to_dict()
@@ -274,6 +275,8 @@ def _header(question: str, prediction: Prediction, documents: int | None) -> Tex
     (that none of the ``documents`` seems to answer, for a collection) and the best guess, dimmed."""
     best = prediction.answers[0]
     no_answer = "" if prediction.no_answer is None else f"   no-answer probability {prediction.no_answer:.3f}"
+    if prediction.no_answer is not None and prediction.threshold is not None:
+        no_answer += f" (threshold {prediction.threshold:.3g})"
     start, end = (best.source.start, best.source.end) if best.source else (best.start, best.end)
     where = f"   score {best.score:.3f}   characters {start}-{end}"
     source = Text.assemble("\n", ("Source: ", "bold"), visible(str(best.source))) if best.source else Text("")

@@ -293,13 +293,19 @@ def test_ask_json_when_the_reader_abstains(abstaining_model, capsys):
     assert main(argv) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["answer"] is None and payload["abstained"] is True and payload["no_answer_probability"] > 0.99
+    recorded = json.loads((abstaining_model / "config.json").read_text())["calibration"]["no_answer_threshold"]
+    assert payload["no_answer_threshold"] == recorded
     assert payload["best_guess"]["answer"] and payload["answers"] == []
     assert main(argv + ["--force"]) == 0
     forced = json.loads(capsys.readouterr().out)
     assert forced["answer"] == payload["best_guess"]["answer"] and forced["abstained"] is False
+    assert main(argv + ["--abstain-above", "1.0"]) == 0  # no probability is above 1: it answers
+    moved = json.loads(capsys.readouterr().out)
+    assert moved["no_answer_threshold"] == 1.0 and moved["answer"] == payload["best_guess"]["answer"]
     assert main(argv[:-1]) == 0
     shown = capsys.readouterr().out
     assert "does not seem to answer" in shown and f"Best guess: {payload['best_guess']['answer']}" in shown
+    assert f"(threshold {recorded:.3g})" in shown
 
 
 @pytest.mark.parametrize("command", ["ask", "chat"])

@@ -155,16 +155,16 @@ def test_json_carries_the_heat_and_the_evidence():
 
 def test_an_abstention_shows_the_best_guess_dimmed_and_json_gives_null():
     guess = _answer(_heat(CONTEXT, {}))
-    prediction = Prediction("q", [guess], no_answer=0.83, abstained=True)
-    console = _recorded()
+    prediction = Prediction("q", [guess], no_answer=0.83, abstained=True, threshold=0.069)
+    console = _recorded(width=140)
     render(console, QUESTION, CONTEXT, prediction)
     styled = console.export_text(styles=True, clear=False)
     shown = console.export_text()
-    assert "does not seem to answer" in shown and "no-answer probability 0.830" in shown
+    assert "does not seem to answer" in shown and "no-answer probability 0.830 (threshold 0.069)" in shown
     assert _opening("dim") + f"Best guess: {ANSWER}" in styled
     payload = result_dict(QUESTION, CONTEXT, prediction, "self")
     assert payload["answer"] is None and payload["abstained"] is True and payload["answers"] == []
-    assert payload["no_answer_probability"] == 0.83
+    assert payload["no_answer_probability"] == 0.83 and payload["no_answer_threshold"] == 0.069
     assert payload["best_guess"] == {"answer": ANSWER, "score": guess.score, "start": guess.start, "end": guess.end}
     answered = result_dict(QUESTION, CONTEXT, Prediction("q", [guess], no_answer=0.1), "self")
     assert answered["answer"] == ANSWER and answered["no_answer_probability"] == 0.1 and "best_guess" not in answered
