@@ -177,7 +177,7 @@ def _predict(records, model: str | None, batch_size: int, nbest: int, bfloat16: 
                         "processes": world.size, "seconds": round(seconds, 2), "max_windows": options.max_windows,
                         "first_windows": options.first_windows, "open_setting": open_setting,
                         "documents": len(collection) if collection else None,
-                        "no_answer_threshold": reader.no_answer_threshold if reader.has_no_answer else None,
+                        "no_answer_threshold": reader.abstains_above,
                         "questions_per_s": round(len(predictions) / max(seconds, 1e-9), 1)}}
 
 

@@ -100,6 +100,11 @@ class Reader:
         return self.net.config.no_answer
 
     @property
+    def abstains_above(self) -> float | None:
+        """The no-answer probability above which the reader abstains; None for a model without the option."""
+        return self.no_answer_threshold if self.has_no_answer else None
+
+    @property
     def precision(self) -> str:
         """The precision this reader reads in: "bfloat16" (autocast) or "float32"."""
         return "bfloat16" if self.options.bfloat16 else "float32"
@@ -265,7 +270,7 @@ class Reader:
                 results.append((collections[k], replace(read[k], id=str(k))))
             else:
                 results.append((None, Prediction(str(k), [], 1.0 if self.has_no_answer else None, not force,
-                                                 self.no_answer_threshold if self.has_no_answer else None)))
+                                                 self.abstains_above)))
         return results
 
     def answer_documents(self, question: str, documents, top_k: int = 1, force: bool = False) -> list[Answer]:
@@ -330,7 +335,7 @@ class Reader:
         predictions = read(self.net, self.batcher, passages, options or self.options, world or World(), progress,
                            features, display)
         for prediction in predictions:
-            prediction.threshold = self.no_answer_threshold if prediction.no_answer is not None else None
+            prediction.threshold = self.abstains_above
             prediction.abstained = not force and self.abstains(prediction)
         return predictions
 
