@@ -134,8 +134,11 @@ def _add_calibrate(commands) -> None:
     calibrate.add_argument("--output", metavar="DIR", help="write the calibrated model here (a copy of --model's folder); "
                            "without it the model's own folder is calibrated, which must not be a shipped model")
     calibrate.add_argument("--max-refused", type=float, default=0.05, metavar="SHARE",
-                           help="the trade-off of the no-answer threshold: refuse at most this share of the "
-                                "file's answerable questions (default 0.05)")
+                           help="the trade-off of the no-answer threshold: refuse at most this share of "
+                                "answerable questions like the file's (default 0.05)")
+    calibrate.add_argument("--confidence", type=float, default=0.9, metavar="P",
+                           help="how sure the fit must be that --max-refused holds on new questions, from the "
+                                "file's answerable questions (a one-sided Clopper-Pearson bound; default 0.9)")
 
 
 def _add_evaluate(commands) -> None:
@@ -315,7 +318,7 @@ def _calibrate(args) -> int:
     from qa.calibration import calibrate
 
     calibrate(args.data, model=args.model, split=args.split, limit=args.limit, output=args.output,
-              max_refused=args.max_refused)
+              max_refused=args.max_refused, confidence=args.confidence)
     return 0
 
 

@@ -89,9 +89,24 @@ def test_calibration_never_changes_a_shipped_model(squad_file, tmp_path, capsys)
     assert {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "default").iterdir()} == before
     assert (output / "model.safetensors").read_bytes() == before["model.safetensors"]
     calibration = json.loads((output / "config.json").read_text())["calibration"]
-    assert calibration["no_answer_target"] == {"max_refused_answerable": 0.25}
+    assert calibration["no_answer_target"] == {"max_refused_answerable": 0.25, "confidence": 0.9}
     assert calibration["refused_answerable"] <= 0.25 and calibration["questions"] == 8
     assert Reader.load(output).no_answer_threshold == calibration["no_answer_threshold"]
+
+
+def test_the_bounded_threshold_refuses_the_most_that_the_confidence_allows():
+    from scipy.stats import binom
+
+    from qa.calibration import bounded_threshold
+
+    answerable = np.random.default_rng(0).permutation(np.arange(1595) / 1595)  # distinct, shuffled
+    threshold = bounded_threshold(answerable, 0.05, 0.9)
+    refused = int((answerable > threshold).sum())
+    assert refused == 68  # 79 (4.95%) would be the sample's own 5% point
+    # the dual of the Clopper-Pearson bound: 68 or fewer refused would be unlikely (<= 10%) were 5% the
+    # true share; 69 or fewer would not be
+    assert binom.cdf(refused, 1595, 0.05) <= 0.1 < binom.cdf(refused + 1, 1595, 0.05)
+    assert bounded_threshold(answerable[:40], 0.05, 0.9) == answerable[:40].max()  # too few: refuse none
 
 
 def test_calibrating_for_the_best_v2_f1_uses_that_threshold(squad_file, tmp_path):
