@@ -12,7 +12,6 @@ the zero vector. The encoder runs in ``qa.bert`` (plain torch, no ``transformers
 """
 from __future__ import annotations
 
-import bisect
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -70,24 +69,33 @@ def _folder(source: str) -> Path:
         raise UserError(f"cannot load the contextual encoder {source!r}: not a folder, and the hub said: {error}") from None
 
 
+def overlapping_pairs(token_starts: list[int], token_ends: list[int],
+                      piece_spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(token, piece) index pairs whose characters overlap, tokens in text order and not overlapping,
+    sorted by token and, within one, by piece; an empty piece (a special token) overlaps nothing."""
+    spans = np.asarray(piece_spans, dtype=np.int64).reshape(-1, 2)
+    first = np.searchsorted(np.asarray(token_ends), spans[:, 0], side="right")  # first token ending after it begins
+    last = np.searchsorted(np.asarray(token_starts), spans[:, 1], side="left")  # past the last starting before it ends
+    overlaps = np.where(spans[:, 1] > spans[:, 0], np.maximum(last - first, 0), 0)
+    piece_index = np.repeat(np.arange(len(spans)), overlaps)
+    token_index = np.repeat(first, overlaps) + np.arange(overlaps.sum()) - np.repeat(np.cumsum(overlaps) - overlaps, overlaps)
+    order = np.argsort(token_index, kind="stable")
+    return token_index[order], piece_index[order]
+
+
 def token_pooling(token_starts: list[int], token_ends: list[int], piece_spans: list[tuple[int, int]],
                   states: np.ndarray) -> np.ndarray:
     """(pieces, D) ``states`` pooled onto the tokens: token i gets the mean of the pieces whose characters
-    overlap it (zeros where none does). Memory grows with the pieces, not pieces x tokens."""
-    token_index, piece_index = [], []  # the overlapping (token, piece) pairs
-    for j, (begin, end) in enumerate(piece_spans):
-        if end <= begin:
-            continue
-        for i in range(max(bisect.bisect_right(token_starts, begin) - 1, 0), len(token_starts)):
-            if token_starts[i] >= end:
-                break
-            if token_ends[i] > begin:
-                token_index.append(i)
-                piece_index.append(j)
-    pooled = np.zeros((len(token_starts), states.shape[1]), dtype=np.float32)
-    np.add.at(pooled, token_index, states[piece_index])
-    counts = np.bincount(np.asarray(token_index, dtype=np.int64), minlength=len(token_starts))
-    return pooled / np.maximum(counts, 1)[:, None]
+    overlap it (zeros where none does), summed in piece order. Vectorized: accumulating pair by pair took
+    1 ms a paragraph on the EPYC, 4x this. Memory grows with the overlapping pairs, not pieces x tokens."""
+    token_index, piece_index = overlapping_pairs(token_starts, token_ends, piece_spans)
+    totals = np.zeros((len(token_starts), states.shape[1]), dtype=np.float32)
+    counts = np.bincount(token_index, minlength=len(token_starts))
+    first_pair = np.cumsum(counts) - counts
+    for k in range(counts.max(initial=0)):  # every token's k-th piece at once
+        tokens = np.flatnonzero(counts > k)
+        totals[tokens] += states[piece_index[first_pair[tokens] + k]]
+    return totals / np.maximum(counts, 1)[:, None]
 
 
 class ContextualEncoder:

@@ -3,9 +3,11 @@ on-disk store, and a reader that reads them."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import fit
-from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore, token_pooling
+from qa.contextual import ContextualEncoder, EncoderSettings, FeatureStore, overlapping_pairs, token_pooling
 from qa.errors import UserError
 from qa.tokenize import tokenize
 
@@ -22,6 +24,22 @@ def test_pooling_averages_the_overlapping_pieces_and_zeroes_tokens_without_any()
     assert pooled.tolist() == [[2.0, 1.0], [6.0, 6.0], [0.0, 0.0]]
     # a piece over two tokens counts for both
     assert token_pooling([0, 3], [3, 5], [(0, 5)], np.array([[2.0, 4.0]])).tolist() == [[2.0, 4.0], [2.0, 4.0]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4)), max_size=12),
+       st.lists(st.tuples(st.integers(0, 40), st.integers(0, 6)), max_size=16))
+def test_the_overlapping_pairs_are_every_token_and_piece_sharing_a_character(token_gaps, pieces):
+    starts, ends, position = [], [], 0
+    for gap, length in token_gaps:  # tokens in text order, not overlapping, as the tokenizer gives them
+        starts.append(position + gap)
+        ends.append(position + gap + length)
+        position = ends[-1]
+    spans = [(begin, begin + length) for begin, length in pieces]
+    expected = sorted((i, j) for j, (b, e) in enumerate(spans) for i, (s, t) in enumerate(zip(starts, ends))
+                      if max(b, s) < min(e, t))
+    tokens, found = overlapping_pairs(starts, ends, spans)
+    assert list(zip(tokens.tolist(), found.tolist())) == expected
 
 
 def test_a_text_longer_than_the_window_gets_one_feature_per_token(encoder):
