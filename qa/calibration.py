@@ -17,8 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.stats import beta
 
 from qa.answers import SpanLogits, best_texts
 from qa.errors import UserError
@@ -66,6 +64,8 @@ def log_loss(scores: np.ndarray, correct: np.ndarray) -> float:
 
 def fit_temperature(logits: list[SpanLogits], correct: list[float]) -> float:
     """The temperature (within ``TEMPERATURE_RANGE``) that minimises the log-loss of exact match."""
+    from scipy.optimize import minimize_scalar  # imported here: about 0.3 s, and qa evaluate imports this module
+
     outcomes = np.asarray(correct, dtype=np.float64)
     low, high = np.log(TEMPERATURE_RANGE)
     found = minimize_scalar(lambda t: log_loss(top_scores(logits, float(np.exp(t))), outcomes),
@@ -206,6 +206,8 @@ def bounded_threshold(answerable: np.ndarray, max_refused: float, confidence: fl
     the sample ``answerable``, is at most ``max_refused`` with ``confidence``: the one-sided
     Clopper-Pearson upper bound of the share refused in the sample. A sample too small for any bound
     that low gets a threshold that refuses none of it."""
+    from scipy.stats import beta  # imported here: about 0.3 s, and qa evaluate imports this module
+
     ranked = np.sort(answerable)[::-1]
     refused = np.arange(len(ranked))  # abstaining above ranked[k] refuses the k highest
     bounds = beta.ppf(confidence, refused + 1, len(ranked) - refused)
