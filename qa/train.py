@@ -95,7 +95,6 @@ class TrainConfig:
     # with init_from: weight of the squared distance of the weights from the starting ones in the loss (L2-SP,
     # Li et al. 2018), which holds off forgetting what the starting model knew
     anchor_weight: float = 0.0
-    tuned_layers: str = "all"  # all|top: with "top" the embeddings and the first encoders stay as they are
     model: ReaderConfig = field(default_factory=ReaderConfig)
 
     @classmethod
@@ -110,8 +109,6 @@ class TrainConfig:
     def __post_init__(self):
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise UserError(f"decay_fraction must be between 0 and 1, not {self.decay_fraction}")
-        if self.tuned_layers not in ("all", "top"):
-            raise UserError(f"tuned_layers must be all or top, not {self.tuned_layers!r}")
         if self.shares.negatives and not self.model.no_answer:
             raise UserError("other_share, removed_share and swapped_share train the null option: "
                             "set the model's no_answer")
@@ -390,18 +387,6 @@ def anchor_distance(net: torch.nn.Module, anchor: dict[str, torch.Tensor]) -> to
     return sum(((p.float() - anchor[name]) ** 2).sum() for name, p in net.named_parameters() if name in anchor)
 
 
-LOWER_LAYERS = ("words", "chars", "context", "aligned", "passage_encoder", "question_encoder")
-
-
-def freeze_lower_layers(net: ReaderNet) -> None:
-    """Keep the embeddings and the passage and question encoders as they are: only the layers above them
-    (attention, matching, span and no-answer scores) train."""
-    for name in LOWER_LAYERS:
-        module = getattr(net, name)
-        if module is not None:
-            module.requires_grad_(False)
-
-
 def starting_weights(config: TrainConfig, model_config: ReaderConfig, world: World) -> dict[str, torch.Tensor] | None:
     """The trainable weights of the model fine-tuning starts from, when the loss is to keep the net near them."""
     if not (config.init_from and config.anchor_weight):
@@ -584,8 +569,6 @@ def set_up(config: TrainConfig, world: World, train_data: PreparedSet, dev_data:
     fresh; a new run starts its log, a resumed one makes the log match the checkpoint."""
     saved, model_config, state = _saved_or_fresh(config, world, train_data)
     net = _restored_net(model_config, world, saved, config.init_from)
-    if config.tuned_layers == "top":
-        freeze_lower_layers(net)
     parameters = sum(p.numel() for p in net.parameters() if p.requires_grad)
     folder = _open_folder(config, world, state, bool(saved), console)
     _announce(config, world, parameters, console)
