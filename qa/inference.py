@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from qa.answers import Answer, Prediction, SpanLogits
-from qa.batching import Batcher, EncodedText
+from qa.batching import SHAPE_MULTIPLE, Batcher, EncodedText
 from qa.contextual import FeatureSource
 from qa.decode import Spans, best_spans
 from qa.distributed import World
@@ -357,7 +357,7 @@ class _Reading:
 
     def _forward(self, part: list[tuple[int, int]], texts: _RunTexts) -> tuple[ReaderOutput, torch.Tensor]:
         """The network's output for one batch of rows, on the CPU, and the batch's (B, P) passage mask."""
-        batch = self.batcher.collate(*texts.batch(part)).to(self.device)
+        batch = self.batcher.collate(*texts.batch(part), multiple=SHAPE_MULTIPLE).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.bfloat16):
             output = self.net(batch)
         output = ReaderOutput(**{f.name: None if getattr(output, f.name) is None else getattr(output, f.name).cpu()

@@ -69,6 +69,23 @@ def test_batched_and_single_predictions_agree(squad_file, vectors, pointer):
         assert torch.allclose(together.end_logits[i, :length], alone.end_logits[0], atol=1e-4)
 
 
+def test_shapes_rounded_up_for_reading_change_no_real_score(squad_file, vectors):
+    data = prepare(load_squad(str(squad_file)))
+    net = ReaderNet(_small(no_answer=True, answer_pointer=True), vectors).eval()
+    batcher = Batcher(Vocabulary([]), net.config.max_word_chars)
+    examples = data.examples[:3]
+    passages = [batcher.encode(data.context_tokens[e.context_index]) for e in examples]
+    questions = [batcher.encode(e.question) for e in examples]
+    exact, rounded = (batcher.collate(passages, questions, multiple=m) for m in (1, 32))
+    assert rounded.passage_words.shape[1] % 32 == 0 and rounded.question_words.shape[1] % 32 == 0
+    assert len(rounded.spellings) % 32 == 0 and rounded.passage_words.shape[1] > exact.passage_words.shape[1]
+    plain, padded = net(exact), net(rounded)
+    length = exact.passage_words.shape[1]
+    assert torch.allclose(padded.start_logits[:, :length], plain.start_logits, atol=1e-5)
+    assert torch.allclose(padded.end_logits[:, :length], plain.end_logits, atol=1e-5)
+    assert torch.allclose(padded.null_logits, plain.null_logits, atol=1e-5)
+
+
 @pytest.mark.parametrize("pointer", [False, True])
 def test_a_few_steps_memorise_a_tiny_set(squad_file, vectors, pointer):
     torch.manual_seed(0)
