@@ -120,6 +120,8 @@ class ContextualEncoder:
             raise UserError(f"{folder / 'tokenizer.json'}: the tokenizer must wrap a text as [CLS] text [SEP], as BERT's does")
         self.cls, self.sep = specials
         self.model = BertEncoder.load(folder)
+        if settings.bfloat16:  # the weights autocast would cast on every call, cast once
+            self.model.cast_projections(torch.bfloat16)
         self.pad = 0  # padded positions are masked out of the attention, so any id does
         if settings.window > self.model.max_positions:
             raise UserError(f"the encoder window ({settings.window}) is longer than the encoder's "
@@ -132,8 +134,8 @@ class ContextualEncoder:
         self.dim = self.model.hidden_size * len(settings.layers)  # the chosen layers' states side by side
 
     def fingerprint(self) -> str:
-        """A digest of everything that decides the features except the text: the weights, the
-        tokenizer's vocabulary and the reading settings."""
+        """A digest of everything that decides the features except the text: the weights (as read: in
+        bfloat16 the projections' bfloat16 values), the tokenizer's vocabulary and the reading settings."""
         digest = hashlib.sha256(repr(self.settings).encode())
         for name, tensor in sorted(self.model.state_dict().items()):
             digest.update(name.encode() + tensor.detach().float().numpy().tobytes())
