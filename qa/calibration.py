@@ -7,9 +7,10 @@ on questions the model was not trained on, by minimising the log-loss of "the to
 exact match" under the score (``fit_temperature``). With the no-answer option the null logit is in
 both softmaxes, and the threshold on the no-answer probability above which the reader abstains is
 chosen for a stated trade-off: at most ``MAX_REFUSED`` of answerable questions refused, with
-``CONFIDENCE`` that this holds on new questions like the file's (``fit_no_answer_threshold``), fitted on
-held-out training articles, never on a dev file. The fit is written to a new model folder or to the
-user's own, never to a shipped model.
+``CONFIDENCE`` that this holds on new questions like the file's (``fit_no_answer_threshold``). The shipped
+models were fitted on held-out training articles, never on a dev file; fine-tuning fits on its held-out
+part or its ``--dev`` file. The fit is written to a new model folder or to the user's own, never to a
+shipped model.
 """
 from __future__ import annotations
 
@@ -98,6 +99,8 @@ def calibrate(data: str, model: str | None = None, split: str = "validation", li
     destination = _destination(model_folder(model), output)  # checked before the slow part
     console = console or Console()
     records = load_squad(data, split, limit=limit)
+    if not any(answers["text"] for answers in records["answers"]):
+        raise UserError(f"{data}: no answerable question to calibrate on")
     reader = Reader.load(model)
     # logits at temperature 1: the fit starts from the raw scores, whatever the folder's current temperature
     options = replace(reader.options, batch_size=batch_size, temperature=1.0, with_logits=True)
@@ -131,15 +134,12 @@ def _fitted_temperature(console, predictions, references: dict, data: str) -> di
 
 
 def _destination(source: Path, output: str | None) -> Path:
-    """Where the calibration goes: ``output``, else the model's own folder, which must not be a shipped model."""
-    from qa.reader import SHIPPED_MODELS
+    """Where the calibration goes: ``output``, else the model's own folder; never a shipped model's."""
+    from qa.reader import refuse_shipped
 
-    if output is not None:
-        return Path(output)
-    if source.resolve().parent == SHIPPED_MODELS.resolve():
-        raise UserError(f"{source.name} is a shipped model, which calibration never changes: "
-                        "name a new model folder with --output")
-    return source
+    destination = source if output is None else Path(output)
+    refuse_shipped(destination, "calibration")
+    return destination
 
 
 def _write(source: Path, destination: Path, calibration: dict) -> None:

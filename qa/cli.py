@@ -103,20 +103,23 @@ def _add_train(commands) -> None:
                     "qa train --from default --train FILE --output DIR. Fine-tuning writes the model folder DIR "
                     "(use it with --model DIR), its checkpoints and held-out split in DIR/run (run the same "
                     "command again to resume), and DIR/fine-tune.json, the held-out scores before and after; "
-                    "it takes --max-minutes and --seed, not --config or --run-dir.")
+                    "it takes --max-minutes (default 8), --max-steps, --seed and --device, not --config or "
+                    "--run-dir, whose recipe and run folder it replaces.")
     train.add_argument("--config", help="a training recipe (default: pipelines/default.json)")
     fine = train.add_argument_group("fine-tuning")
-    fine.add_argument("--from", dest="from_model", metavar="MODEL", help="fine-tune this model: " + MODEL_HELP)
+    fine.add_argument("--from", dest="from_model", metavar="MODEL", help="fine-tune this model: a shipped one "
+                      "(default, fast) or a model folder")
     fine.add_argument("--train", dest="train_file", metavar="FILE", help="your SQuAD-format file (v1.1 or v2.0)")
     fine.add_argument("--dev", dest="dev_file", metavar="FILE", help="questions to choose the checkpoint and fit the "
                       "no-answer threshold on (default: 15%% of --train's articles, held out)")
     fine.add_argument("--output", metavar="DIR", help="the new model folder")
     fine.add_argument("--squad-dev", metavar="FILE", help="also report SQuAD v1.1 dev F1 before and after (forgetting)")
     fine.add_argument("--anchor-weight", type=float, metavar="W", help="how strongly the weights are kept near the "
-                      "starting model's (default 0.5, which kept SQuAD dev within 1.4 F1; 0 learns your domain most "
-                      "and forgets most)")
+                      "starting model's (default 0.5, which kept SQuAD dev about 1 F1 below default's; 0 learns your "
+                      "domain most and forgets most)")
     train.add_argument("--run-dir", help="override the recipe's run folder")
-    train.add_argument("--max-minutes", type=float, help="override the training time budget (0: none)")
+    train.add_argument("--max-minutes", type=float, help="override the training time budget (0: none; "
+                       "fine-tuning's default is 8)")
     train.add_argument("--max-steps", type=int, help="override the step budget (0: none); unlike minutes it does not "
                        "depend on the machine's load, so a second seed can read as many batches as the first")
     train.add_argument("--seed", type=int, help="override the seed")
@@ -267,11 +270,12 @@ def _index(args) -> int:
 def _fine_tune(args) -> int:
     from qa.fine_tune import fine_tune
 
-    if args.config or args.run_dir or not (args.train_file and args.output):
-        raise UserError("fine-tuning takes --from MODEL --train FILE --output DIR (and not --config or --run-dir)")
+    if args.config or args.run_dir or args.prepare_workers is not None or not (args.train_file and args.output):
+        raise UserError("fine-tuning takes --from MODEL --train FILE --output DIR (and not --config, --run-dir "
+                        "or --prepare-workers)")
     report = fine_tune(args.from_model, args.train_file, args.output, dev=args.dev_file, squad_dev=args.squad_dev,
                        seed=13 if args.seed is None else args.seed, max_minutes=args.max_minutes,
-                       anchor_weight=args.anchor_weight)
+                       max_steps=args.max_steps, anchor_weight=args.anchor_weight, device=args.device)
     for moment in ("before", "after"):
         scores = report[moment]
         line = f"{moment}: held-out F1 with answers forced (answerable questions) {scores['forced_f1_answerable']:.2f}"
@@ -289,8 +293,8 @@ def _train(args) -> int:
 
     if args.from_model:
         return _fine_tune(args)
-    if args.train_file or args.output or args.dev_file:
-        raise UserError("--train, --dev and --output fine-tune a model: add --from MODEL")
+    if args.train_file or args.output or args.dev_file or args.squad_dev or args.anchor_weight is not None:
+        raise UserError("--train, --dev, --output, --squad-dev and --anchor-weight fine-tune a model: add --from MODEL")
 
     overrides = {k: v for k, v in {"run_dir": args.run_dir, "max_minutes": args.max_minutes,
                                    "max_steps": args.max_steps, "seed": args.seed,

@@ -122,7 +122,11 @@ def load_squad(source: str, split: str = "validation", lenient: bool = False,
     With ``lenient``, bad records are skipped and counted by reason into ``skipped``;
     with ``limit``, only the first ``limit`` questions are kept (0 = all).
     """
+    if limit < 0:
+        raise DataError(f"the question limit must be 0 (all) or a count, not {limit}")
     records = _load_records(source, split, lenient, skipped)
+    if not len(records):
+        raise DataError(f"{source}: no questions" + (" that could be read" if skipped else ""))
     return records.select(range(min(limit, len(records)))) if limit else records
 
 
@@ -146,6 +150,7 @@ def _as_dataset(columns: dict[str, list]) -> datasets.Dataset:
 
 
 def _load_records(source: str, split: str, lenient: bool, skipped: Counter | None) -> datasets.Dataset:
+    """The flat records of a local SQuAD JSON file, or of a hub dataset's split (see ``load_squad``)."""
     path = Path(source)
     if path.is_dir():
         raise DataError(f"{source}: is a folder, not a SQuAD JSON file")

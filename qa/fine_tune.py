@@ -6,10 +6,14 @@ Training starts from the model's weights and settings (``TrainConfig.init_from``
 (``qa.training_data``), and on a file with them checkpoints are chosen by the official v2.0 best F1.
 Without ``--dev``, ``HELD_OUT_SHARE`` of the file's articles (drawn by the seed) are held out, written
 beside the run, for choosing the checkpoint and for fitting the temperature and the no-answer threshold.
-Checkpoints, the log and the split go to ``DIR/run`` (so a killed run resumes where it stopped); the
-model folder ``DIR`` gets the best weights, calibrated on the held-out part (``qa.calibration``: the
-threshold of the best v2.0 F1 there) and the longest answer it reads (``longest_answer``), and ``fine-tune.json``, the report of the held-out scores before
-and after (and SQuAD v1.1 dev when given). The shipped models are only read.
+Checkpoints, the log, the split and the command's inputs go to ``DIR/run`` (so a killed run resumes
+where it stopped, and only by the same command); the model folder ``DIR`` gets the best weights,
+calibrated on the held-out part (``qa.calibration``: the threshold of the best v2.0 F1 there) and the
+longest answer it reads (``longest_answer``), and ``fine-tune.json``, the report of the held-out scores
+before and after (and SQuAD v1.1 dev when given). The checkpoint and the threshold are both chosen on
+the held-out part, so its "after" v2.0 F1 is the best that part allows, an optimistic figure: compare
+``best_f1`` before and after, and measure on a file of your own that took no part. The shipped models
+are only read.
 """
 from __future__ import annotations
 
@@ -23,10 +27,12 @@ from qa.inputs import read_json_object
 HELD_OUT_SHARE = 0.15  # of the articles, without --dev
 ANSWER_SHARE = 0.95  # the longest answer the model records covers this share of the training file's answers
 MIN_QUESTIONS = 10
+COMMAND_FILE = "command.json"  # in DIR/run: what the fine-tuning there was started with (a resume must match)
 FEW_HELD_OUT = 50  # below this many held-out questions the fitted threshold is unreliable (100-question screen)
 # for a few hundred to a few thousand questions, screened on SubjQA electronics (1,148 questions, held-out best
 # v2.0 F1: 56.96 at 0.001 for 10 epochs, 56.11 at 0.0005 for 6, 55.49 at 0.0002 for 10), and the anchor that keeps
-# SQuAD v1.1 dev within 2 F1 of default's (0.5: 78.95 against 75.69 at 0.05; pipelines/JOURNAL.md)
+# SQuAD v1.1 dev within 2 F1 of default's (0.5: 81.42 of 82.40, the best held-out F1 among 0.5 and 0.2; 0.1 fell
+# to 80.13; pipelines/JOURNAL.md)
 FINE_TUNING = {"epochs": 10, "learning_rate": 0.001, "anchor_weight": 0.5, "batch_size": 32, "ema_decay": 0.99,
                "max_minutes": 8.0, "max_train_passage_tokens": 1000, "checkpoint_minutes": 2.0, "mixed_precision": True}
 
@@ -60,18 +66,52 @@ def longest_answer(data: str) -> int:
     return max(ReadingOptions.max_answer_len, covered)
 
 
-def checked_output(output: Path) -> None:
-    """A ``UserError`` for an output folder that is a shipped model, or holds files that are not an earlier
-    fine-tuning's (which is resumed)."""
-    from qa.reader import SHIPPED_MODELS
+def checked_output(output: Path, start: Path) -> None:
+    """A ``UserError`` for an output folder that is a shipped model, the model fine-tuning starts from, or
+    holds files that are not an earlier fine-tuning's (which is resumed)."""
+    from qa.reader import refuse_shipped
 
-    if output.resolve().is_relative_to(SHIPPED_MODELS.resolve()):
-        raise UserError(f"{output}: is a shipped model's folder; write the fine-tuned model elsewhere")
+    refuse_shipped(output, "fine-tuning")
+    if output.resolve() == start.resolve():
+        raise UserError(f"{output}: is the model fine-tuning starts from; write the fine-tuned model elsewhere")
     if output.is_file():
         raise UserError(f"{output}: is a file, not a folder")
     known = {"run", CONFIG_FILE, MODEL_FILE, "fine-tune.json"}
     if output.is_dir() and any(p.name not in known for p in output.iterdir()):
         raise UserError(f"{output}: holds other files; give a new or empty folder")
+
+
+def question_counts(data: str) -> tuple[int, int]:
+    """How many questions ``data`` holds, and how many of them are answerable."""
+    from qa.data import load_squad
+
+    answers = load_squad(data)["answers"]
+    return len(answers), sum(1 for a in answers if a["text"])
+
+
+def checked_parts(train: str, part: str, held: str, split: bool, seed: int) -> None:
+    """A ``UserError`` for a file too small to fine-tune on, or a training or held-out part with no answerable
+    question (nothing to learn spans from, or to fit a threshold and choose a checkpoint on)."""
+    questions, _ = question_counts(train)
+    if questions < MIN_QUESTIONS:
+        raise UserError(f"{train}: {questions} questions; fine-tuning needs at least {MIN_QUESTIONS}")
+    if not question_counts(part)[1]:
+        raise UserError(f"{train}: no answerable question to learn answers from")
+    if not question_counts(held)[1]:
+        raise UserError(f"{train}: the articles held out by seed {seed} hold no answerable question; give --dev FILE "
+                        "or another --seed" if split else f"{held}: no answerable question to choose the checkpoint on")
+
+
+def checked_resume(run: Path, command: dict) -> None:
+    """A ``UserError`` when ``run`` holds a fine-tuning started with something other than ``command`` (what
+    ``fine_tune`` records there once its inputs are checked): a resume must be the same command, since
+    another file or seed would mix two runs."""
+    path = run / COMMAND_FILE
+    recorded = read_json(path) if path.exists() else {}
+    changed = [key for key, value in command.items() if key in recorded and recorded[key] != value]
+    if changed:
+        raise UserError(f"{run.parent}: holds a fine-tuning started with another {', '.join(changed)}; run the "
+                        "same command to resume it, or give a new --output")
 
 
 def domain_scores(model: str, data: str) -> dict:
@@ -111,40 +151,42 @@ def _export(best: Path, output: Path, base: dict, record: dict, max_answer_len: 
 
 
 def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed: int = 13,
-              max_minutes: float | None = None, squad_dev: str | None = None, anchor_weight: float | None = None,
-              console=None) -> dict:
+              max_minutes: float | None = None, max_steps: int | None = None, squad_dev: str | None = None,
+              anchor_weight: float | None = None, device: str | None = None, console=None) -> dict:
     """Fine-tune ``model`` (a shipped name or a folder) on ``train`` into the model folder ``output``, hold
     out part of ``train`` when no ``dev`` is given, calibrate on it, and report; returns the report.
-    ``anchor_weight``: how strongly the weights are kept near the starting model's (None: ``FINE_TUNING``'s;
-    0 learns the domain most, and forgets most of what the model knew)."""
+    ``max_minutes``, ``max_steps``: the budget (None: ``FINE_TUNING``'s). ``anchor_weight``: how strongly the
+    weights are kept near the starting model's (None: ``FINE_TUNING``'s; 0 learns the domain most, and
+    forgets most of what the model knew)."""
     from rich.console import Console
 
     from qa.calibration import MAX_REFUSED, calibrate
-    from qa.data import load_squad
     from qa.model import ReaderConfig
     from qa.reader import model_folder
     from qa.train import TrainConfig, train as run_training
 
     console = console or Console()
     folder, target = model_folder(model), Path(output)
-    checked_output(target)
+    checked_output(target, folder)
     base = read_json(folder / CONFIG_FILE)
-    questions = len(load_squad(train))
-    if questions < MIN_QUESTIONS:
-        raise UserError(f"{train}: {questions} questions; fine-tuning needs at least {MIN_QUESTIONS}")
-    (target / "run").mkdir(parents=True, exist_ok=True)
-    part, held = (train, dev) if dev else split_by_article(train, target / "run", HELD_OUT_SHARE, seed)
-    settings = {**FINE_TUNING, "max_answer_len": longest_answer(part),
-                **({"max_minutes": max_minutes} if max_minutes is not None else {}),
-                **({"anchor_weight": anchor_weight} if anchor_weight is not None else {})}
-    config = TrainConfig(train=part, dev=held, run_dir=str(target / "run"), init_from=str(folder), seed=seed,
+    run = target / "run"
+    overrides = {"max_minutes": max_minutes, "max_steps": max_steps, "anchor_weight": anchor_weight, "device": device}
+    settings = {**FINE_TUNING, **{k: v for k, v in overrides.items() if v is not None}}
+    command = {"from": str(folder.resolve()), "train": str(Path(train).resolve()), "seed": seed,
+               "dev": dev and str(Path(dev).resolve()), "anchor_weight": settings["anchor_weight"]}
+    checked_resume(run, command)
+    run.mkdir(parents=True, exist_ok=True)
+    part, held = (train, dev) if dev else split_by_article(train, run, HELD_OUT_SHARE, seed)
+    checked_parts(train, part, held, split=not dev, seed=seed)
+    settings["max_answer_len"] = longest_answer(part)
+    config = TrainConfig(train=part, dev=held, run_dir=str(run), init_from=str(folder), seed=seed,
                          model=ReaderConfig.from_dict(base["model"]), **settings)
+    write_json(run / COMMAND_FILE, command)
     report = {"from": str(folder), "train": train, "held_out": held, "seed": seed, "settings": settings,
-              "before": domain_scores(str(folder), held)}
-    if report["before"]["questions"] < FEW_HELD_OUT:
-        console.print(f"[yellow]warning:[/] only {report['before']['questions']} held-out questions choose the "
-                      "checkpoint and fit the no-answer threshold; with fewer than "
-                      f"{FEW_HELD_OUT} both are unreliable: write more questions, or give --dev FILE")
+              "before": domain_scores(str(folder), held),
+              **({"squad_dev_f1": {"before": domain_scores(str(folder), squad_dev)["forced_f1_answerable"]}}
+                 if squad_dev else {})}
+    _warn_of_small_or_unanswerable(console, report["before"], base, train)
     best = run_training(config, console).best
     _export(target / "run" / "best", target, base, {"from": str(folder), "train": train, "epoch": best.get("epoch")},
             settings["max_answer_len"])
@@ -153,7 +195,19 @@ def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed:
                                       console=Console(quiet=True))
     report["after"] = domain_scores(str(target), held)
     if squad_dev:
-        report["squad_dev_f1"] = {"before": domain_scores(str(folder), squad_dev)["forced_f1_answerable"],
-                                  "after": domain_scores(str(target), squad_dev)["forced_f1_answerable"]}
+        report["squad_dev_f1"]["after"] = domain_scores(str(target), squad_dev)["forced_f1_answerable"]
     write_json(target / "fine-tune.json", report)
     return report
+
+
+def _warn_of_small_or_unanswerable(console, held_out: dict, base: dict, train: str) -> None:
+    """Warn when too few held-out questions choose the checkpoint and fit the threshold, and when the file's
+    unanswerable questions are left out because the starting model has no no-answer option."""
+    if held_out["questions"] < FEW_HELD_OUT:
+        console.print(f"[yellow]warning:[/] only {held_out['questions']} held-out questions choose the checkpoint "
+                      f"and fit the no-answer threshold; with fewer than {FEW_HELD_OUT} both are unreliable: write "
+                      "more questions, or give --dev FILE")
+    questions, answerable = question_counts(train)
+    if answerable < questions and not base["model"].get("no_answer"):
+        console.print(f"[yellow]warning:[/] {questions - answerable} unanswerable questions of {train} are left out: "
+                      "this model has no no-answer option to train (fine-tune default for one)")

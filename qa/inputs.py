@@ -7,6 +7,7 @@ needs none of the commands.
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 from qa.errors import UserError
@@ -51,3 +52,31 @@ def checked_passage(text: str) -> str:
     if len(text) > MAX_PASSAGE_CHARS:
         raise UserError(f"the passage has {len(text):,} characters; the limit is {MAX_PASSAGE_CHARS:,}")
     return text
+
+
+def _fits(value, kind) -> bool:
+    """Whether a JSON ``value`` fits the annotation ``kind`` (int, float, bool, str, or a list of one of
+    them); an int fits a float, a bool fits no number. Other annotations are not checked here."""
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind) if kind in (bool, str) else True
+
+
+def checked_settings(cls, values: dict, what: str) -> dict:
+    """``values`` for the dataclass ``cls``, or a ``UserError`` naming the unknown keys or the first value of
+    the wrong type (``what``: the kind of settings, as the message says it), so that a recipe or model
+    config with a typo fails in one line instead of deep inside training or the network's constructor."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise UserError(f"unknown {what}: {', '.join(unknown)}")
+    for key, value in values.items():
+        if not _fits(value, hints[key]):
+            kind = getattr(hints[key], "__name__", str(hints[key]))
+            raise UserError(f"{what}: {key} must be {kind}, not {value!r}")
+    return values

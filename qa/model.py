@@ -22,6 +22,7 @@ from qa.attention import (
 )
 from qa.batching import NUM_FEATURES, Batch
 from qa.errors import UserError
+from qa.inputs import checked_settings
 from qa.vocab import GLOVE_OFFSET
 
 
@@ -59,11 +60,7 @@ class ReaderConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ReaderConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(values) - known
-        if unknown:
-            raise UserError(f"unknown model settings: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return cls(**checked_settings(cls, values, "model settings"))
 
 
 class CharCNN(nn.Module):

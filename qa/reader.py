@@ -62,6 +62,13 @@ def model_folder(model: str | Path | None) -> Path:
     return SHIPPED_MODELS / name if name in MODEL_NAMES else Path(model)
 
 
+def refuse_shipped(folder: Path, what: str) -> None:
+    """A ``UserError`` when ``folder`` is, or lies inside, the shipped models' folder: ``what`` (calibration,
+    fine-tuning) writes only to a new folder or the user's own."""
+    if Path(folder).resolve().is_relative_to(SHIPPED_MODELS.resolve()):
+        raise UserError(f"{folder}: a shipped model's folder, which {what} never changes: name another with --output")
+
+
 def _check_questions(questions: list[str]) -> None:
     """A ``UserError`` for a question that is not text or is blank."""
     for question in questions:

@@ -44,7 +44,7 @@ from qa.errors import UserError
 from qa.features import PreparedSet, prepare
 from qa.contextual import ContextFeatures
 from qa.inference import Passages, ReadingOptions
-from qa.inputs import read_json_object
+from qa.inputs import checked_settings, read_json_object
 from qa.interrupts import InterruptRequest
 from qa.metric import squad_scores
 from qa.reader import model_folder
@@ -101,12 +101,21 @@ class TrainConfig:
     def from_file(cls, path: str, overrides: dict | None = None) -> "TrainConfig":
         recipe = read_json_object(path)
         values = {**recipe.get("training", {}), **(overrides or {})}
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise UserError(f"{path}: unknown training settings: {', '.join(sorted(unknown))}")
-        return cls(**values, model=ReaderConfig.from_dict(recipe.get("model", {})))
+        try:
+            if "model" in values:
+                raise UserError('the model settings go under the recipe\'s "model" key, not under "training"')
+            return cls(**checked_settings(cls, values, "training settings"),
+                       model=ReaderConfig.from_dict(recipe.get("model", {})))
+        except UserError as error:
+            raise UserError(f"{path}: {error}") from None
 
     def __post_init__(self):
+        for name in ("max_minutes", "max_steps", "anchor_weight", "limit_train", "limit_dev", "held_out_articles"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, not {getattr(self, name)}")
+        for name in ("epochs", "batch_size", "learning_rate"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be positive, not {getattr(self, name)}")
         if not 0.0 <= self.decay_fraction <= 1.0:
             raise UserError(f"decay_fraction must be between 0 and 1, not {self.decay_fraction}")
         if self.shares.negatives and not self.model.no_answer:
@@ -376,10 +385,12 @@ class Trainer:
         return cls(config, world, net, model, make_optimizer(config, net), scaler, ema, budget or Budget.of(config))
 
     def restore(self, groups: dict, meta: dict) -> None:
-        """Take the optimizer state and EMA weights a checkpoint saved."""
+        """Take the optimizer state, EMA weights and RNG state a checkpoint saved; the last step of a resume's
+        set-up, so that nothing built after it (the anchor's copy of the starting net) draws from its RNG."""
         if self.ema:
             self.ema.shadow = {k: v.to(self.world.device) for k, v in groups["ema"].items()}
         restore_optimizer(self.optimizer, groups.get("optimizer", {}), meta["optimizer"])
+        torch.set_rng_state(groups["rng"]["torch"])
 
 
 def anchor_distance(net: torch.nn.Module, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -488,12 +499,11 @@ def held_out_titles(articles: list[str], count: int) -> set[str]:
 
 def _restored_net(model_config: ReaderConfig, world: World, saved: tuple[dict, dict] | None,
                   init_from: str = "") -> ReaderNet:
-    """A new net on the world's device, with a checkpoint's weights and RNG state when there is one, else
-    the weights of the model ``init_from`` names (if any)."""
+    """A new net on the world's device, with a checkpoint's weights when there is one, else the weights of
+    the model ``init_from`` names (if any)."""
     net = ReaderNet(model_config, glove_tensor())
     if saved:
         net.load_state_dict(saved[0]["model"])
-        torch.set_rng_state(saved[0]["rng"]["torch"])
     elif init_from:
         folder = model_folder(init_from)
         load_weights(folder, net, read_json(folder / CONFIG_FILE).get(DIGEST_KEY))
@@ -642,8 +652,9 @@ def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
     record = {"event": "epoch", "epoch": state.epoch + 1, "steps": state.step, "complete": not trainer.budget.spent,
               "minutes": round(trainer.budget.minutes(), 2), "train_examples_per_s": round(epoch.examples_per_s, 1),
               "loss": epoch.loss, "dev_eval_s": round(time.monotonic() - tic, 1), **metrics}
-    run.console.print(f"epoch {state.epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} "
-                      f"({record['minutes']:.1f} min, {epoch.examples_per_s:.0f} ex/s)")
+    chosen_by = f", v2.0 best F1 {metrics['selection_f1']:.2f}" if "best_f1" in metrics else ""
+    run.console.print(f"epoch {state.epoch + 1}: dev EM {metrics['exact_match']:.2f} F1 {metrics['f1']:.2f} answers "
+                      f"forced{chosen_by} ({record['minutes']:.1f} min, {epoch.examples_per_s:.0f} ex/s)")
     state.history.append(record)
     if metrics["selection_f1"] > state.best_f1:  # forced F1, or the v2.0 best F1 on a file with unanswerable questions
         state.best_f1 = metrics["selection_f1"]

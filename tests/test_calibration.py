@@ -82,8 +82,13 @@ def test_calibration_never_changes_a_shipped_model(squad_file, tmp_path, capsys)
     from qa.reader import SHIPPED_MODELS
 
     before = {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "default").iterdir()}
+    fast = {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "fast").iterdir()}
     assert main(["calibrate", str(squad_file)]) == 2
     assert "shipped model" in capsys.readouterr().err
+    for shipped in ("default", "fast"):  # not by --output either, into its own folder or the other's
+        assert main(["calibrate", str(squad_file), "--output", str(SHIPPED_MODELS / shipped)]) == 2
+        assert "shipped model" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "fast").iterdir()} == fast
     output = tmp_path / "calibrated"
     assert main(["calibrate", str(squad_file), "--output", str(output), "--max-refused", "0.25"]) == 0
     assert {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "default").iterdir()} == before
@@ -129,3 +134,17 @@ def test_calibrating_for_the_best_v2_f1_uses_that_threshold(squad_file, tmp_path
     assert Reader.load(model).no_answer_threshold == result["no_answer_threshold"]
     with pytest.raises(UserError, match="needs questions that are unanswerable"):
         calibrate(str(squad_file), model=str(model), max_refused=None, console=Console(quiet=True))
+
+
+def test_a_file_without_answerable_questions_cannot_calibrate(tmp_path, capsys):
+    from conftest import squad_payload
+
+    payload = squad_payload()
+    for article in payload["data"]:
+        for qa in article["paragraphs"][0]["qas"]:
+            qa["answers"], qa["is_impossible"] = [], True
+    path = tmp_path / "unanswerable.json"
+    path.write_text(json.dumps(payload))
+    assert main(["calibrate", str(path), "--output", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err == f"qa: error: {path}: no answerable question to calibrate on\n"
+    assert not (tmp_path / "c").exists()

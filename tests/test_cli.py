@@ -140,6 +140,11 @@ def test_a_user_error_from_below_the_cli_is_one_line(monkeypatch, capsys):
         ("[1, 2]", "recipe.json: expected a JSON object"),
         ('{"training": {"epochz": 3}}', "recipe.json: unknown training settings: epochz"),
         ('{"training": {"decay_fraction": 2}}', "decay_fraction must be between 0 and 1, not 2"),
+        ('{"training": {"epochs": "x"}}', "recipe.json: training settings: epochs must be int, not 'x'"),
+        ('{"training": {"max_minutes": -1}}', "recipe.json: max_minutes must not be negative, not -1"),
+        ('{"model": {"hidden": "x"}}', "recipe.json: model settings: hidden must be int, not 'x'"),
+        ('{"model": {"contextual": false}}', "recipe.json: model settings: contextual must be str, not False"),
+        ('{"training": {"model": {}}}', 'the model settings go under the recipe\'s "model" key'),
     ],
 )
 def test_a_bad_training_recipe_is_named_in_one_line(tmp_path, capsys, recipe, message):

@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import pytest
+import torch
 
 from conftest import PASSAGES, squad_payload
 from qa.cli import main
@@ -78,8 +79,51 @@ def test_too_few_questions_or_a_shipped_folder_are_refused(squad_file, tmp_path)
 def test_the_fine_tuning_flags_need_from(squad_file, tmp_path, capsys):
     assert main(["train", "--train", str(squad_file), "--output", str(tmp_path / "x")]) == 2
     assert "add --from MODEL" in capsys.readouterr().err
+    assert main(["train", "--squad-dev", str(squad_file)]) == 2  # not dropped silently from a recipe's run
+    assert "add --from MODEL" in capsys.readouterr().err
+    assert main(["train", "--from", "fast", "--train", str(squad_file), "--output", str(tmp_path / "x"),
+                 "--prepare-workers", "2"]) == 2
+    assert "not --config, --run-dir or --prepare-workers" in capsys.readouterr().err
     assert main(["train", "--from", "fast", "--train", str(squad_file)]) == 2
     assert "--output DIR" in capsys.readouterr().err
+
+
+def _without_answers(payload: dict, titles: set[str]) -> dict:
+    """``payload`` with every question of the articles ``titles`` made unanswerable (SQuAD 2.0 style)."""
+    for article in payload["data"]:
+        if article["title"] in titles:
+            for question in article["paragraphs"][0]["qas"]:
+                question["answers"], question["is_impossible"] = [], True
+    return payload
+
+
+def test_a_part_without_answerable_questions_is_refused_by_name(twelve_questions, tmp_path):
+    payload = json.loads(twelve_questions.read_text())
+    none = tmp_path / "none.json"
+    none.write_text(json.dumps(_without_answers(json.loads(json.dumps(payload)), {"Normans", "Warsaw", "Oxygen"})))
+    with pytest.raises(UserError, match=f"{none}: no answerable question to learn answers from"):
+        fine_tune("default", str(none), str(tmp_path / "a"), dev=str(twelve_questions))
+    with pytest.raises(UserError, match=f"{none}: no answerable question to choose the checkpoint on"):
+        fine_tune("default", str(twelve_questions), str(tmp_path / "b"), dev=str(none))
+    held = json.loads(open(split_by_article(str(twelve_questions), tmp_path / "draw", 0.15, seed=13)[1]).read())
+    some = tmp_path / "some.json"  # the one article seed 13 holds out, unanswerable
+    some.write_text(json.dumps(_without_answers(payload, {a["title"] for a in held["data"]})))
+    with pytest.raises(UserError, match="the articles held out by seed 13 hold no answerable question"):
+        fine_tune("default", str(some), str(tmp_path / "c"))
+    assert not (tmp_path / "c" / "run" / "command.json").exists()  # nothing recorded: a fixed file may start it
+
+
+def test_the_starting_folder_or_another_command_is_refused_as_output(twelve_questions, tmp_path):
+    import shutil
+
+    mine = tmp_path / "mine"
+    shutil.copytree(SHIPPED_MODELS / "fast", mine)
+    with pytest.raises(UserError, match="is the model fine-tuning starts from"):
+        fine_tune(str(mine), str(twelve_questions), str(mine))
+    (tmp_path / "out" / "run").mkdir(parents=True)
+    (tmp_path / "out" / "run" / "command.json").write_text(json.dumps({"seed": 1}))
+    with pytest.raises(UserError, match="holds a fine-tuning started with another seed"):
+        fine_tune("fast", str(twelve_questions), str(tmp_path / "out"), dev=str(twelve_questions), seed=13)
 
 
 def test_the_longest_answer_covers_most_of_the_files_answers(tmp_path):
@@ -140,3 +184,7 @@ def test_a_killed_fine_tuning_resumed_by_the_same_command_writes_the_same_model(
     subprocess.run(command("killed"), check=True, capture_output=True)
     for name in ("model.safetensors", "config.json"):
         assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    # the last weights too: the best may come from an epoch before the kill, the last always after it
+    whole, killed = (read_checkpoint(tmp_path / run / "run" / "last.safetensors")[0] for run in ("whole", "killed"))
+    for group in ("model", "ema"):
+        assert all(torch.equal(whole[group][k], killed[group][k]) for k in whole[group]), group
