@@ -150,6 +150,13 @@ def distinct_spellings(groups: list[list[EncodedText]], lengths: list[int],
 SHAPE_MULTIPLE = 32
 
 
+def term_frequency(lower: np.ndarray) -> np.ndarray:
+    """Each token's share of the text's tokens that are the same word, lower-cased (``lower``: their hashes):
+    (L,) float32, the passage feature DrQA calls term frequency."""
+    _, inverse, counts = np.unique(lower, return_inverse=True, return_counts=True)
+    return (counts[inverse.reshape(-1)] / max(len(lower), 1)).astype(np.float32)
+
+
 class Batcher:
     """Encodes texts for one vocabulary and pads encoded (passage, question) pairs into a ``Batch``."""
 
@@ -178,7 +185,6 @@ class Batcher:
         rows = np.array([self._word_row(w) for w in tokens.words], dtype=np.int64)
         rows = rows.reshape(len(tokens), 4 + self.max_word_chars)  # (L, 4 + C), also when L = 0
         lower = np.ascontiguousarray(rows[:, 3])
-        _, inverse, counts = np.unique(lower, return_inverse=True, return_counts=True)
         return EncodedText(
             words=np.ascontiguousarray(rows[:, 0]),
             tuned=np.ascontiguousarray(rows[:, 1]),
@@ -186,7 +192,7 @@ class Batcher:
             surface=np.ascontiguousarray(rows[:, 2]),
             lower=lower,
             lemma=np.fromiter(map(hash, tokens.lemmas), dtype=np.int64, count=len(tokens)),
-            frequency=(counts[inverse.reshape(-1)] / max(len(tokens), 1)).astype(np.float32),
+            frequency=term_frequency(lower),
         )
 
     def _inputs(self, texts: list[EncodedText], multiple: int) -> tuple[torch.Tensor, ...]:

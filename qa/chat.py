@@ -44,6 +44,7 @@ class Chat:
         self.force = force  # answer even when the model says the passage does not
         self.interactive = sys.stdin.isatty()
         self.console = Console()
+        self.errors = Console(stderr=True)
         self.last: tuple[str, str, object] | None = None  # (question, text, prediction) of the last question
 
     def _input(self, prompt: str) -> str | None:
@@ -135,6 +136,8 @@ class Chat:
         render(self.console, question, text, prediction, self.explain, self.context.documents)
 
     def run(self) -> int:
+        """Read the passage if none was given, then answer line by line until end of input or :quit; a bad
+        line is reported and the chat goes on. 2 when no passage could be read, else 0."""
         if self.interactive:
             import readline  # noqa: F401  (line editing and history for input())
 
@@ -143,7 +146,7 @@ class Chat:
             try:
                 self._set_passage(self._read_passage())
             except UserError as error:
-                self.console.print(f"error: {error}", style="red", markup=False)
+                self._report(error)
                 return 2
         while (line := self._input("question> ")) is not None:
             line = line.strip()
@@ -156,5 +159,10 @@ class Chat:
                 else:
                     self._ask(line)
             except UserError as error:
-                self.console.print(f"error: {error}", style="red", markup=False)
+                self._report(error)
         return 0
+
+    def _report(self, error: UserError) -> None:
+        """One line on stderr, as every command reports bad input."""
+        self.errors.print(f"qa: error: {error}", style="red", markup=False, highlight=False,
+                          soft_wrap=True)

@@ -190,6 +190,7 @@ def _read_passage(args) -> str:
 
 
 def _ask(args) -> int:
+    """Answer one question about a passage, files or an index; print it (or JSON) and write the HTML asked for."""
     if not args.question.strip():
         raise UserError("the question is empty")
     if args.top_k < 1:
@@ -249,8 +250,9 @@ def _index(args) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from qa.documents import skip_warnings
-    from qa.index import build_index
+    from qa.index import build_index, check_paths
 
+    check_paths(args.paths)  # before the progress bar, which would leave a blank line above the message
     tic = time.monotonic()
     console = Console(stderr=True)
     with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),

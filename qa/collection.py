@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import bisect
 from itertools import accumulate
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from qa.answers import Answer, Source
 from qa.documents import Document
 from qa.errors import UserError
 from qa.tokenize import joined_tokens, tokenize_many
+
+if TYPE_CHECKING:  # qa.inference is imported where it is used: it imports torch
+    from qa.inference import Passages
 
 SEPARATOR = "\n\n"  # between documents in the joined text
 MAX_COLLECTION_CHARS = 20_000_000  # a larger collection is read through an index (``qa index``), not in memory

@@ -102,6 +102,7 @@ class ContextualEncoder:
     """A frozen transformer encoder that turns texts into one feature vector per spaCy token."""
 
     def __init__(self, settings: EncoderSettings = EncoderSettings()):
+        """Load the encoder ``settings`` name and its tokenizer, checking that they can read as asked."""
         from tokenizers import Tokenizer
 
         from qa.bert import BertEncoder, cast_linears

@@ -69,19 +69,33 @@ def _check_question(qa, context: str, seen: dict[str, str | int]) -> Problem | N
     return None
 
 
+class _Rejections:
+    """The bad records met while flattening a file: the first raised (strict), or all counted by kind (lenient)."""
+
+    def __init__(self, source: str, lenient: bool):
+        self.source, self.lenient = source, lenient
+        self.skipped: Counter = Counter()
+
+    def __call__(self, where: str, problem: Problem) -> None:
+        if not self.lenient:
+            raise DataError(f"{self.source}: {where}: {problem.message}")
+        self.skipped[problem.category] += 1
+
+
+def _named(qa, a: int, p: int, q: int) -> str:
+    """Where a question sits in the file, with its id when it has a usable one."""
+    where = f"article {a} paragraph {p} question {q}"
+    qid = qa.get("id") if isinstance(qa, dict) else None
+    return f"{where} (id {qid!r})" if isinstance(qid, (str, int)) and not isinstance(qid, bool) else where
+
+
 def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Counter]:
     """Nested SQuAD JSON -> column lists (ids as text); strict mode raises on the first bad record."""
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         raise DataError(f"{source}: expected a JSON object with a 'data' list (SQuAD layout)")
     columns: dict[str, list] = {k: [] for k in ("id", "title", "context", "question", "answers")}
-    skipped: Counter = Counter()
+    reject = _Rejections(source, lenient)
     seen: dict[str, str | int] = {}
-
-    def reject(where: str, problem: Problem) -> None:
-        if not lenient:
-            raise DataError(f"{source}: {where}: {problem.message}")
-        skipped[problem.category] += 1
-
     for a, article in enumerate(payload["data"]):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
@@ -95,7 +109,7 @@ def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Coun
             for q, qa in enumerate(paragraph.get("qas", [])):
                 problem = _check_question(qa, context, seen)
                 if problem:
-                    reject(f"article {a} paragraph {p} question {q}", problem)
+                    reject(_named(qa, a, p, q), problem)
                     continue
                 qid = str(qa["id"])
                 seen[qid] = qa["id"]
@@ -107,7 +121,7 @@ def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Coun
                 columns["answers"].append(
                     {"text": [x["text"] for x in answers], "answer_start": [x["answer_start"] for x in answers]}
                 )
-    return columns, skipped
+    return columns, reject.skipped
 
 
 def has_unanswerable(records: datasets.Dataset) -> bool:

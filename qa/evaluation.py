@@ -84,6 +84,8 @@ def _read_predictions(path: str) -> dict[str, str]:
 
 
 def _print_report(console, metrics: dict, data: str) -> None:
+    """The evaluation's tables: the v2.0 figures (for a file with unanswerable questions), EM/F1 with speed
+    and ECE, what abstaining at the threshold did, and the breakdowns by question and passage kind."""
     from rich.table import Table
 
     if "HasAns_total" in metrics or "NoAns_total" in metrics:

@@ -100,6 +100,8 @@ def _tokenize(texts: list[str], workers: int) -> list[Tokens]:
 
 
 def _prepare(records: "datasets.Dataset", workers: int) -> tuple["datasets.Dataset", "datasets.Dataset"]:
+    """Records -> (one row per distinct passage: its tokens; one row per question: its tokens, passage index
+    and the gold answer's token span), each passage tokenized once."""
     import datasets
 
     contexts = list(dict.fromkeys(records["context"]))
@@ -130,7 +132,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("QA_CACHE", Path.home() / ".cache" / "qa"))
 
 
-def _tokenizer_fingerprint() -> str:
+def tokenizer_fingerprint() -> str:
     """What decides the tokens and answer spans besides the text: our rules, the code version and
     the spaCy and lemma-table versions."""
     from importlib.metadata import version
@@ -142,7 +144,7 @@ def _tokenizer_fingerprint() -> str:
 def dataset_key(records: "datasets.Dataset") -> str:
     """Hash of everything that decides a preparation: the records' ids, passages, questions and gold
     answers, and the tokenizer's rules and versions; a cached preparation is reused only when all match."""
-    digest = hashlib.sha256(_tokenizer_fingerprint().encode())
+    digest = hashlib.sha256(tokenizer_fingerprint().encode())
     for column in ("id", "title", "context", "question"):
         for value in records[column]:
             digest.update(value.encode("utf-8", "surrogatepass") + b"\0")

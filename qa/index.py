@@ -61,6 +61,7 @@ from qa.documents import MAX_FILE_BYTES, DocumentError, Section, find_documents,
 from qa.errors import UserError
 from qa.retrieval import content_term, content_terms
 from qa.tokenize import tokenize_in_pieces, tokenize_many
+from qa.windows import check_windows
 
 INDEX_VERSION = 1
 DATABASE = "index.sqlite"  # the index's one file inside its folder
@@ -115,9 +116,9 @@ class IndexUpdate:
 
 def _tokenizer_key() -> str:
     """A digest of everything besides the text that decides tokens and lemmas."""
-    from qa.features import _tokenizer_fingerprint
+    from qa.features import tokenizer_fingerprint
 
-    return hashlib.sha256(_tokenizer_fingerprint().encode()).hexdigest()[:32]
+    return hashlib.sha256(tokenizer_fingerprint().encode()).hexdigest()[:32]
 
 
 def _settings(window_tokens: int, window_stride: int) -> dict[str, str]:
@@ -297,14 +298,19 @@ def build_index(paths: list[str | Path], folder: str | Path, progress: Callable[
     """Make the index in ``folder`` hold exactly the documents under ``paths``, reading only new and
     changed files; an index built with other windows, tokenizer or version is rebuilt from scratch.
     ``progress(done, total)`` follows each file; an interruption keeps every document already written."""
-    if window_tokens < 1 or not 0 < window_stride <= window_tokens:
-        raise UserError(f"window stride must be between 1 and the window size ({window_tokens}), got {window_stride}")
+    check_windows(window_tokens, window_stride)
+    check_paths(paths)
     folder = Path(folder)
-    missing = [str(path) for path in paths if not os.path.lexists(path)]
-    if missing:  # a mistyped path would otherwise empty the index of everything stored under it
-        raise UserError(f"{missing[0]}: no such file or folder; the index was not changed")
     with _index_errors(folder):
         return _update(folder, paths, progress, window_tokens, window_stride)
+
+
+def check_paths(paths: list[str | Path]) -> None:
+    """A ``UserError`` naming the first of ``paths`` that does not exist: a mistyped path would otherwise
+    empty the index of everything stored under it."""
+    missing = [str(path) for path in paths if not os.path.lexists(path)]
+    if missing:
+        raise UserError(f"{missing[0]}: no such file or folder; the index was not changed")
 
 
 def _update(folder: Path, paths: list[str | Path], progress: Callable[[int, int], None] | None,

@@ -204,6 +204,7 @@ class ReaderNet(nn.Module):
     """Passage and question BiLSTM encoders linked by general and self-attention."""
 
     def __init__(self, config: ReaderConfig, vectors: torch.Tensor):
+        """The layers ``config`` names, stage by stage; ``vectors`` (V, word_dim) are the frozen GloVe rows."""
         super().__init__()
         self.config = config
         h2 = 2 * config.hidden
@@ -250,6 +251,7 @@ class ReaderNet(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, batch: Batch) -> ReaderOutput:
+        """A batch of (passage, question) rows -> span and null logits with the attention weights used."""
         if self.context is not None and batch.passage_context is None:
             raise ValueError("this model reads contextual features: the batch carries none")
         p_mask, q_mask = batch.passage_mask, batch.question_mask

@@ -20,7 +20,6 @@ from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS, checked_level_ratios
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
-DEFAULT_MODEL = SHIPPED_MODELS / "default"
 NO_ANSWER_THRESHOLD = 0.5  # abstain above this no-answer probability when the model folder names none
 INDEX_WINDOWS = 4  # windows an index retrieves for a question, all read (docs/documents.md: measured)
 PRECISION_ENV = "QA_PRECISION"  # float32 or bfloat16: pins the precision a call leaves to the machine (tests pin float32)

@@ -312,6 +312,9 @@ def _panel_title(best: Answer, context: str, region: tuple[int, int], window: tu
 
 def _answer_parts(console: Console, question: str, context: str, prediction: Prediction, plain: bool,
                   explain: bool, documents: int | None) -> list:
+    """What ``render`` prints for an answered question, in order: the header, the passage (or the answer's
+    window of a document) with the answer and the heat, the legend, the document strip with ``explain``,
+    the alternatives, and with ``explain`` the attended spans and the evidence tables."""
     answers = prediction.answers
     best = answers[0]
     several = best.document_heat is not None or best.source is not None

@@ -18,7 +18,6 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ from qa.data import load_squad
 from qa.distributed import World, join, leave
 from qa.errors import UserError
 from qa.features import PreparedSet, prepare
-from qa.contextual import ContextFeatures
+from qa.contextual import ContextFeatures, FeatureStore
 from qa.inference import Passages, ReadingOptions
 from qa.inputs import checked_settings, read_json_object
 from qa.interrupts import InterruptRequest
@@ -52,9 +51,6 @@ from qa.model import BFLOAT16_SLOW, ReaderConfig, ReaderNet, cpu_has_bfloat16_ke
 from qa.tokenize import Tokens
 from qa.training_data import GroupShares, TrainingSet, swapped_questions
 from qa.vocab import Vocabulary, most_frequent_words
-
-if TYPE_CHECKING:  # imported lazily: only a model that reads contextual features needs it
-    from qa.contextual import FeatureStore
 
 LAST_CHECKPOINT = "last.safetensors"  # the resumable state in a run folder
 
@@ -99,6 +95,7 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str, overrides: dict | None = None) -> "TrainConfig":
+        """The recipe at ``path`` with ``overrides`` (from the command line) over its training settings."""
         recipe = read_json_object(path)
         values = {**recipe.get("training", {}), **(overrides or {})}
         try:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from qa.batching import Batch, Batcher, EncodedText
+from qa.batching import Batch, Batcher, EncodedText, term_frequency
 from qa.errors import UserError
 from qa.features import Example, PreparedSet
 from qa.contextual import ContextFeatures
@@ -204,10 +204,8 @@ def subset(text: EncodedText, keep: np.ndarray) -> EncodedText:
     """``text``'s tokens at the indices ``keep``, in order, with term frequencies recounted over them, as if
     the text had been written so."""
     lower = text.lower[keep]
-    _, inverse, counts = np.unique(lower, return_inverse=True, return_counts=True)
     return EncodedText(words=text.words[keep], tuned=text.tuned[keep], chars=text.chars[keep],
-                       surface=text.surface[keep], lower=lower, lemma=text.lemma[keep],
-                       frequency=(counts[inverse.reshape(-1)] / max(len(keep), 1)).astype(np.float32),
+                       surface=text.surface[keep], lower=lower, lemma=text.lemma[keep], frequency=term_frequency(lower),
                        context=None if text.context is None else text.context[keep])
 
 

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-PAD, UNK = 0, 1
+UNK = 1  # word and character id 0 is padding
 GLOVE_OFFSET = 2  # the word id of GloVe row 0
 MAX_CHAR = 1024  # code points below this get their own character id; the rest share UNK
 

@@ -5,22 +5,23 @@ so an answer found in any window is still a slice of the original passage.
 """
 from __future__ import annotations
 
+from qa.errors import UserError
 from qa.tokenize import Tokens
+
+
+def check_windows(size: int, stride: int) -> None:
+    """A ``UserError`` unless windows of ``size`` tokens every ``stride`` tokens cover a text without gaps."""
+    if size < 1 or not 0 < stride <= size:
+        raise UserError(f"window stride must be between 1 and the window size ({size}), got {stride}")
 
 
 def window_starts(length: int, size: int, stride: int) -> list[int]:
     """First token of each window of at most ``size`` tokens, every ``stride`` tokens, covering ``length`` tokens."""
-    if size < 1 or not 0 < stride <= size:
-        raise ValueError(f"window stride must be between 1 and the window size ({size}), got {stride}")
+    check_windows(size, stride)
     starts = list(range(0, max(length - size, 0) + 1, stride))
     if starts[-1] + size < length:
         starts.append(length - size)
     return starts
-
-
-def split_windows(tokens: Tokens, size: int, stride: int) -> list[Tokens]:
-    """Windows of at most ``size`` tokens, starting every ``stride`` tokens, covering every token."""
-    return cut_windows(tokens, [(s, s + size) for s in window_starts(len(tokens), size, stride)])
 
 
 def segment_windows(length: int, breaks: list[int], size: int, stride: int) -> list[tuple[int, int]]:

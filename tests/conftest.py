@@ -110,3 +110,25 @@ def fit(net, batch_of_step, steps: int, lr: float = 0.01) -> list[float]:
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+def split_windows(tokens, size: int, stride: int):
+    """Windows of at most ``size`` tokens, starting every ``stride`` tokens, covering every token: the plain
+    definition the index's and the reader's windows are checked against."""
+    from qa.windows import cut_windows, window_starts
+
+    return cut_windows(tokens, [(s, s + size) for s in window_starts(len(tokens), size, stride)])
+
+
+def tiny_net(seed: int, **overrides):
+    """A small untrained reader network (hidden 16, 8 character filters, ``overrides``) drawn from ``seed``, in
+    eval mode, and a batcher for it: for tests of plumbing and shapes, not of answers."""
+    import torch
+
+    from qa.batching import Batcher
+    from qa.model import ReaderConfig, ReaderNet, glove_tensor
+    from qa.vocab import Vocabulary
+
+    torch.manual_seed(seed)
+    config = ReaderConfig(hidden=16, char_filters=8, **overrides)
+    return ReaderNet(config, glove_tensor()).eval(), Batcher(Vocabulary([]), config.max_word_chars)

@@ -8,7 +8,7 @@ import pytest
 from qa.calibration import expected_calibration_error, fit_temperature, top_scores
 from qa.cli import main
 from qa.answers import SpanLogits
-from qa.reader import DEFAULT_MODEL, Reader
+from qa.reader import SHIPPED_MODELS, Reader
 
 
 def _synthetic(temperature: float, count: int, seed: int = 0):
@@ -49,7 +49,7 @@ def test_ece_weights_bins_by_their_share():
 
 def test_calibrate_writes_the_temperature_the_reader_then_uses(squad_file, tmp_path):
     model = tmp_path / "model"
-    shutil.copytree(DEFAULT_MODEL, model)
+    shutil.copytree(SHIPPED_MODELS / "default", model)
     passage = "The Normans were led by Rollo, a Viking chieftain, in the 10th century."
     [plain] = Reader.load(model).answer("Who led the Normans?", passage)
     assert main(["calibrate", str(squad_file), "--model", str(model)]) == 0
@@ -79,8 +79,6 @@ def test_the_threshold_refuses_at_most_the_stated_share_of_answerable_questions(
 
 
 def test_calibration_never_changes_a_shipped_model(squad_file, tmp_path, capsys):
-    from qa.reader import SHIPPED_MODELS
-
     before = {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "default").iterdir()}
     fast = {p.name: p.read_bytes() for p in (SHIPPED_MODELS / "fast").iterdir()}
     assert main(["calibrate", str(squad_file)]) == 2
@@ -127,7 +125,7 @@ def test_calibrating_for_the_best_v2_f1_uses_that_threshold(squad_file, tmp_path
     v2 = tmp_path / "v2.json"
     v2.write_text(json.dumps(payload))
     model = tmp_path / "model"
-    shutil.copytree(DEFAULT_MODEL, model)
+    shutil.copytree(SHIPPED_MODELS / "default", model)
     result = calibrate(str(v2), model=str(model), max_refused=None, console=Console(quiet=True))
     assert result["no_answer_target"] == {"best_v2_f1": True}
     assert result["no_answer_threshold"] == result["best_f1_threshold"]

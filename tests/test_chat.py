@@ -60,3 +60,16 @@ def test_piped_input_gives_one_result_per_question_and_no_prompts():
     rollo, scheele = re.findall(r"^Answer: (.+?) {3}score", result.stdout, re.M)
     assert rollo in ROLLO and scheele == "Carl Wilhelm Scheele"
     assert "question>" not in result.stdout and "paste the passage" not in result.stdout
+
+
+def test_bad_lines_are_reported_on_stderr_and_the_chat_goes_on():
+    result = subprocess.run([sys.executable, "-m", "qa", "chat"], input="", capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("qa: error: ") and len(result.stderr.strip().splitlines()) == 1
+    script = f"{NORMANS}\n.\n:file /no/such/file.txt\nWho led the Normans?\n"
+    result = subprocess.run([sys.executable, "-m", "qa", "chat"], input=script, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0
+    assert result.stderr == "qa: error: /no/such/file.txt: no such file or folder\n"
+    assert re.findall(r"^Answer: (.+?) {3}score", result.stdout, re.M)[0] in ROLLO

@@ -218,10 +218,11 @@ def test_chat_reports_a_bad_line_and_goes_on(monkeypatch, capsys, tmp_path):
     chat = _chat(monkeypatch, ":frobnicate\n:file\n:file .\n:attention sideways\n:file none.txt\n:show\n:quit\n")
     chat.context = Context.of_passage("Warsaw is in Poland.")
     assert chat.run() == 0
-    out = capsys.readouterr().out
-    for message in ("unknown command :frobnicate", ":file needs a PATH", "no documents found in .",
-                    "unknown attention view 'sideways'", "none.txt: no such file or folder"):
-        assert f"error: {message}" in out
+    out, err = capsys.readouterr()
+    messages = ("unknown command :frobnicate", ":file needs a PATH", "no documents found in .",
+                "unknown attention view 'sideways'", "none.txt: no such file or folder")
+    lines = err.splitlines()  # on stderr, one line each
+    assert len(lines) == len(messages) and all(line.startswith(f"qa: error: {m}") for line, m in zip(lines, messages))
     assert "Warsaw is in Poland." in out  # :show ran after the errors
 
 
@@ -233,13 +234,13 @@ def test_chat_cycles_the_views_and_writes_the_last_answer_as_html(monkeypatch, c
                               f":html\n:html rollo.html\n:html .\n:help\n", _AnsweringReader)
     assert chat.attention == "question"
     assert chat.run() == 0
-    out = capsys.readouterr().out
-    assert "error: no answer to write yet: ask a question first" in out and "error: :html needs a FILE" in out
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["qa: error: no answer to write yet: ask a question first",
+                                "qa: error: :html needs a FILE", "qa: error: .: is a folder, not a file"]
     assert _AnsweringReader.options == {"with_attention": False, "attention_view": "none"}
     views = re.findall(r"^attention view: (\S+)", out, re.M)
     assert views == ["none", *ATTENTION_CHOICES] and ATTENTION_CHOICES == (*VIEWS, "none")  # round to none again
     assert "Rollo" in page.read_text(encoding="utf-8") and "wrote rollo.html" in out
-    assert "error: .: is a folder, not a file" in out
     assert ":html FILE" in out  # documented in :help
 
 
@@ -251,7 +252,7 @@ def test_chat_lets_an_internal_error_propagate(monkeypatch):
 
 def test_chat_without_a_passage_exits_2(monkeypatch, capsys):
     assert _chat(monkeypatch, "\n").run() == 2
-    assert "error: no passage given" in capsys.readouterr().out
+    assert capsys.readouterr().err == "qa: error: no passage given\n"
 
 
 def test_a_passage_over_the_limit_is_refused(monkeypatch, capsys):

@@ -22,7 +22,7 @@ def test_local_file_becomes_flat_records(squad_file):
     [
         ({"version": "1.1"}, "'data' list"),
         ({"data": [{"paragraphs": [{"qas": []}]}]}, "article 0 paragraph 0: missing or empty 'context'"),
-        ({"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "x"}]}]}]}, "question 0: missing"),
+        ({"data": [{"paragraphs": [{"context": "abc", "qas": [{"id": "x"}]}]}]}, "question 0 \\(id 'x'\\): missing"),
         ({"data": [{"paragraphs": [{"context": "abc", "qas": [
             {"id": "x", "question": "q?", "answers": [{"text": "zz", "answer_start": 0}]}]}]}]}, "not at answer_start"),
         ({"data": [{"paragraphs": [{"context": "abc", "qas": [
@@ -112,7 +112,7 @@ def test_numeric_ids_become_text(tmp_path):
 @pytest.mark.parametrize("first, second", [(5, "5"), ("5", 5)])
 def test_an_id_that_collides_once_converted_is_named(tmp_path, first, second):
     path = _questions_file(tmp_path, [_question(first), _question(second)])
-    with pytest.raises(DataError, match=r"question 1: duplicate id '5' \(after converting the number 5 to text\)"):
+    with pytest.raises(DataError, match=r"question 1 \(id .+\): duplicate id '5' \(after converting the number 5 to text\)"):
         load_squad(path)
     skipped = Counter()
     assert load_squad(path, lenient=True, skipped=skipped)["id"] == ["5"]
@@ -154,7 +154,7 @@ def test_squad_v2_records_load_and_contradictions_are_named(tmp_path):
     assert has_unanswerable(records) and list(records["answers"])[1] == {"text": [], "answer_start": []}
     assert not has_unanswerable(records.select([0]))
     path.write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": good + [bad]}]}]}))
-    with pytest.raises(DataError, match="question 2: is_impossible is False but the question has 0 answers"):
+    with pytest.raises(DataError, match="question 2 \\(id 'c'\\): is_impossible is False but the question has 0 answers"):
         load_squad(str(path))
     skipped = Counter()
     assert len(load_squad(str(path), lenient=True, skipped=skipped)) == 2

@@ -4,17 +4,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
+
+from conftest import tiny_net
 
 from qa.answers import AttentionMaps, Heat
-from qa.batching import Batcher
 from qa.cli import main
 from qa.errors import UserError
 from qa.heat import LEVEL_RATIOS, HeatDisplay, SentenceHits, checked_level_ratios, evidence_of, fit_level_ratios, heat_of, token_heat
 from qa.inference import Passages, Query, ReadingOptions, read
-from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.tokenize import tokenize
-from qa.vocab import Vocabulary
 
 CONTEXT = "Warsaw is the capital of Poland . It stands on the Vistula River ."
 QUESTION = "What river does Warsaw stand on ?"
@@ -112,10 +110,7 @@ def test_sentence_hits_by_hand():
 
 
 def test_a_passage_of_several_windows_carries_its_document_heat():
-    torch.manual_seed(3)
-    config = ReaderConfig(hidden=16, char_filters=8)
-    net = ReaderNet(config, glove_tensor()).eval()
-    batcher = Batcher(Vocabulary([]), config.max_word_chars)
+    net, batcher = tiny_net(3)
     passage = "Filler words about nothing much. " * 40 + "Warsaw stands on the Vistula River."
     tokens = tokenize(passage)
     display = HeatDisplay("question", with_attention=True)
@@ -135,10 +130,7 @@ def test_a_passage_of_several_windows_carries_its_document_heat():
 
 def test_the_answers_of_one_window_carry_its_token_offsets_and_their_own_weights():
     """Every kept answer carries a heat over its window, weighted by its own tokens in the self view."""
-    torch.manual_seed(3)
-    config = ReaderConfig(hidden=16, char_filters=8)
-    net = ReaderNet(config, glove_tensor()).eval()
-    batcher = Batcher(Vocabulary([]), config.max_word_chars)
+    net, batcher = tiny_net(3)
     tokens = tokenize(CONTEXT)
     [prediction] = read(net, batcher, Passages([CONTEXT], [tokens], [Query("q", QUESTION, tokenize(QUESTION), 0)]),
                         ReadingOptions(top_k=4), display=HeatDisplay("self"))

