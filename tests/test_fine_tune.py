@@ -52,12 +52,14 @@ def test_fine_tuning_learns_writes_a_model_and_leaves_the_shipped_ones_unchanged
     reader = Reader.load(output)
     assert reader.net.config.to_dict() == Reader.load("fast").net.config.to_dict()  # same settings, new weights
     assert any((a != b).any() for a, b in zip(reader.net.state_dict().values(), Reader.load("fast").net.state_dict().values()))
-    assert reader.answer("Who discovered oxygen?", PASSAGES[2]["context"])[0].text == "Carl Wilhelm Scheele"
+    symbol = ("What is the symbol of oxygen?", PASSAGES[2]["context"])
+    assert Reader.load("fast").answer(*symbol, force=True)[0].text == "O and atomic number 8"  # wrong before
+    assert reader.answer(*symbol, force=True)[0].text == "O"  # learned from the file
     recorded = json.loads((output / "config.json").read_text())["reading"]["max_answer_len"]
     assert recorded >= 15 and reader.options.max_answer_len == recorded  # every command reads what it records
     saved = json.loads((output / "fine-tune.json").read_text())
     assert saved["before"]["questions"] == saved["after"]["questions"] == 12 and "temperature" in saved["calibration"]
-    assert report["after"]["forced_f1_answerable"] >= report["before"]["forced_f1_answerable"]
+    assert report["after"]["forced_f1_answerable"] > report["before"]["forced_f1_answerable"]
 
 
 def test_the_held_out_part_is_whole_articles_drawn_by_the_seed(twelve_questions, tmp_path):
