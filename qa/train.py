@@ -53,6 +53,15 @@ from qa.training_data import GroupShares, TrainingSet, swapped_questions
 from qa.vocab import Vocabulary, most_frequent_words
 
 LAST_CHECKPOINT = "last.safetensors"  # the resumable state in a run folder
+LOG_FILE = "log.jsonl"  # a run folder's log: the start line with the settings, then one line per epoch
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    """The records of a run folder's log, in order (a ``UserError`` naming a folder that holds none)."""
+    path = Path(run_dir) / LOG_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a training run folder (no {LOG_FILE})")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 @dataclass
@@ -469,7 +478,7 @@ class Run:
     def log(self, record: dict) -> None:
         """Append ``record`` to ``log.jsonl`` (rank 0)."""
         if self.trainer.world.main:
-            with open(self.folder / "log.jsonl", "a") as log:
+            with open(self.folder / LOG_FILE, "a") as log:
                 log.write(json.dumps(record) + "\n")
 
 
@@ -513,7 +522,7 @@ def _open_folder(config: TrainConfig, world: World, state: TrainState, resumed: 
     if world.main:
         folder.mkdir(parents=True, exist_ok=True)
         if resumed:
-            _sync_log(folder / "log.jsonl", state.history)
+            _sync_log(folder / LOG_FILE, state.history)
     if resumed:
         console.print(f"resuming {folder} at epoch {state.epoch + 1}, step {state.step}")
     return folder

@@ -23,6 +23,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from qa.errors import run_script
+from qa.train import LOG_FILE, read_log
+from qa.inputs import read_json_object
+
 # (row name, what differs from the default recipe, model settings that differ, training settings that differ)
 VARIANTS = [
     ("default", "bilinear score, gate, global passage self-attention, question self-attention", {}, {}),
@@ -56,10 +60,9 @@ def row_recipe(base: dict, out: Path, name: str, model: dict, training: dict, ar
 
 def finished(run: Path) -> dict | None:
     """The row's result once its budget is spent, else None."""
-    log = run / "log.jsonl"
-    if not log.exists():
+    if not (run / LOG_FILE).exists():
         return None
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    lines = read_log(run)
     epochs = [x for x in lines if x["event"] == "epoch"]
     if not epochs or epochs[-1]["complete"]:
         return None
@@ -107,7 +110,7 @@ def main() -> None:
     console = Console()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = json.loads(Path(args.recipe).read_text())
+    base = read_json_object(args.recipe)
     names = [v[0] for v in VARIANTS]
     unknown = set(args.only or []) - set(names)
     if unknown:
@@ -144,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

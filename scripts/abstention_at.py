@@ -15,6 +15,8 @@ from pathlib import Path
 from qa.data import load_squad
 from qa.evaluation import abstention
 from qa.squad.squad import v2_figures
+from qa.errors import run_script
+from qa.inputs import read_json_object
 
 
 def figures_at(references: list[dict], forced: dict[str, str], probability: dict[str, float], threshold: float) -> dict:
@@ -37,12 +39,12 @@ def main() -> None:
     args = parser.parse_args()
     records = load_squad(args.data)
     references = [{"id": i, "answers": a} for i, a in zip(records["id"], records["answers"])]
-    nbest = json.loads((Path(args.results) / "nbest.json").read_text(encoding="utf-8"))
-    probability = json.loads((Path(args.results) / "na_prob.json").read_text(encoding="utf-8"))
+    nbest = read_json_object(Path(args.results) / "nbest.json")
+    probability = read_json_object(Path(args.results) / "na_prob.json")
     forced = {i: found[0]["text"] if found else "" for i, found in nbest.items()}
     for threshold in args.thresholds:
         print(json.dumps(figures_at(references, forced, probability, threshold)))
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

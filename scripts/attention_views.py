@@ -36,6 +36,7 @@ from qa.inference import Passages
 from qa.metric import squad_scores
 from qa.reader import Reader, model_folder
 from qa.train import contextual_features
+from qa.errors import run_script
 
 
 def view_hits(data: str, model: str | None) -> dict:
@@ -97,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -40,6 +40,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from qa.cli import MODEL_HELP
+from qa.errors import run_script
 
 SHORT_TOKENS = (120, 180)  # "~150-token" passages, in spaCy tokens (as qa.features.prepare tokenizes)
 LONG_TOKENS = (900, 1100)  # "~1,000-token" passages: consecutive paragraphs of one article
@@ -436,4 +437,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

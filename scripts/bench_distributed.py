@@ -19,6 +19,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from qa.errors import run_script
+from qa.train import read_log
+from qa.inputs import read_json_object
+
 
 def throughput(recipe: dict, processes: int, steps: int, folder: Path) -> float:
     """Training questions per second of one run with ``processes`` ranks."""
@@ -31,8 +35,7 @@ def throughput(recipe: dict, processes: int, steps: int, folder: Path) -> float:
     launch = [sys.executable, "-m", "qa"] if processes == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "qa"]
     subprocess.run(launch + ["train", "--config", str(path)], check=True, stdout=subprocess.DEVNULL)
-    epochs = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
-    return [x for x in epochs if x["event"] == "epoch"][-1]["train_examples_per_s"]
+    return [x for x in read_log(run) if x["event"] == "epoch"][-1]["train_examples_per_s"]
 
 
 def main() -> None:
@@ -41,7 +44,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="global batches per setting")
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    recipe = json.loads(Path(args.recipe).read_text())
+    recipe = read_json_object(args.recipe)
     table = Table(title=f"training throughput ({args.steps} global batches of {recipe['training']['batch_size']})")
     for column in ("processes", "train questions/s", "vs 1 process"):
         table.add_column(column, justify="right")
@@ -54,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

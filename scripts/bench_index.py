@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.errors import run_script
+from qa.inputs import read_json_object
+
 
 def write_articles(files: list[str], folder: Path) -> int:
     """Each article of ``files`` as ``folder/<file stem>/<title>.txt``; returns how many."""
@@ -28,7 +31,7 @@ def write_articles(files: list[str], folder: Path) -> int:
     for file in files:
         part = folder / Path(file).stem
         part.mkdir(parents=True, exist_ok=True)
-        for article in json.loads(Path(file).read_text())["data"]:
+        for article in read_json_object(file)["data"]:
             name = re.sub(r"[^\w.-]+", "_", article["title"])[:100] + ".txt"
             (part / name).write_text("\n\n".join(p["context"] for p in article["paragraphs"]))
             count += 1
@@ -91,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,6 +27,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from bench import elapsed_ms  # scripts/ is on the path when a script here runs
 from bench_training import TrainingSizes, training_set, training_speed
+from qa.errors import run_script
 
 
 def lstm_share(reader, dev: str, sizes: TrainingSizes) -> dict:
@@ -115,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 from qa.cli import MODEL_HELP
+from qa.errors import run_script
+from qa.inputs import read_json_object
 
 QUESTION = "Who led the Normans?"
 PASSAGE = ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
@@ -80,7 +82,7 @@ def long_passage(model: str, dev: str, min_words: int = 5000) -> tuple[int, floa
     least ``min_words`` words, its paragraphs joined, after a warm-up question."""
     from qa.reader import Reader
 
-    articles = json.loads(Path(dev).read_text())["data"]
+    articles = read_json_object(dev)["data"]
     for article in articles:
         paragraphs = article["paragraphs"]
         text = "\n\n".join(p["context"] for p in paragraphs)
@@ -98,7 +100,7 @@ def largest_passage(model: str, dev: str, folder: Path) -> tuple[int, float, flo
     """Characters, seconds and peak RSS (MB) of ``qa ask --file`` on a passage at the size limit."""
     from qa.inputs import MAX_PASSAGE_CHARS
 
-    paragraphs = [p["context"] for a in json.loads(Path(dev).read_text())["data"] for p in a["paragraphs"]]
+    paragraphs = [p["context"] for a in read_json_object(dev)["data"] for p in a["paragraphs"]]
     text = ""
     for paragraph in paragraphs * 2:
         if len(text) + len(paragraph) + 2 > MAX_PASSAGE_CHARS:
@@ -137,4 +139,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

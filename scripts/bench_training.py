@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from qa.cli import MODEL_HELP
+from qa.errors import run_script
 
 
 @dataclass(frozen=True)
@@ -106,4 +106,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

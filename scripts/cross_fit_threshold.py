@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 from qa.squad.squad import best_threshold, score_pairs, v2_figures
+from qa.errors import run_script
+from qa.inputs import read_json_object
 
 
 def main() -> None:
@@ -20,9 +22,9 @@ def main() -> None:
     parser.add_argument("data", help="the SQuAD 2.0 file")
     parser.add_argument("results", help="folder with nbest.json and na_prob.json from qa evaluate --output")
     args = parser.parse_args()
-    payload = json.loads(Path(args.data).read_text(encoding="utf-8"))
-    nbest = json.loads((Path(args.results) / "nbest.json").read_text(encoding="utf-8"))
-    probability = json.loads((Path(args.results) / "na_prob.json").read_text(encoding="utf-8"))
+    payload = read_json_object(args.data)
+    nbest = read_json_object(Path(args.results) / "nbest.json")
+    probability = read_json_object(Path(args.results) / "na_prob.json")
     folds: dict[int, list[dict]] = {0: [], 1: []}
     for index, article in enumerate(payload["data"]):
         for paragraph in article["paragraphs"]:
@@ -49,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -13,6 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
+from qa.errors import run_script
+from qa.inputs import read_json_object
+
 SEPARATOR = "\n\n"
 
 
@@ -37,7 +40,7 @@ def main() -> None:
     parser.add_argument("output", help="where to write the document-level file")
     parser.add_argument("--articles", type=int, default=0, help="keep only the first N articles (0: all)")
     args = parser.parse_args()
-    payload = json.loads(Path(args.source).read_text(encoding="utf-8"))
+    payload = read_json_object(args.source)
     articles = payload["data"][: args.articles or None]
     documents = [whole_article(article) for article in articles]
     Path(args.output).write_text(json.dumps({"version": payload.get("version", ""), "data": documents}), encoding="utf-8")
@@ -48,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

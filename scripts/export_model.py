@@ -7,7 +7,6 @@ its calibration, plus the dev metrics measured by ``qa evaluate`` when given), a
 weights load.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,8 @@ sys.path.insert(0, str(ROOT))
 
 from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, MODEL_FILE, read_json, read_tensors, write_json, write_tensors  # noqa: E402
 from qa.reader import MODEL_NAMES, Reader, model_folder  # noqa: E402
+from qa.errors import run_script  # noqa: E402
+from qa.inputs import read_json_object  # noqa: E402
 
 
 def main() -> int:
@@ -28,7 +29,7 @@ def main() -> int:
     Reader.load(source)  # refuses a folder whose weights do not match its config
     config = read_json(source / CONFIG_FILE)
     if args.metrics:
-        config["dev"] = json.loads(Path(args.metrics).read_text())
+        config["dev"] = read_json_object(args.metrics)
     target.mkdir(parents=True, exist_ok=True)
     config[DIGEST_KEY] = write_tensors(target / MODEL_FILE, read_tensors(source / MODEL_FILE))
     write_json(target / CONFIG_FILE, config)
@@ -38,4 +39,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

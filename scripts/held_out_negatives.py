@@ -22,6 +22,8 @@ import numpy as np
 from qa.data import load_squad
 from qa.features import PreparedSet, prepare
 from qa.training_data import answer_sentences, article_names, other_paragraphs, swapped_question
+from qa.errors import run_script
+from qa.inputs import read_json_object
 
 SUFFIX = {"other paragraph": "other", "answer sentences removed": "removed",  # negative ids: question id + suffix
           "question swapped": "swapped"}
@@ -42,7 +44,7 @@ def _arguments() -> argparse.Namespace:
 
 def _last_articles(train: str, count: int) -> PreparedSet:
     """The last ``count`` articles of a SQuAD v1.1 file, prepared (not cached: a one-off subset)."""
-    payload = json.loads(Path(train).read_text(encoding="utf-8"))
+    payload = read_json_object(train)
     with tempfile.TemporaryDirectory() as folder:  # the held-out articles as a file of their own, to load
         articles_file = Path(folder) / "held-out-v1.1.json"
         articles_file.write_text(json.dumps({"version": "v1.1 held out", "data": payload["data"][-count:]}),
@@ -117,4 +119,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,6 +19,8 @@ import random
 from pathlib import Path
 
 from document_level import whole_article  # scripts/ is on the path when a script here runs
+from qa.errors import run_script
+from qa.inputs import read_json_object
 
 SUFFIX = "-off"
 
@@ -54,7 +56,7 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=0, help="keep only the first N articles (0: all)")
     parser.add_argument("--seed", type=int, default=13, help="which other article each article's questions go to")
     args = parser.parse_args()
-    payload = json.loads(Path(args.source).read_text(encoding="utf-8"))
+    payload = read_json_object(args.source)
     documents = off_topic(payload["data"][: args.articles or None], args.seed)
     Path(args.output).write_text(json.dumps({"version": "v2.0", "data": documents}), encoding="utf-8")
     questions = sum(len(d["paragraphs"][0]["qas"]) for d in documents)
@@ -62,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

