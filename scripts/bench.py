@@ -14,7 +14,6 @@ Usage (from the repository root; needs ``pip install -e ".[bench]"``):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import importlib.metadata
 import importlib.resources
@@ -300,20 +299,35 @@ def machine() -> dict:
             "transformers": importlib.metadata.version("transformers"), "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
-@contextlib.contextmanager
-def other_work():
-    """Yield a dict whose ``share``, once the block ends, is the share of the machine's CPU time that
-    processes other than this one and its children used meanwhile (anything else slowing the figures)."""
+def cpu_clock() -> tuple[float, float, float]:
+    """Now: the wall clock, the machine's busy CPU seconds, and this process's with its children's."""
+    machine_times, own = psutil.cpu_times(), psutil.Process().cpu_times()
+    busy = sum(getattr(machine_times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+    return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
 
-    def clock() -> tuple[float, float, float]:
-        machine_times, own = psutil.cpu_times(), psutil.Process().cpu_times()
-        busy = sum(getattr(machine_times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
-        return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
 
-    result, (wall0, busy0, own0) = {"share": 0.0}, clock()
-    yield result
-    wall1, busy1, own1 = clock()
-    result["share"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / max((wall1 - wall0) * (os.cpu_count() or 1), 1e-9)
+class OtherWork:
+    """A ``with`` block whose ``share``, once it ends, is the share of the machine's CPU time that processes
+    other than this one and its children used meanwhile (anything else slowing the figures)."""
+
+    def __enter__(self) -> "OtherWork":
+        self.share, self._start = 0.0, cpu_clock()
+        return self
+
+    def __exit__(self, *exception) -> None:
+        (wall0, busy0, own0), (wall1, busy1, own1) = self._start, cpu_clock()
+        self.share = max(0.0, (busy1 - busy0) - (own1 - own0)) / max((wall1 - wall0) * (os.cpu_count() or 1), 1e-9)
+
+
+class Stages:
+    """One progress bar's task that names the stage a measurement is in and counts the stages done."""
+
+    def __init__(self, progress: Progress, name: str, total: int):
+        self.progress, self.task, self.done = progress, progress.add_task(name, total=total), 0
+
+    def __call__(self, description: str) -> None:
+        self.progress.update(self.task, description=description, completed=self.done)
+        self.done += 1
 
 
 def measure(model: str, dev: str, sizes: Sizes, bfloat16: bool, progress: Progress) -> dict:
@@ -323,11 +337,7 @@ def measure(model: str, dev: str, sizes: Sizes, bfloat16: bool, progress: Progre
     from qa.model import cpu_has_bfloat16_kernels
     from qa.reader import Reader
 
-    task, done = progress.add_task(model, total=6), iter(range(6))
-
-    def stage(name: str):
-        progress.update(task, description=name, completed=next(done))
-
+    stage = Stages(progress, model, total=6)
     stage("loading the models and choosing dev passages")
     reader = Reader.load(model, bfloat16=bfloat16)
     minilm = MiniLM(reader.options.bfloat16)
@@ -381,9 +391,9 @@ def markdown_table(reports: dict) -> str:
 def measured(model: str, args, sizes: Sizes, common: dict) -> dict:
     """One model's figures, with how much other work shared the CPUs meanwhile."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress, other_work() as other:
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress, OtherWork() as other:
         results = measure(model, args.dev, sizes, args.bfloat16, progress)
-    return {**common, **results, "other_work_share": round(other["share"], 3)}
+    return {**common, **results, "other_work_share": round(other.share, 3)}
 
 
 def in_own_process(model: str, args) -> dict:
