@@ -334,5 +334,49 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_printable(tmp_path: Path) -
         stream.write("text")
     files, skipped = find_documents([tmp_path])
     assert [file.name for file in files] == ["plain.txt"]
-    assert skipped == [(str(tmp_path) + "/caf\\xe9.txt", "its name is not UTF-8 text; rename the file")]
+    assert skipped == [(str(tmp_path) + "/caf\\xe9.txt", "its name is not printable UTF-8 text; rename the file")]
     skipped[0][0].encode("utf-8")  # printable and storable
+
+
+def test_a_word_file_that_unpacks_past_the_limit_is_refused_before_parsing(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    document = docx.Document()
+    document.add_paragraph("Counting sheep. " * 5000)  # 80 kB of XML, packed to a few
+    document.save(str(tmp_path / "sheep.docx"))
+    assert (tmp_path / "sheep.docx").stat().st_size < 50_000  # under the limit as a file: it is read
+    monkeypatch.setattr(documents, "MAX_FILE_BYTES", 50_000)
+    monkeypatch.setattr(docx, "Document", lambda *args: pytest.fail("parsed before the check"))
+    with pytest.raises(DocumentError, match=r"sheep\.docx: unpacks to [\d,]+ bytes; the limit is 50,000"):
+        read_document(tmp_path / "sheep.docx")
+
+
+def test_a_line_break_in_html_separates_words(tmp_path: Path) -> None:
+    page = "<p>The office opens at 9am<br>and closes at 5pm.</p><p>Address:<br/>12 Harbour Road<br>Dover</p>"
+    doc = read_document(write(tmp_path / "office.html", page))
+    assert doc.text == "The office opens at 9am and closes at 5pm.\n\nAddress: 12 Harbour Road Dover"
+
+
+def test_deeply_nested_inline_html_is_one_block_of_its_words(tmp_path: Path) -> None:
+    page = "<main><h2>Sheep</h2><p>" + "<span>baa " * 3000 + "</p><p>The end.</p></main>"  # unclosed spans
+    doc = read_document(write(tmp_path / "nested.html", page))
+    assert doc.text == "Sheep\n\n" + " ".join(["baa"] * 3000) + "\n\nThe end."
+    assert doc.locate(doc.text.index("The end")).heading == "Sheep"
+
+
+def test_utf8_with_a_stray_or_cut_byte_stays_utf8(tmp_path: Path) -> None:
+    text = "São Paulo é grande. Zoë and Jürgen met in Malmö. " * 4
+    cut = text[:-2].encode("utf-8")[:-1]  # ends in the middle of its last character, the "ö"
+    assert read_document(write(tmp_path / "cut.txt", cut)).text == text[:-3] + "\ufffd"
+    stray = text.encode("utf-8").replace(b"grande", b"grand\xe9", 1)  # one Latin-1 byte in UTF-8 text
+    doc = read_document(write(tmp_path / "stray.html", b"<p>" + stray + b"</p>"))
+    assert "Zoë and Jürgen met in Malmö" in doc.text and "grand\ufffd" in doc.text
+
+
+def test_a_file_name_with_a_control_character_is_skipped_and_printed_on_one_line(tmp_path: Path) -> None:
+    write(tmp_path / "bad\nname.txt", "text")
+    files, skipped = find_documents([tmp_path])
+    assert files == []
+    assert skipped == [(str(tmp_path) + "/bad\\nname.txt", "its name is not printable UTF-8 text; rename the file")]
+    with pytest.raises(DocumentError) as error:
+        read_document(tmp_path / "bad\nname.txt\x1b")
+    assert "\n" not in str(error.value) and "\x1b" not in str(error.value) and "bad\\nname.txt\\x1b" in str(error.value)
