@@ -58,7 +58,8 @@ from pathlib import Path
 
 import charset_normalizer
 import docx
-from docx.table import Table
+from docx.oxml.ns import qn
+from docx.text.paragraph import Paragraph
 import pypdfium2
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -219,6 +220,8 @@ def _markdown_text(raw: bytes) -> tuple[str, list[Section]]:
     for previous, token in zip([Token("", "", 0), *tokens], tokens):
         if token.type in ("fence", "code_block"):
             builder.add(token.content.rstrip("\n"))
+        elif token.type == "html_block":  # raw HTML in the Markdown: its text, read as a page's
+            builder.add(_html_text(token.content.encode("utf-8"))[0])
         elif token.type == "tr_close":
             builder.add(" | ".join(row), separator="\n")
             row = []
@@ -325,15 +328,36 @@ def _docx_text(raw: bytes) -> tuple[str, list[Section]]:
     if unpacked > MAX_FILE_BYTES:
         raise _Unreadable(f"unpacks to {unpacked:,} bytes; the limit is {MAX_FILE_BYTES:,}")
     builder = _TextBuilder()
-    for block in docx.Document(BytesIO(raw)).iter_inner_content():
-        if isinstance(block, Table):
-            for row in block.rows:
-                builder.add(" | ".join(cell.text.strip() for cell in row.cells), separator="\n")
-            continue
-        style = block.style.name if block.style is not None else ""
-        heading = " ".join(block.text.split()) if style in _DOCX_HEADING_STYLES else None
-        builder.add(block.text, Section(0, heading=heading) if heading else None, separator="\n")
+    document = docx.Document(BytesIO(raw))
+    for text, style in _docx_blocks(document.element.body, document):
+        heading = " ".join(text.split()) if style in _DOCX_HEADING_STYLES else None
+        builder.add(text, Section(0, heading=heading) if heading else None, separator="\n")
     return builder.result()
+
+
+def _docx_blocks(element, document) -> Iterator[tuple[str, str]]:
+    """The (text, style name) of each paragraph and table row under ``element``, in order, from the XML
+    itself: python-docx's own walk skips content controls (``w:sdt``) and nested tables, and repeats a
+    merged cell's text once per column it spans."""
+    for child in element.iterchildren():
+        if child.tag == qn("w:p"):
+            paragraph = Paragraph(child, document)
+            yield _paragraph_text(child), paragraph.style.name if paragraph.style is not None else ""
+        elif child.tag == qn("w:tbl"):
+            for row in child.iterchildren(qn("w:tr")):
+                cells = [" ".join(text.strip() for text, _ in _docx_blocks(cell, document) if text.strip())
+                         for cell in row.iterchildren(qn("w:tc"))]
+                yield " | ".join(cells), ""
+        elif child.tag == qn("w:sdt"):
+            for content in child.iterchildren(qn("w:sdtContent")):
+                yield from _docx_blocks(content, document)
+
+
+def _paragraph_text(paragraph) -> str:
+    """A ``w:p`` element's text: its runs wherever they sit (hyperlinks, fields, content controls), tabs
+    and line breaks kept."""
+    breaks = {qn("w:tab"): "\t", qn("w:br"): "\n", qn("w:cr"): "\n"}
+    return "".join(node.text or "" if node.tag == qn("w:t") else breaks.get(node.tag, "") for node in paragraph.iter())
 
 
 _READERS: dict[str, tuple[str, Callable[[bytes], tuple[str, list[Section]]]]] = {

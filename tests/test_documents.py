@@ -380,3 +380,33 @@ def test_a_file_name_with_a_control_character_is_skipped_and_printed_on_one_line
     with pytest.raises(DocumentError) as error:
         read_document(tmp_path / "bad\nname.txt\x1b")
     assert "\n" not in str(error.value) and "\x1b" not in str(error.value) and "bad\\nname.txt\\x1b" in str(error.value)
+
+
+def test_docx_content_controls_nested_tables_and_merged_cells_are_read_once(tmp_path: Path) -> None:
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    document = docx.Document()
+    document.add_paragraph("Before the control.")
+    body = document.element.body  # its last child is the section properties, which stay last
+    body.insert(len(body) - 1, parse_xml(f'<w:sdt {nsdecls("w")}><w:sdtContent><w:p><w:r><w:t>The warranty lasts '
+                                         'three years.</w:t></w:r></w:p></w:sdtContent></w:sdt>'))
+    owner = document.add_paragraph("Owner: ")
+    owner._p.append(parse_xml(f'<w:sdt {nsdecls("w")}><w:sdtContent><w:r><w:t>Agnes Mowbray</w:t></w:r>'
+                              '</w:sdtContent></w:sdt>'))
+    table = document.add_table(rows=2, cols=3)
+    table.cell(0, 0).merge(table.cell(0, 2)).text = "Ferry fares for the summer season"
+    table.cell(1, 0).text, table.cell(1, 1).text = "Adult", "40"
+    table.cell(1, 2).add_table(rows=1, cols=1).cell(0, 0).text = "Children travel free"
+    document.save(str(tmp_path / "ferry.docx"))
+    text = read_document(tmp_path / "ferry.docx").text
+    assert "The warranty lasts three years." in text and "Owner: Agnes Mowbray" in text
+    assert text.count("Ferry fares for the summer season") == 1
+    assert "Adult | 40 | Children travel free" in text
+
+
+def test_markdown_keeps_the_text_of_raw_html_blocks(tmp_path: Path) -> None:
+    page = "# Server\n\n<div>\nThe server listens on port 8080 by default.\n<script>track()</script>\n</div>\n\nThe end.\n"
+    doc = read_document(write(tmp_path / "server.md", page))
+    assert doc.text == "Server\n\nThe server listens on port 8080 by default.\n\nThe end."
+    assert doc.locate(doc.text.index("port 8080")).heading == "Server"
