@@ -90,8 +90,10 @@ def _add_chat(commands) -> None:
 def _add_index(commands) -> None:
     index = commands.add_parser("index", help="index documents on disk, to ask them again and again",
                                 description="Store the documents of PATH... (files and folders), their windows and "
-                                            "a BM25 index in DIR; run again to update only what was added, changed "
-                                            "or removed. Then: qa ask QUESTION --index DIR.")
+                                            "a BM25 index in DIR; run again with the same PATHs to update only what was "
+                                            "added, changed or removed. DIR holds exactly the documents under the PATHs "
+                                            "given last: documents indexed from other paths before are removed. Then: "
+                                            "qa ask QUESTION --index DIR.")
     index.add_argument("paths", nargs="+", metavar="PATH", help="files and folders (read recursively)")
     index.add_argument("--output", required=True, metavar="DIR", help="the index folder (made if missing)")
 
