@@ -18,6 +18,7 @@ from pathlib import Path
 import datasets
 
 from qa.errors import UserError
+from qa.inputs import is_unicode
 
 
 class DataError(UserError):
@@ -49,6 +50,8 @@ def _check_question(qa, context: str, seen: dict[str, str | int]) -> Problem | N
     qid = qa.get("id") if isinstance(qa, dict) else None
     if not (isinstance(qid, str) or _whole_number(qid)) or not isinstance(qa.get("question"), str):
         return Problem.of("missing 'id' or 'question'")
+    if not is_unicode(qa["question"]):
+        return Problem.of("text that is not valid Unicode (a lone surrogate)")
     key = str(qid)
     if key in seen:
         mixed = isinstance(seen[key], str) != isinstance(qid, str)  # one of the two was written as a number
@@ -105,6 +108,9 @@ def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Coun
             context = paragraph.get("context") if isinstance(paragraph, dict) else None
             if not isinstance(context, str) or not context.strip():
                 reject(f"article {a} paragraph {p}", Problem.of("missing or empty 'context'"))
+                continue
+            if not is_unicode(context):
+                reject(f"article {a} paragraph {p}", Problem.of("text that is not valid Unicode (a lone surrogate)"))
                 continue
             for q, qa in enumerate(paragraph.get("qas", [])):
                 problem = _check_question(qa, context, seen)

@@ -118,6 +118,19 @@ def _print_report(console, metrics: dict, data: str) -> None:
         console.print(detail)
 
 
+def _unmatched(predicted: dict[str, str], ids: list[str], console) -> dict:
+    """How many questions a predictions file has no answer for (scored as an empty answer: wrong on an
+    answerable question, a correct abstention on an unanswerable one) and how many of its ids are not
+    questions of the file, with a warning for each kind, as the official scripts warn."""
+    missing, unknown = len(set(ids) - set(predicted)), len(set(predicted) - set(ids))
+    if missing:
+        console.print(f"[yellow]warning:[/] the predictions have no answer for {missing:,} of the {len(ids):,} "
+                      "questions: each is scored as an empty answer (no answer)")
+    if unknown:
+        console.print(f"[yellow]warning:[/] {unknown:,} predicted ids are not questions of this file")
+    return {"missing_predictions": missing, "unknown_predictions": unknown}
+
+
 def _print_v2_report(console, metrics: dict, data: str) -> None:
     """The official SQuAD 2.0 figures: all questions, answerable ones, unanswerable ones, best threshold."""
     from rich.table import Table
@@ -130,8 +143,8 @@ def _print_v2_report(console, metrics: dict, data: str) -> None:
             table.add_row(label, str(metrics[f"{prefix}total"]), f"{metrics[f'{prefix}exact']:.2f}",
                           f"{metrics[f'{prefix}f1']:.2f}")
     if "best_f1" in metrics:
-        table.add_row("best no-answer threshold", f"p > {metrics['best_f1_thresh']:.3f}", f"{metrics['best_exact']:.2f}",
-                      f"{metrics['best_f1']:.2f}")
+        table.add_row("at the best no-answer thresholds", f"p > {metrics['best_exact_thresh']:.3g} (exact), "
+                      f"{metrics['best_f1_thresh']:.3g} (f1)", f"{metrics['best_exact']:.2f}", f"{metrics['best_f1']:.2f}")
     console.print(table)
 
 
@@ -292,7 +305,7 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
         unanswerable = has_unanswerable(records)
         if predictions_file:
             answers = _Answers(_read_predictions(predictions_file))
-            metrics["predictions"] = predictions_file
+            metrics.update(predictions=predictions_file, **_unmatched(answers.texts, records["id"], console))
         else:
             run = _predict(records, model, batch_size, nbest, bfloat16, attention_view, unanswerable, max_windows,
                            first_windows, abstain_above, world, console, open_setting)

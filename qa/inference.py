@@ -43,8 +43,10 @@ from qa.retrieval import Ranker
 from qa.tokenize import Tokens
 from qa.windows import cut_windows, merge_ranked, owned_ranges, segment_windows
 
-# Candidates kept per question beyond top_k while reading: they are ranked by their own window's
-# logits, then rescored over the whole passage, where the order near a window's edge can change.
+# Candidates each row contributes beyond top_k: its best spans by its own window's logits. Every row's are
+# kept until all of a question's are rescored over the whole passage, where the order near a window's edge
+# can change (cutting each question's list to top_k + 5 by window scores first lost the passage's best
+# span in 1 of 240 whole-article questions).
 CANDIDATE_MARGIN = 5
 # Queries are read in runs of consecutive passages of about this many first-reading rows; a run's texts
 # stay encoded until it ends, so that its second reading finds them.
@@ -256,10 +258,10 @@ class _Found:
     nulls: dict[int, np.ndarray] = field(default_factory=dict)
     strips: dict[int, np.ndarray] = field(default_factory=dict)
 
-    def add(self, other: "_Found", keep: int) -> None:
+    def add(self, other: "_Found") -> None:
         """Take in what ``other`` found: another rank's share of the rows, or a later reading's."""
         for q, answers in other.best.items():
-            self.best[q] = merge_ranked(self.best.get(q, []) + answers, keep)
+            self.best[q] = merge_ranked(self.best.get(q, []) + answers)
         for q, windows in other.logits.items():  # every (query, window) is one row, read by one rank once
             self.logits.setdefault(q, {}).update(windows)
         for q, window_nulls in other.nulls.items():
@@ -337,7 +339,7 @@ class _Reading:
         unsure = [q for q in run if plan.later[q] and not (results[q][0] and results[q][0][0].score >= options.confident_score)]
         self.progress.total -= sum(len(plan.later[q]) for q in run) - sum(len(plan.later[q]) for q in unsure)
         if unsure:
-            found.add(self._read(plan.rows(unsure, plan.later), texts), self.keep)
+            found.add(self._read(plan.rows(unsure, plan.later), texts))
             results.update({q: self._scored(found, q) for q in unsure})
         for q, strip in found.strips.items():
             self.display.document(self.passages.tokens[self.passages.queries[q].passage], strip, results[q][0])
@@ -352,7 +354,7 @@ class _Reading:
             self.progress.advance(len(part))
         found = _Found()
         for part in self.world.gather(mine):
-            found.add(part, self.keep)
+            found.add(part)
         return found
 
     def _forward(self, part: list[tuple[int, int]], texts: _RunTexts) -> tuple[ReaderOutput, torch.Tensor]:
@@ -377,7 +379,7 @@ class _Reading:
                 window_nulls = found.nulls.setdefault(q, np.full(len(plan.passage_windows[passage]), np.nan))
                 window_nulls[w - plan.passage_windows[passage].start] = float(output.null_logits[b])
             answers = _row_answers(spans, b, self.passages.texts[passage], window, output)
-            found.best[q] = merge_ranked(found.best.get(q, []) + answers, self.keep)
+            found.best[q] = merge_ranked(found.best.get(q, []) + answers)
             if self.display is not None and answers:
                 self._show(found, q, w, output, b, answers)
 

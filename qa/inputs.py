@@ -45,10 +45,22 @@ def read_json_object(path: str, expected: str = "a JSON object {...}") -> dict:
     return payload
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode: no lone surrogate, which a file or argument that is not UTF-8
+    leaves in Python's strings and which the tokenizer cannot take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def checked_passage(text: str) -> str:
-    """``text`` unchanged, or a ``UserError`` when it is blank or over ``MAX_PASSAGE_CHARS``."""
+    """``text`` unchanged, or a ``UserError`` when it is blank, not valid Unicode or over ``MAX_PASSAGE_CHARS``."""
     if not text.strip():
         raise UserError("the passage is empty")
+    if not is_unicode(text):
+        raise UserError("the passage is not valid Unicode text (is it UTF-8?)")
     if len(text) > MAX_PASSAGE_CHARS:
         raise UserError(f"the passage has {len(text):,} characters; the limit is {MAX_PASSAGE_CHARS:,}")
     return text

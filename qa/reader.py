@@ -17,6 +17,7 @@ from qa.answers import Answer, AttentionMaps, Prediction  # noqa: F401  (the lib
 from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, ModelFileError, load_weights, read_json
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS, checked_level_ratios
+from qa.inputs import is_unicode
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
@@ -73,6 +74,8 @@ def _check_questions(questions: list[str]) -> None:
     for question in questions:
         if not isinstance(question, str) or not question.strip():
             raise UserError("a question is empty")
+        if not is_unicode(question):
+            raise UserError("a question is not valid Unicode text (is it UTF-8?)")
 
 
 class Reader:
@@ -225,6 +228,8 @@ class Reader:
         for context in contexts:
             if not isinstance(context, str) or not context.strip():
                 raise UserError("a passage is empty")
+            if not is_unicode(context):
+                raise UserError("a passage is not valid Unicode text (is it UTF-8?)")
         unique = list(dict.fromkeys(contexts))
         index = {c: i for i, c in enumerate(unique)}
         passages = Passages(unique, tokenize_many(unique), self._queries(questions, [index[c] for c in contexts]))

@@ -49,9 +49,9 @@ def owned_ranges(starts: list[int], size: int, length: int, ends: list[int] | No
     return [(max(cuts[k] - start, 0), min(cuts[k + 1], ends[k]) - start) for k, start in enumerate(starts)]
 
 
-def merge_ranked(candidates: list, top_k: int) -> list:
-    """The ``top_k`` best candidates (objects with ``start``, ``end``, ``score``), each character span
-    once: a span found in two overlapping windows keeps its higher score. Ties are broken by
+def merge_ranked(candidates: list, top_k: int | None = None) -> list:
+    """The ``top_k`` best candidates (objects with ``start``, ``end``, ``score``; None: all), each character
+    span once: a span found in two overlapping windows keeps its higher score. Ties are broken by
     position, so the result does not depend on the order the candidates arrive in."""
     best: dict[tuple[int, int], object] = {}
     for candidate in candidates:

@@ -325,3 +325,13 @@ def test_ask_and_chat_pass_the_precision_to_the_reader(monkeypatch, command, arg
     question = ["Who led the Normans?"] if command == "ask" else []
     assert main([command, *question, "--context", PASSAGE, *argv]) == 0
     assert loads == [bfloat16]
+
+
+def test_an_argument_that_is_not_utf8_is_a_one_line_error():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "qa", "ask", "Who founded it?", "--context",
+                             b"Alice \xff founded it.", "--model", "fast"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == "qa: error: the passage is not valid Unicode text (is it UTF-8?)\n"

@@ -26,12 +26,14 @@ def test_expected_calibration_error_by_hand():
 
 
 def test_scoring_a_predictions_file_by_hand(squad_file, tmp_path, capsys):
-    predictions = {"n1": "Rollo", "n2": "in France", "w1": "the Vistula River", "o3": "1774"}
+    predictions = {"n1": "Rollo", "n2": "in France", "w1": "the Vistula River", "o3": "1774", "zz": "stray"}
     path = tmp_path / "predictions.json"
     path.write_text(json.dumps(predictions))
     out = tmp_path / "scores"
     assert main(["evaluate", str(squad_file), "--predictions", str(path), "--output", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["missing_predictions"], metrics["unknown_predictions"]) == (4, 1)  # 8 questions, 4 answered
+    assert "no answer for 4 of the 8 questions" in " ".join(capsys.readouterr().out.split())
     # 8 questions: n1 EM; n2 F1 2/3 (precision 1/2, recall 1); w1 EM after removing "the"; the rest 0.
     assert metrics["exact_match"] == pytest.approx(100 * 2 / 8)
     assert metrics["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1) / 8)
@@ -136,3 +138,13 @@ def test_metrics_report_the_answerable_questions_refused_at_the_threshold_and_us
     assert moved["abstention"]["answerable_refused"] == 0 and moved["abstention"]["threshold"] == 1.0
     assert all(json.loads((tmp_path / "moved" / "predictions.json").read_text()).values())
     assert main(["evaluate", str(path), "--model", str(abstaining_model), "--abstain-above", "1.5"]) == 2
+
+
+def test_a_model_without_the_null_option_writes_one_minus_its_top_score_as_the_no_answer_probability(tmp_path):
+    path = _v2_file(tmp_path)
+    assert main(["evaluate", str(path), "--model", "fast", "--output", str(tmp_path / "fast")]) == 0
+    probabilities = json.loads((tmp_path / "fast" / "na_prob.json").read_text())
+    nbest = json.loads((tmp_path / "fast" / "nbest.json").read_text())
+    assert set(probabilities) == set(nbest) and len(probabilities) == 11
+    for qid, probability in probabilities.items():  # what the best-threshold sweep ranks by
+        assert probability == pytest.approx(1.0 - nbest[qid][0]["score"], abs=1e-6)

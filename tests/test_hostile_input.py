@@ -5,6 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qa.batching import Batcher
+from qa.errors import UserError
+from qa.inputs import is_unicode
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.inference import ReadingOptions
 from qa.reader import Reader
@@ -14,7 +16,8 @@ from qa.vocab import Vocabulary
 
 PIECES = st.sampled_from(
     ["Warsaw", "river", "e\u0301", "\U0001F600", "\u4e2d\u6587", "\u05e9\u05dc\u05d5\u05dd", "\u200b", "\u200d",
-     "\r\n", "\t", "   ", "\x07", "\x1f", "-", "/", "1990s.", "U.S.", "\u00a0", "'s", "\ufeff"]
+     "\r\n", "\t", "   ", "\x07", "\x1f", "-", "/", "1990s.", "U.S.", "\u00a0", "'s", "\ufeff",
+     "\ud800", "\udcff"]  # lone surrogates: what a file or argument that is not UTF-8 leaves in a str
 )
 TEXT = st.lists(st.one_of(PIECES, st.text(min_size=1, max_size=6)), min_size=1, max_size=40).map(" ".join)
 
@@ -29,8 +32,10 @@ def reader():
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(question=TEXT, context=TEXT)
 def test_answers_always_slice_the_passage(reader, question, context):
-    if not question.strip() or not context.strip():
-        with pytest.raises(ValueError, match="empty"):
+    blank, broken = not question.strip() or not context.strip(), not (is_unicode(question) and is_unicode(context))
+    if blank or broken:  # refused with the one problem or the other
+        with pytest.raises(UserError, match=("empty" if blank else "") + ("|" if blank and broken else "")
+                           + ("not valid Unicode text" if broken else "")):
             reader.answer(question, context)
         return
     for answer in reader.answer(question, context, top_k=3):

@@ -303,3 +303,49 @@ def test_reading_in_several_runs_gives_the_same_predictions(tiny_null, monkeypat
         assert [(a.start, a.end) for a in one.answers] == [(a.start, a.end) for a in other.answers]
         assert [a.score for a in one.answers] == pytest.approx([a.score for a in other.answers], rel=1e-5)
         assert one.no_answer == pytest.approx(other.no_answer, rel=1e-5)
+
+
+class _ScriptedNet(torch.nn.Module):
+    """A stand-in network whose span logits are set per passage token: the passage's words are the numbers
+    0..N-1, so each row's tokens say where its window sits. ``logits(window_first, token)`` -> (start, end)."""
+
+    def __init__(self, vocabulary, tokens: int, logits):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.index = {vocabulary.word_id(str(i)): i for i in range(tokens)}
+        assert len(self.index) == tokens  # every number its own word id
+        self.logits = logits
+
+    def forward(self, batch):
+        from qa.model import ReaderOutput
+
+        rows, length = batch.passage_words.shape
+        start, end = torch.full((rows, length), -1e4), torch.full((rows, length), -1e4)
+        for b in range(rows):
+            positions = [self.index[int(w)] for w in batch.passage_words[b] if int(w) != 0]
+            for k, token in enumerate(positions):
+                start[b, k], end[b, k] = self.logits(positions[0], token)
+        questions = batch.question_words.shape[1]
+        return ReaderOutput(start, end, torch.zeros(rows, length, questions), None, torch.zeros(rows, questions),
+                            torch.zeros(rows, length, questions))
+
+
+def test_the_passages_best_span_is_not_cut_before_all_windows_are_rescored():
+    """Window [0, 200) scores its edge (tokens 150-199, which window [100, 300) owns) highly, in many spans;
+    the owner scores them low. The passage's best span (token 250, found by the second window only) must
+    survive until every window's candidates are rescored over the whole passage."""
+    from qa.batching import Batcher
+    from qa.vocab import Vocabulary
+
+    def logits(first: int, token: int) -> tuple[float, float]:
+        if first == 0:
+            return (8.0, 8.0) if 150 <= token < 160 else (0.0, 0.0)
+        return (5.0, 5.0) if token == 250 else (0.0, 0.0)
+
+    vocabulary = Vocabulary([])
+    net = _ScriptedNet(vocabulary, 300, logits)
+    passage = " ".join(str(i) for i in range(300))
+    query = Query("q", "Which number?", tokenize("Which number?"), 0)
+    options = ReadingOptions(window_tokens=200, window_stride=100, top_k=1, **EVERY_WINDOW)
+    [prediction] = read(net, Batcher(vocabulary, 16), Passages([passage], [tokenize(passage)], [query]), options)
+    assert prediction.answers[0].text == "250"

@@ -79,3 +79,13 @@ def test_per_question_scores_of_a_v2_file_follow_the_v2_rule():
     # an empty prediction where there is no answer scores 1; any text there scores 0
     assert [(s["exact_match"], s["f1"]) for s in scores["per_question"]] == [(1.0, 1.0), (1.0, 1.0), (0.0, 0.0)]
     assert scores["f1"] == 100.0 * sum(s["f1"] for s in scores["per_question"]) / 3
+
+
+def test_on_a_v2_file_exact_match_and_f1_follow_the_same_rule():
+    # "The" normalizes to nothing: the v2.0 rule drops it from the gold answers, the v1.1 rule keeps it
+    refs = [{"id": "a", "answers": {"text": ["The", "Paris"], "answer_start": [0, 4]}},
+            {"id": "b", "answers": {"text": [], "answer_start": []}}]
+    scores = squad_scores({"a": "", "b": ""}, refs)
+    assert (scores["exact_match"], scores["f1"]) == (scores["exact"], scores["f1"]) == (50.0, 50.0)
+    v1 = squad_scores({"a": ""}, refs[:1])  # a v1.1 file keeps the v1.1 rule
+    assert v1["exact_match"] == 100.0 and "exact" not in v1

@@ -25,7 +25,8 @@ per_question: if True, also return "per_question": [{"id", "exact_match", "f1"}]
     v2.0 rules when the v2.0 figures are returned)
 no_answer_probability: optional {id: float}
 Returns {"exact_match": float, "f1": float} in percent. With unanswerable references or no-answer
-probabilities, also the official v2.0 figures: "exact", "f1", "total", "HasAns_exact", "HasAns_f1",
+probabilities, both under the v2.0 rule (a gold answer that normalizes to nothing, such as "The", does not
+count), and also the official v2.0 figures: "exact", "f1", "total", "HasAns_exact", "HasAns_f1",
 "HasAns_total", "NoAns_exact", "NoAns_f1", "NoAns_total", and with the probabilities "best_exact",
 "best_exact_thresh", "best_f1", "best_f1_thresh".
 """
@@ -155,8 +156,9 @@ class Squad(evaluate.Metric):
             "f1": 100.0 * sum(f1 for _, f1 in scores) / total,
         }
         v2 = no_answer_probability is not None or any(not r["answers"]["text"] for r in references)
-        if v2:
+        if v2:  # then "exact_match" and "f1" both follow the v2.0 rule, as the table beside them does
             result.update(v2_figures(predictions, references, no_answer_probability))
+            result["exact_match"] = result["exact"]
         if per_question:  # on a v2.0 file under its rule, so an empty prediction for no answer scores 1
             pairs = score_pairs(predictions, references, v2=True) if v2 else scores
             result["per_question"] = [
