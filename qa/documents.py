@@ -89,7 +89,8 @@ _HTML_BLOCK_TAGS = _HTML_HEADING_TAGS | {
 }
 _DOCX_HEADING_STYLES = frozenset({"Title", *(f"Heading {level}" for level in range(1, 10))})
 _PDFIUM_CLEANUP = str.maketrans({"\x02": None, "\x00": None})  # \x02: a hyphen PDFium removed
-_MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+# markdown-it drops what is nested past maxNesting (commonmark's 20: 30 nested quotes lost their text)
+_MARKDOWN = MarkdownIt("commonmark", {"maxNesting": 100}).enable(["table", "strikethrough"])
 
 
 class DocumentError(UserError):

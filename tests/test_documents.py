@@ -410,3 +410,8 @@ def test_markdown_keeps_the_text_of_raw_html_blocks(tmp_path: Path) -> None:
     doc = read_document(write(tmp_path / "server.md", page))
     assert doc.text == "Server\n\nThe server listens on port 8080 by default.\n\nThe end."
     assert doc.locate(doc.text.index("port 8080")).heading == "Server"
+
+
+def test_markdown_nested_thirty_quotes_deep_keeps_its_text(tmp_path: Path) -> None:
+    doc = read_document(write(tmp_path / "deep.md", "Start.\n\n" + "> " * 30 + "The port is 8080.\n"))
+    assert doc.text == "Start.\n\nThe port is 8080."
