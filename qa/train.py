@@ -326,12 +326,16 @@ def evaluate_dev(net, batcher, dev: PreparedSet, max_answer_len: int, world: Wor
     return {**scores, "selection_f1": scores["best_f1"]}
 
 
-def _save_last(path: Path, net, ema, optimizer, position: dict, config: dict) -> None:
-    """The resumable state (weights, EMA, optimizer, RNG, position) as one atomic file."""
-    opt_tensors, opt_meta = optimizer_tensors(optimizer)
-    groups = {"model": net.state_dict(), "ema": ema.shadow if ema else {}, "optimizer": opt_tensors,
-              "rng": {"torch": torch.get_rng_state()}}
-    write_checkpoint(path, groups, {"position": position, "optimizer": opt_meta, "config": config})
+def _save_last(path: Path, trainer: "Trainer", position: dict, config: dict) -> None:
+    """The resumable state (weights, EMA, optimizer, the CPU's and the GPU's RNG, the gradient scaler,
+    position) as one atomic file."""
+    opt_tensors, opt_meta = optimizer_tensors(trainer.optimizer)
+    device = trainer.world.device
+    rng = {"torch": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})}
+    groups = {"model": trainer.net.state_dict(), "ema": trainer.ema.shadow if trainer.ema else {},
+              "optimizer": opt_tensors, "rng": rng}
+    write_checkpoint(path, groups, {"position": position, "optimizer": opt_meta, "config": config,
+                                    "scaler": trainer.scaler.state_dict()})
 
 
 def _sync_log(path: Path, history: list[dict]) -> None:
@@ -391,12 +395,17 @@ class Trainer:
         return cls(config, world, net, model, make_optimizer(config, net), scaler, ema, budget or Budget.of(config))
 
     def restore(self, groups: dict, meta: dict) -> None:
-        """Take the optimizer state, EMA weights and RNG state a checkpoint saved; the last step of a resume's
-        set-up, so that nothing built after it (the anchor's copy of the starting net) draws from its RNG."""
+        """Take the optimizer state, EMA weights, gradient scaler and RNG states a checkpoint saved; the last
+        step of a resume's set-up, so that nothing built after it (the anchor's copy of the starting net)
+        draws from its RNG."""
         if self.ema:
             self.ema.shadow = {k: v.to(self.world.device) for k, v in groups["ema"].items()}
         restore_optimizer(self.optimizer, groups.get("optimizer", {}), meta["optimizer"])
+        if meta.get("scaler"):  # empty for a scaler that is off (every run on a CPU)
+            self.scaler.load_state_dict(meta["scaler"])
         torch.set_rng_state(groups["rng"]["torch"])
+        if "cuda" in groups["rng"] and self.world.device.type == "cuda":
+            torch.cuda.set_rng_state(groups["rng"]["cuda"], self.world.device)
 
 
 def anchor_distance(net: torch.nn.Module, anchor: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -471,8 +480,7 @@ class Run:
     def save_last(self, state: TrainState) -> None:
         """Checkpoint the resumable state, with the minutes and steps the budget has spent so far."""
         if self.trainer.world.main:
-            _save_last(self.last, self.trainer.net, self.trainer.ema, self.trainer.optimizer,
-                       {**asdict(state), **self.trainer.budget.position()}, self.settings)
+            _save_last(self.last, self.trainer, {**asdict(state), **self.trainer.budget.position()}, self.settings)
         self.saved_at = time.monotonic()
 
     def log(self, record: dict) -> None:
@@ -608,6 +616,7 @@ class EpochOutcome:
 
     loss: float | None  # the smoothed training loss; None when no step was left to take
     examples_per_s: float
+    finished: bool  # every batch of the epoch was taken (the budget may have run out on its last)
 
 
 def run_epoch(run: Run, state: TrainState, interrupt: InterruptRequest) -> EpochOutcome:
@@ -643,19 +652,20 @@ def run_epoch(run: Run, state: TrainState, interrupt: InterruptRequest) -> Epoch
                 break
             if time.monotonic() - run.saved_at > config.checkpoint_minutes * 60:
                 run.save_last(state)
-    return EpochOutcome(running, seen / max(time.monotonic() - tic, 1e-9))
+    return EpochOutcome(running, seen / max(time.monotonic() - tic, 1e-9), finished=state.step >= len(batches))
 
 
 def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
     """Score the EMA weights on dev and keep them in ``best/`` when their F1 is the best yet, then
     checkpoint and log the epoch (the log after the checkpoint: a resume repairs a lost line). An epoch
-    the budget cut short stays the current one, so that a resume with a larger budget finishes it."""
+    the budget cut short stays the current one, so that a resume with a larger budget finishes it; one
+    whose last batch the budget took is complete, so that a resume does not read it again."""
     trainer, config, world = run.trainer, run.trainer.config, run.trainer.world
     tic = time.monotonic()
     with averaged_weights(trainer.net, trainer.ema):
         metrics = evaluate_dev(trainer.net, run.training.batcher, run.dev, config.max_answer_len, world,
                                bfloat16=autocast_on(config, world) and world.device.type != "cuda", context=run.dev_context)
-    record = {"event": "epoch", "epoch": state.epoch + 1, "steps": state.step, "complete": not trainer.budget.spent,
+    record = {"event": "epoch", "epoch": state.epoch + 1, "steps": state.step, "complete": epoch.finished,
               "minutes": round(trainer.budget.minutes(), 2), "train_examples_per_s": round(epoch.examples_per_s, 1),
               "loss": epoch.loss, "dev_eval_s": round(time.monotonic() - tic, 1), **metrics}
     chosen_by = f", v2.0 best F1 {metrics['selection_f1']:.2f}" if "best_f1" in metrics else ""
@@ -667,7 +677,7 @@ def end_of_epoch(run: Run, state: TrainState, epoch: EpochOutcome) -> None:
         if world.main:
             with averaged_weights(trainer.net, trainer.ema):
                 save_model(run.folder / "best", trainer.net, {"model": run.settings["model"], "dev": metrics})
-    if not trainer.budget.spent:
+    if epoch.finished:
         state.epoch, state.step = state.epoch + 1, 0
     run.save_last(state)
     run.log(record)

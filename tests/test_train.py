@@ -107,6 +107,8 @@ def test_sigkill_and_resume_reach_the_same_weights_as_an_uninterrupted_run(squad
         path = tmp_path / f"recipe-{name}.json"
         payload = json.loads(path.read_text())
         payload["training"]["checkpoint_minutes"] = 0  # a checkpoint after every step
+        payload["training"]["ema_decay"] = 0.999  # an average and random draws (dropout) that a resume must restore
+        payload["model"]["dropout"] = 0.3
         path.write_text(json.dumps(payload))
         return str(path)
 
@@ -126,10 +128,18 @@ def test_sigkill_and_resume_reach_the_same_weights_as_an_uninterrupted_run(squad
     process.send_signal(signal.SIGKILL)
     process.wait()
     subprocess.run(command + [killed], check=True, capture_output=True)
-    whole = read_checkpoint(tmp_path / "whole" / "last.safetensors")[0]["model"]
-    resumed = read_checkpoint(last)[0]["model"]
-    assert all(bool((whole[k] == resumed[k]).all()) for k in whole)
+    whole, resumed = read_checkpoint(tmp_path / "whole" / "last.safetensors")[0], read_checkpoint(last)[0]
+    for group in ("model", "ema", "rng"):
+        assert all(bool((whole[group][k] == resumed[group][k]).all()) for k in whole[group]), group
     assert _epoch_f1(tmp_path / "killed") == _epoch_f1(tmp_path / "whole")
+
+
+def test_a_budget_spent_on_an_epochs_last_step_completes_it_once(squad_file, tmp_path):
+    run = tmp_path / "run"
+    train(replace(_config(squad_file, run, epochs=3), max_steps=2))  # 8 questions in batches of 4: one epoch
+    train(replace(_config(squad_file, run, epochs=3), max_steps=5))  # resumes at epoch 2, stops in epoch 3
+    epochs = [(line["epoch"], line["complete"]) for line in read_log(run) if line["event"] == "epoch"]
+    assert epochs == [(1, True), (2, True), (3, False)]
 
 
 def test_resume_makes_the_log_match_the_checkpoint_history(tmp_path):
@@ -250,3 +260,22 @@ def test_set_up_holds_out_the_last_articles_by_the_prepared_titles(squad_file, t
     assert data.titles == ["Normans", "Warsaw", "Oxygen"]
     assert run.training.stats()["questions"] == 5  # the last article's three questions are held out
     assert state == TrainState() and run.trainer.budget.steps == 0 and not run.trainer.budget.spent
+
+
+def test_a_checkpoint_keeps_the_gradient_scaler_and_a_resume_restores_it(tmp_path):
+    """On a GPU the float16 gradient scaler's scale and growth tracker are part of the state; a resume that
+    started again from the initial scale would skip steps that overflow. Checked with a CPU scaler."""
+    from conftest import tiny_net
+    from qa.distributed import World
+    from qa.train import Trainer, _save_last
+
+    config = TrainConfig(model=tiny_net(0)[0].config)
+    trainer = Trainer.build(config, tiny_net(0)[0], World())
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=7)
+    trainer.scaler.scale(torch.ones(()))  # the scale is made at the first step
+    trainer.scaler.update(512.0)  # as after an overflow: the scale halves
+    _save_last(tmp_path / "last.safetensors", trainer, {"epoch": 0}, {})
+    resumed = Trainer.build(config, tiny_net(0)[0], World())
+    resumed.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=7)
+    resumed.restore(*read_checkpoint(tmp_path / "last.safetensors"))
+    assert resumed.scaler.state_dict() == trainer.scaler.state_dict() and resumed.scaler.get_scale() == 512.0
