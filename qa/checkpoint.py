@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -117,11 +118,27 @@ def read_json(path: Path) -> dict:
 
 
 def save_model(folder: Path, model: torch.nn.Module, config: dict) -> None:
-    """Write ``model.safetensors`` (trainable weights only) and ``config.json`` into ``folder``;
-    the config records the weights' SHA-256 so that a changed or damaged weights file is caught."""
+    """Write ``model.safetensors`` (trainable weights only) and ``config.json`` as the model folder
+    ``folder``; the config records the weights' SHA-256 so that a changed or damaged weights file is caught.
+    Both are written into ``NAME.partial`` beside it, which then replaces ``folder`` whole: a crash leaves
+    the old folder or the new one, never new weights beside the old digest (``restore_model_folder``)."""
     folder = Path(folder)
-    digest = write_tensors(folder / MODEL_FILE, model.state_dict())
-    write_json(folder / CONFIG_FILE, {**config, DIGEST_KEY: digest})
+    restore_model_folder(folder)
+    partial, old = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(partial, ignore_errors=True)
+    digest = write_tensors(partial / MODEL_FILE, model.state_dict())
+    write_json(partial / CONFIG_FILE, {**config, DIGEST_KEY: digest})
+    if folder.exists():
+        folder.rename(old)
+    partial.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_model_folder(folder: Path) -> None:
+    """Put back ``folder`` from ``NAME.old`` when a crash came between ``save_model``'s two renames."""
+    old = Path(folder).with_name(Path(folder).name + ".old")
+    if old.exists() and not Path(folder).exists():
+        old.rename(folder)
 
 
 def load_weights(folder: Path, model: torch.nn.Module, sha256: str | None = None) -> None:

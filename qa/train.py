@@ -32,6 +32,7 @@ from qa.checkpoint import (
     optimizer_tensors,
     read_checkpoint,
     read_json,
+    restore_model_folder,
     restore_optimizer,
     save_model,
     write_checkpoint,
@@ -525,10 +526,12 @@ def _restored_net(model_config: ReaderConfig, world: World, saved: tuple[dict, d
 
 
 def _open_folder(config: TrainConfig, world: World, state: TrainState, resumed: bool, console) -> Path:
-    """The run folder, made by rank 0, whose log a resume makes match the checkpoint's history first."""
+    """The run folder, made by rank 0, whose log a resume makes match the checkpoint's history first (and
+    whose ``best/`` it puts back if a crash came in the middle of replacing it)."""
     folder = Path(config.run_dir)
     if world.main:
         folder.mkdir(parents=True, exist_ok=True)
+        restore_model_folder(folder / "best")
         if resumed:
             _sync_log(folder / LOG_FILE, state.history)
     if resumed:

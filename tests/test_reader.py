@@ -241,3 +241,32 @@ def test_the_precision_is_as_asked_else_as_pinned_else_as_the_cpu_suits(monkeypa
     monkeypatch.setenv(PRECISION_ENV, "float32")
     monkeypatch.setattr(model, "cpu_has_bfloat16_kernels", lambda: True)  # no warning that bfloat16 would be slow
     assert Reader.load("fast").precision == "float32" and Reader.load("fast", bfloat16=True).precision == "bfloat16"
+
+
+def test_a_model_folder_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A crash between writing the weights and the config that records their digest leaves the old folder,
+    which still loads; a crash between the two renames is put right by the next save or resume."""
+    import qa.checkpoint
+    from qa.checkpoint import restore_model_folder, save_model
+
+    net, _ = tiny_net(0)
+    folder = tmp_path / "best"
+    save_model(folder, net, {"model": net.config.to_dict()})
+    before = (folder / "model.safetensors").read_bytes()
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+
+    def crash(*args, **kwargs):
+        raise OSError("killed")
+
+    monkeypatch.setattr(qa.checkpoint, "write_json", crash)
+    with pytest.raises(OSError):
+        save_model(folder, net, {"model": net.config.to_dict()})
+    assert (folder / "model.safetensors").read_bytes() == before
+    Reader.load(folder)  # the old weights with their own digest
+    monkeypatch.undo()
+    folder.rename(tmp_path / "best.old")  # as if killed between the renames
+    restore_model_folder(folder)
+    assert (folder / "model.safetensors").read_bytes() == before and not (tmp_path / "best.old").exists()
+    save_model(folder, net, {"model": net.config.to_dict()})
+    assert (folder / "model.safetensors").read_bytes() != before and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
