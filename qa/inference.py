@@ -249,19 +249,20 @@ def _passage_scores(found: list[Answer], tokens: Tokens, owned: np.ndarray, null
 
 @dataclass
 class _Found:
-    """What reading rows found, by query index: the best answers so far (scored by their window's
-    logits), each window read's (2, n) start and end logits, the null logit of each window of the
-    passage (nan: not read), and the highest heat ratio of each passage token (the document strip)."""
+    """What reading rows found, by query index: every row's best answers (scored by their window's logits;
+    a span two windows found, twice), each window read's (2, n) start and end logits, the null logit of
+    each window of the passage (nan: not read), and the highest heat ratio of each passage token (the
+    document strip)."""
 
-    best: dict[int, list[Answer]] = field(default_factory=dict)
+    candidates: dict[int, list[Answer]] = field(default_factory=dict)
     logits: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     nulls: dict[int, np.ndarray] = field(default_factory=dict)
     strips: dict[int, np.ndarray] = field(default_factory=dict)
 
     def add(self, other: "_Found") -> None:
         """Take in what ``other`` found: another rank's share of the rows, or a later reading's."""
-        for q, answers in other.best.items():
-            self.best[q] = merge_ranked(self.best.get(q, []) + answers)
+        for q, answers in other.candidates.items():
+            self.candidates.setdefault(q, []).extend(answers)
         for q, windows in other.logits.items():  # every (query, window) is one row, read by one rank once
             self.logits.setdefault(q, {}).update(windows)
         for q, window_nulls in other.nulls.items():
@@ -379,19 +380,17 @@ class _Reading:
                 window_nulls = found.nulls.setdefault(q, np.full(len(plan.passage_windows[passage]), np.nan))
                 window_nulls[w - plan.passage_windows[passage].start] = float(output.null_logits[b])
             answers = _row_answers(spans, b, self.passages.texts[passage], window, output)
-            found.best[q] = merge_ranked(found.best.get(q, []) + answers)
+            found.candidates.setdefault(q, []).extend(answers)
             if self.display is not None and answers:
                 self._show(found, q, w, output, b, answers)
 
     def _show(self, found: _Found, q: int, w: int, output: ReaderOutput, b: int, answers: list[Answer]) -> None:
-        """Draw what is shown for the answers of row ``b`` that entered the query's best list (and for the row's
-        top answer, whose heat joins the document strip of a passage read in several windows)."""
-        kept = {id(a) for a in found.best[q]}
+        """Draw what is shown for the answers of row ``b`` (each may win once the passage is rescored; the
+        row's top answer's heat also joins the document strip of a passage read in several windows)."""
         passage = self.plan.window_passage[w]
         strip = (self.display.document_strip and len(self.plan.passage_windows[passage]) > 1
                  and len(self.passages.documents(passage)) == 1)  # a collection's documents get no strip
-        shown = [a for k, a in enumerate(answers) if id(a) in kept or (strip and k == 0)]
-        self.display.decorate(output, b, self.plan.windows[w], self.questions[q], shown)
+        self.display.decorate(output, b, self.plan.windows[w], self.questions[q], answers)
         if strip and answers[0].heat is not None:
             tokens = self.passages.tokens[passage]
             document = found.strips.setdefault(q, np.zeros(len(tokens), dtype=np.float32))
@@ -399,11 +398,13 @@ class _Reading:
             np.maximum(place, answers[0].heat.ratio, out=place)
 
     def _scored(self, found: _Found, q: int) -> tuple[list[Answer], float | None]:
-        """Query ``q``'s answers (copies) ranked over the windows read, and its probability of no answer."""
+        """Query ``q``'s answers (copies, each span once) ranked over the windows read, and its probability of
+        no answer."""
         tokens = self.passages.tokens[self.passages.queries[q].passage]
         null = passage_null_logit(found.nulls[q]) if q in found.nulls else None
         owned = _owned_logits(found.logits[q], self.plan, len(tokens), self.options.window_tokens)
-        return _passage_scores([replace(a) for a in found.best.get(q, [])], tokens, owned, null, self.options)
+        found_once = merge_ranked(found.candidates.get(q, []))  # a span two windows found: the higher-scored one
+        return _passage_scores([replace(a) for a in found_once], tokens, owned, null, self.options)
 
 
 @torch.inference_mode()
