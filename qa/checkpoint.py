@@ -125,7 +125,8 @@ def save_model(folder: Path, model: torch.nn.Module, config: dict) -> None:
     folder = Path(folder)
     restore_model_folder(folder)
     partial, old = folder.with_name(folder.name + ".partial"), folder.with_name(folder.name + ".old")
-    shutil.rmtree(partial, ignore_errors=True)
+    for leftover in (partial, old):  # of a crash after the swap, or while writing: ``folder`` is whole
+        shutil.rmtree(leftover, ignore_errors=True)
     digest = write_tensors(partial / MODEL_FILE, model.state_dict())
     write_json(partial / CONFIG_FILE, {**config, DIGEST_KEY: digest})
     if folder.exists():

@@ -1,5 +1,6 @@
 """The library API on a small untrained network (behaviour, not accuracy)."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -268,5 +269,6 @@ def test_a_model_folder_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     folder.rename(tmp_path / "best.old")  # as if killed between the renames
     restore_model_folder(folder)
     assert (folder / "model.safetensors").read_bytes() == before and not (tmp_path / "best.old").exists()
+    shutil.copytree(folder, tmp_path / "best.old")  # as if killed after the swap, before the old one went
     save_model(folder, net, {"model": net.config.to_dict()})
     assert (folder / "model.safetensors").read_bytes() != before and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
