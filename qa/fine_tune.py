@@ -89,17 +89,19 @@ def question_counts(data: str) -> tuple[int, int]:
     return len(answers), sum(1 for a in answers if a["text"])
 
 
-def checked_parts(train: str, part: str, held: str, split: bool, seed: int) -> None:
-    """A ``UserError`` for a file too small to fine-tune on, or a training or held-out part with no answerable
-    question (nothing to learn spans from, or to fit a threshold and choose a checkpoint on)."""
-    questions, _ = question_counts(train)
+def checked_parts(train: str, part: str, held: str, split: bool, seed: int) -> tuple[int, int]:
+    """``train``'s questions and answerable ones, or a ``UserError`` for a file too small to fine-tune on, or
+    a training or held-out part with no answerable question (nothing to learn spans from, or to fit a
+    threshold and choose a checkpoint on)."""
+    questions, answerable = question_counts(train)
     if questions < MIN_QUESTIONS:
         raise UserError(f"{train}: {questions} questions; fine-tuning needs at least {MIN_QUESTIONS}")
-    if not question_counts(part)[1]:
+    if not (answerable if part == train else question_counts(part)[1]):
         raise UserError(f"{train}: no answerable question to learn answers from")
     if not question_counts(held)[1]:
         raise UserError(f"{train}: the articles held out by seed {seed} hold no answerable question; give --dev FILE "
                         "or another --seed" if split else f"{held}: no answerable question to choose the checkpoint on")
+    return questions, answerable
 
 
 def checked_resume(run: Path, command: dict) -> None:
@@ -177,7 +179,7 @@ def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed:
     checked_resume(run, command)
     run.mkdir(parents=True, exist_ok=True)
     part, held = (train, dev) if dev else split_by_article(train, run, HELD_OUT_SHARE, seed)
-    checked_parts(train, part, held, split=not dev, seed=seed)
+    counts = checked_parts(train, part, held, split=not dev, seed=seed)
     settings["max_answer_len"] = longest_answer(part)
     config = TrainConfig(train=part, dev=held, run_dir=str(run), init_from=str(folder), seed=seed,
                          model=ReaderConfig.from_dict(base["model"]), **settings)
@@ -186,9 +188,9 @@ def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed:
               "before": domain_scores(str(folder), held),
               **({"squad_dev_f1": {"before": domain_scores(str(folder), squad_dev)["forced_f1_answerable"]}}
                  if squad_dev else {})}
-    _warn_of_small_or_unanswerable(console, report["before"], base, train)
+    _warn_of_small_or_unanswerable(console, report["before"], base, train, counts)
     best = run_training(config, console).best
-    _export(target / "run" / "best", target, base, {"from": str(folder), "train": train, "epoch": best.get("epoch")},
+    _export(run / "best", target, base, {"from": str(folder), "train": train, "epoch": best.get("epoch")},
             settings["max_answer_len"])
     unanswerable = "f1" in report["before"]  # the held-out part has unanswerable questions: fit for v2.0 F1
     report["calibration"] = calibrate(held, model=str(target), max_refused=None if unanswerable else MAX_REFUSED,
@@ -200,14 +202,15 @@ def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed:
     return report
 
 
-def _warn_of_small_or_unanswerable(console, held_out: dict, base: dict, train: str) -> None:
+def _warn_of_small_or_unanswerable(console, held_out: dict, base: dict, train: str, counts: tuple[int, int]) -> None:
     """Warn when too few held-out questions choose the checkpoint and fit the threshold, and when the file's
-    unanswerable questions are left out because the starting model has no no-answer option."""
+    unanswerable questions (``counts``: its questions and answerable ones) are left out because the starting
+    model has no no-answer option."""
     if held_out["questions"] < FEW_HELD_OUT:
         console.print(f"[yellow]warning:[/] only {held_out['questions']} held-out questions choose the checkpoint "
                       f"and fit the no-answer threshold; with fewer than {FEW_HELD_OUT} both are unreliable: write "
                       "more questions, or give --dev FILE")
-    questions, answerable = question_counts(train)
+    questions, answerable = counts
     if answerable < questions and not base["model"].get("no_answer"):
         console.print(f"[yellow]warning:[/] {questions - answerable} unanswerable questions of {train} are left out: "
                       "this model has no no-answer option to train (fine-tune default for one)")
