@@ -88,6 +88,8 @@ _HTML_BLOCK_TAGS = _HTML_HEADING_TAGS | {
     "figure", "hr", "li", "main", "ol", "p", "pre", "section", "table", "td", "th", "tr", "ul",
 }
 _DOCX_HEADING_STYLES = frozenset({"Title", *(f"Heading {level}" for level in range(1, 10))})
+_DOCX_TEXT = qn("w:t")  # a run's text; tabs and line breaks are elements of their own:
+_DOCX_BREAKS = {qn("w:tab"): "\t", qn("w:br"): "\n", qn("w:cr"): "\n"}
 _PDFIUM_CLEANUP = str.maketrans({"\x02": None, "\x00": None})  # \x02: a hyphen PDFium removed
 # markdown-it drops what is nested past maxNesting (commonmark's 20: 30 nested quotes lost their text)
 _MARKDOWN = MarkdownIt("commonmark", {"maxNesting": 100}).enable(["table", "strikethrough"])
@@ -357,8 +359,7 @@ def _docx_blocks(element, document) -> Iterator[tuple[str, str]]:
 def _paragraph_text(paragraph) -> str:
     """A ``w:p`` element's text: its runs wherever they sit (hyperlinks, fields, content controls), tabs
     and line breaks kept."""
-    breaks = {qn("w:tab"): "\t", qn("w:br"): "\n", qn("w:cr"): "\n"}
-    return "".join(node.text or "" if node.tag == qn("w:t") else breaks.get(node.tag, "") for node in paragraph.iter())
+    return "".join(node.text or "" if node.tag == _DOCX_TEXT else _DOCX_BREAKS.get(node.tag, "") for node in paragraph.iter())
 
 
 _READERS: dict[str, tuple[str, Callable[[bytes], tuple[str, list[Section]]]]] = {

@@ -33,9 +33,9 @@ def reader():
 @given(question=TEXT, context=TEXT)
 def test_answers_always_slice_the_passage(reader, question, context):
     blank, broken = not question.strip() or not context.strip(), not (is_unicode(question) and is_unicode(context))
-    if blank or broken:  # refused with the one problem or the other
-        with pytest.raises(UserError, match=("empty" if blank else "") + ("|" if blank and broken else "")
-                           + ("not valid Unicode text" if broken else "")):
+    if blank or broken:  # refused with the problem it has (either, when it has both)
+        expected = "|".join(message for message, found in (("empty", blank), ("not valid Unicode text", broken)) if found)
+        with pytest.raises(UserError, match=expected):
             reader.answer(question, context)
         return
     for answer in reader.answer(question, context, top_k=3):
