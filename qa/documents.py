@@ -14,7 +14,8 @@ Each format becomes plain text, since answers are slices of ``Document.text`` sh
 - Markdown: rendered to plain text from markdown-it-py's tokens (no ``#``, ``**`` or
   ``[text](url)`` in answers); offsets are exact because the text is built here, block by block,
   recording each heading's start as it is added. Tables keep one row a line, cells split by " | ".
-- HTML: selectolax (lexbor). Scripts, styles, navigation, asides, form controls, hidden
+- HTML: decoded as text is, which honours a page's ``<meta charset>`` (charset-normalizer reads the
+  declaration before guessing), then selectolax (lexbor). Scripts, styles, navigation, asides, form controls, hidden
   elements and the site's header and footer are dropped; the text is ``<main>``, else
   ``<article>``, else ``<body>``, one block element a paragraph; h1-h6 become sections. Without
   ``<main>``/``<article>``, boilerplate in plain ``<div>``s (a cookie banner) stays.

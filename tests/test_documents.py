@@ -164,6 +164,19 @@ def test_latin1_text_decodes(tmp_path: Path) -> None:
     assert doc.sections == [documents.Section(0)]
 
 
+@pytest.mark.parametrize("encoding, sentence", [
+    ("windows-1250", "Praha je hlavní město, říká se."),  # Windows-1252 would read "ø" and "ì" here
+    ("iso-8859-2", "Miasto Łódź leży w Polsce."),
+    ("koi8-r", "Съешь же ещё этих мягких французских булок."),
+    ("shift_jis", "吾輩は猫である。名前はまだ無い。"),
+])
+def test_a_web_page_in_a_legacy_encoding_is_read_by_its_declared_charset(tmp_path: Path, encoding: str,
+                                                                         sentence: str) -> None:
+    page = f'<html><head><meta charset="{encoding}"><title>t</title></head><body><p>{sentence}</p></body></html>'
+    doc = read_document(write(tmp_path / "page.html", page.encode(encoding)))
+    assert doc.text == sentence
+
+
 def test_utf8_text_with_windows_line_ends(tmp_path: Path) -> None:
     doc = read_document(write(tmp_path / "notes", "Zoë wrote this.\r\nSecond line.\r\n"))
     assert doc.text == "Zoë wrote this.\nSecond line.\n"
