@@ -14,6 +14,7 @@ Each format becomes plain text, since answers are slices of ``Document.text`` sh
 - Markdown: rendered to plain text from markdown-it-py's tokens (no ``#``, ``**`` or
   ``[text](url)`` in answers); offsets are exact because the text is built here, block by block,
   recording each heading's start as it is added. Tables keep one row a line, cells split by " | ".
+  A file nested about 100 levels deep, where markdown-it stops reading, is kept as plain text.
 - HTML: decoded as text is, which honours a page's ``<meta charset>`` (charset-normalizer reads the
   declaration before guessing), then selectolax (lexbor). Scripts, styles, navigation, asides, form controls, hidden
   elements and the site's header and footer are dropped; the text is ``<main>``, else
@@ -92,8 +93,10 @@ _DOCX_HEADING_STYLES = frozenset({"Title", *(f"Heading {level}" for level in ran
 _DOCX_TEXT = qn("w:t")  # a run's text; tabs and line breaks are elements of their own:
 _DOCX_BREAKS = {qn("w:tab"): "\t", qn("w:br"): "\n", qn("w:cr"): "\n"}
 _PDFIUM_CLEANUP = str.maketrans({"\x02": None, "\x00": None})  # \x02: a hyphen PDFium removed
-# markdown-it drops what is nested past maxNesting (commonmark's 20: 30 nested quotes lost their text)
-_MARKDOWN = MarkdownIt("commonmark", {"maxNesting": 100}).enable(["table", "strikethrough"])
+# markdown-it drops what is nested past maxNesting (commonmark's 20: 30 nested quotes lost their text; past
+# 100, 150 nested list items lost the whole file), so a file that reaches the limit is read as plain text
+MARKDOWN_NESTING = 100
+_MARKDOWN = MarkdownIt("commonmark", {"maxNesting": MARKDOWN_NESTING}).enable(["table", "strikethrough"])
 
 
 class DocumentError(UserError):
@@ -218,8 +221,11 @@ def _inline_text(inline: Token) -> str:
 
 def _markdown_text(raw: bytes) -> tuple[str, list[Section]]:
     """A Markdown file rendered to plain text, a section at each heading (see the module doc)."""
+    text = _decoded_text(raw)
+    tokens = _MARKDOWN.parse(text)
+    if any(token.level >= MARKDOWN_NESTING - 1 for token in tokens):  # the parser stopped there: keep every word
+        return text, [Section(0)]
     builder = _TextBuilder()
-    tokens = _MARKDOWN.parse(_decoded_text(raw))
     row: list[str] = []
     for previous, token in zip([Token("", "", 0), *tokens], tokens):
         if token.type in ("fence", "code_block"):

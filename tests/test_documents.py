@@ -157,6 +157,14 @@ def test_markdown_rendered_to_plain_text(tmp_path: Path) -> None:
     assert doc.sections[0] == documents.Section(0, heading="Ferry Guide")
 
 
+
+@pytest.mark.parametrize("nesting", ["> " * 120, "- " * 150], ids=["quotes", "list"])
+def test_markdown_nested_past_the_parsers_limit_loses_no_words(tmp_path: Path, nesting: str) -> None:
+    doc = read_document(write(tmp_path / "deep.md", nesting + "Deep words here.\n\nTail paragraph.\n"))
+    assert "Deep words here." in doc.text and "Tail paragraph." in doc.text
+    shallow = read_document(write(tmp_path / "shallow.md", "> " * 90 + "Deep words here.\n\nTail paragraph.\n"))
+    assert shallow.text == "Deep words here.\n\nTail paragraph."  # still rendered, no markup left
+
 def test_latin1_text_decodes(tmp_path: Path) -> None:
     text = "Café São Paulo: pão de queijo e açaí.\n"  # charset-normalizer alone guesses cp1250
     doc = read_document(write(tmp_path / "menu.txt", text.encode("latin-1")))
