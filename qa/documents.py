@@ -22,7 +22,8 @@ Each format becomes plain text, since answers are slices of ``Document.text`` sh
   ``<main>``/``<article>``, boilerplate in plain ``<div>``s (a cookie banner) stays.
 - PDF: pypdfium2's text layer, a section per page with text (1-based), pages split by a blank line;
   PDFium's end-of-line hyphen marks are dropped, rejoining the words they split.
-- Word (``.docx``): python-docx; paragraphs and table rows, one a line; styles "Title" and
+- Word (``.docx``): python-docx; paragraphs and table rows, one a line, a text box's paragraphs after
+  the paragraph it is anchored in (once: Word also saves a fallback copy); styles "Title" and
   "Heading 1".."Heading 9" become sections.
 
 Libraries measured (2 CPU cores, Python 3.11):
@@ -92,6 +93,8 @@ _HTML_BLOCK_TAGS = _HTML_HEADING_TAGS | {
 _DOCX_HEADING_STYLES = frozenset({"Title", *(f"Heading {level}" for level in range(1, 10))})
 _DOCX_TEXT = qn("w:t")  # a run's text; tabs and line breaks are elements of their own:
 _DOCX_BREAKS = {qn("w:tab"): "\t", qn("w:br"): "\n", qn("w:cr"): "\n"}
+_DOCX_TEXT_BOX = qn("w:txbxContent")
+_MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 _PDFIUM_CLEANUP = str.maketrans({"\x02": None, "\x00": None})  # \x02: a hyphen PDFium removed
 # markdown-it drops what is nested past maxNesting (commonmark's 20: 30 nested quotes lost their text; past
 # 100, 150 nested list items lost the whole file), so a file that reaches the limit is read as plain text
@@ -352,7 +355,10 @@ def _docx_blocks(element, document) -> Iterator[tuple[str, str]]:
     for child in element.iterchildren():
         if child.tag == qn("w:p"):
             paragraph = Paragraph(child, document)
-            yield _paragraph_text(child), paragraph.style.name if paragraph.style is not None else ""
+            text, boxes = _paragraph_parts(child)
+            yield text, paragraph.style.name if paragraph.style is not None else ""
+            for box in boxes:
+                yield from _docx_blocks(box, document)
         elif child.tag == qn("w:tbl"):
             for row in child.iterchildren(qn("w:tr")):
                 cells = [" ".join(text.strip() for text, _ in _docx_blocks(cell, document) if text.strip())
@@ -363,10 +369,23 @@ def _docx_blocks(element, document) -> Iterator[tuple[str, str]]:
                 yield from _docx_blocks(content, document)
 
 
-def _paragraph_text(paragraph) -> str:
+def _paragraph_parts(paragraph) -> tuple[str, list]:
     """A ``w:p`` element's text: its runs wherever they sit (hyperlinks, fields, content controls), tabs
-    and line breaks kept."""
-    return "".join(node.text or "" if node.tag == _DOCX_TEXT else _DOCX_BREAKS.get(node.tag, "") for node in paragraph.iter())
+    and line breaks kept; and the text boxes (``w:txbxContent``) anchored in it, whose paragraphs are
+    read after it. A markup-compatibility fallback (``mc:Fallback``, where Word saves each text box a
+    second time) is skipped. Walked with a stack, not recursion: a hostile file may nest deeply."""
+    pieces, boxes, stack = [], [], [paragraph]
+    while stack:
+        node = stack.pop()
+        if node.tag == _DOCX_TEXT:
+            pieces.append(node.text or "")
+        elif node.tag in _DOCX_BREAKS:
+            pieces.append(_DOCX_BREAKS[node.tag])
+        elif node.tag == _DOCX_TEXT_BOX:
+            boxes.append(node)
+        elif node.tag != _MC_FALLBACK:
+            stack.extend(reversed(node))
+    return "".join(pieces), boxes
 
 
 _READERS: dict[str, tuple[str, Callable[[bytes], tuple[str, list[Section]]]]] = {

@@ -436,3 +436,26 @@ def test_markdown_keeps_the_text_of_raw_html_blocks(tmp_path: Path) -> None:
 def test_markdown_nested_thirty_quotes_deep_keeps_its_text(tmp_path: Path) -> None:
     doc = read_document(write(tmp_path / "deep.md", "Start.\n\n" + "> " * 30 + "The port is 8080.\n"))
     assert doc.text == "Start.\n\nThe port is 8080."
+
+
+TEXT_BOX = """<w:r {namespaces}><mc:AlternateContent><mc:Choice Requires="wps"><w:drawing><wp:anchor><a:graphic>
+<a:graphicData><wps:wsp><wps:txbx><w:txbxContent><w:p><w:r><w:t>Ferries leave from pier 4.</w:t></w:r></w:p>
+</w:txbxContent></wps:txbx></wps:wsp></a:graphicData></a:graphic></wp:anchor></w:drawing></mc:Choice>
+<mc:Fallback><w:pict><v:shape><v:textbox><w:txbxContent><w:p><w:r><w:t>Ferries leave from pier 4.</w:t></w:r></w:p>
+</w:txbxContent></v:textbox></v:shape></w:pict></mc:Fallback></mc:AlternateContent></w:r>"""
+
+
+def test_a_word_text_box_is_read_once_as_its_own_paragraph(tmp_path: Path) -> None:
+    """Word saves a text box twice (drawing and fallback shape) inside a run of the paragraph it is anchored to."""
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    document = docx.Document()
+    paragraph = document.add_paragraph("The harbour opens at six.")
+    others = ('xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+              'xmlns:wps="http://schemas.microsoft.com/office/word/2010/wordprocessingShape" xmlns:v="urn:schemas-microsoft-com:vml"')
+    paragraph._p.append(parse_xml(TEXT_BOX.format(namespaces=f'{nsdecls("w", "wp", "a")} {others}')))
+    paragraph.add_run(" Tickets are sold on board.")
+    document.save(str(tmp_path / "harbour.docx"))
+    text = read_document(tmp_path / "harbour.docx").text
+    assert text == "The harbour opens at six. Tickets are sold on board.\nFerries leave from pier 4."
