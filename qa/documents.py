@@ -71,6 +71,10 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode
 from qa.errors import UserError
 
 MAX_FILE_BYTES = 64 * 1024 * 1024  # larger files are refused unread
+# Raise it with any change here that changes some file's text: the index (qa.index) re-reads every document
+# when it, or a version of the libraries below, differs from the one it was built with.
+READING_VERSION = 2
+_READING_LIBRARIES = ("charset-normalizer", "python-docx", "pypdfium2", "markdown-it-py", "selectolax")
 
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
@@ -164,6 +168,13 @@ class _TextBuilder:
     def result(self) -> tuple[str, list[Section]]:
         """The joined text and its sections."""
         return "".join(self.parts), self.sections
+
+
+def reading_fingerprint() -> str:
+    """What decides a document's text besides its bytes: ``READING_VERSION`` and the reading libraries' versions."""
+    from importlib.metadata import version
+
+    return ";".join([str(READING_VERSION), *(f"{name} {version(name)}" for name in _READING_LIBRARIES)])
 
 
 def _one_line(text: str, limit: int = 160) -> str:

@@ -3,10 +3,11 @@ all of them (``qa ask --index DIR``), so that a collection too large to read in 
 
 One SQLite database, ``DIR/index.sqlite``, holds everything:
 
-- ``meta(key, value)``: ``version`` (``INDEX_VERSION``), ``window_tokens``, ``window_stride`` and
+- ``meta(key, value)``: ``version`` (``INDEX_VERSION``), ``window_tokens``, ``window_stride``,
   ``tokenizer`` (a digest of what decides tokens and lemmas: spaCy and lemma-table versions, our
-  infixes and stop words, ``qa.features.PREPARE_VERSION``). An index whose meta differ is refused by
-  ``Index.open`` and rebuilt from scratch by ``build_index``.
+  infixes and stop words, ``qa.features.PREPARE_VERSION``) and ``reading`` (what decides a file's text:
+  ``qa.documents.reading_fingerprint``). An index whose meta differ is refused by ``Index.open`` and
+  rebuilt from scratch by ``build_index``; a database without them is not an index and is never touched.
 - ``documents(id, path, sha256, size, text, sections)``: each file as indexed: its path as found, the
   SHA-256 and size of its bytes (an update re-reads only files whose digest changed), its plain text
   and its sections as JSON ``[[start, page, heading], ...]``.
@@ -57,7 +58,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.documents import MAX_FILE_BYTES, DocumentError, Section, find_documents, read_document
+from qa.documents import MAX_FILE_BYTES, DocumentError, Section, find_documents, read_document, reading_fingerprint
 from qa.errors import UserError
 from qa.retrieval import content_term, content_terms
 from qa.tokenize import tokenize_in_pieces, tokenize_many
@@ -124,7 +125,7 @@ def _tokenizer_key() -> str:
 def _settings(window_tokens: int, window_stride: int) -> dict[str, str]:
     """The meta rows of an index built now with these windows."""
     return {"version": str(INDEX_VERSION), "window_tokens": str(window_tokens),
-            "window_stride": str(window_stride), "tokenizer": _tokenizer_key()}
+            "window_stride": str(window_stride), "tokenizer": _tokenizer_key(), "reading": reading_fingerprint()}
 
 
 def _connect(database: Path) -> sqlite3.Connection:
@@ -135,16 +136,27 @@ def _connect(database: Path) -> sqlite3.Connection:
 
 
 def _stored_settings(connection: sqlite3.Connection, database: Path) -> dict[str, str] | None:
-    """The index's meta rows; None for an empty database; ``UserError`` for a file that is no index."""
+    """The index's meta rows; None for an empty database; ``UserError`` for a database of something else
+    (never to be deleted as an old index) and for a file SQLite cannot read (a damaged index)."""
     try:
         tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
             return None
-        if "meta" not in tables:
-            raise UserError(f"{database}: not a qa index (a SQLite database of something else)")
-        return dict(connection.execute("SELECT key, value FROM meta"))
+        stored = dict(connection.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
     except sqlite3.DatabaseError as error:
-        raise UserError(f"{database}: not a qa index ({error})") from None
+        raise _database_error(database.parent, error) from None
+    if "version" not in stored or not {"documents", "windows"} <= tables:
+        raise UserError(f"{database}: not a qa index (a SQLite database of something else)")
+    return stored
+
+
+def _database_error(folder: Path, error: sqlite3.DatabaseError) -> UserError:
+    """The one-line message for an error of the database in ``folder``: busy (another qa process is
+    writing it), or unusable (damaged: delete and build again)."""
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        return UserError(f"{folder}: the index is busy (another qa index is updating it); try again when it is done")
+    return UserError(f"{folder}: the index cannot be used ({error}); if it is damaged, delete the folder and "
+                     f"build it again with qa index PATH... --output {folder}")
 
 
 @contextmanager
@@ -169,8 +181,7 @@ def _index_errors(folder: Path) -> Iterator[None]:
     except sqlite3.ProgrammingError:
         raise
     except sqlite3.DatabaseError as error:
-        raise UserError(f"{folder}: the index cannot be used ({error}); if it is damaged, delete the folder and "
-                        f"build it again with qa index PATH... --output {folder}") from None
+        raise _database_error(folder, error) from None
     except OSError as error:
         raise UserError(f"{folder}: {error.strerror or error}") from None
 
@@ -316,7 +327,8 @@ def check_paths(paths: list[str | Path]) -> None:
 def _update(folder: Path, paths: list[str | Path], progress: Callable[[int, int], None] | None,
             window_tokens: int, window_stride: int) -> IndexUpdate:
     """``build_index``'s work once its arguments are checked. Files are stored by absolute path, so that
-    the same folder given another way is the same documents, and citations hold from any folder."""
+    the same folder given by a relative or an absolute path is the same documents, and citations hold from any
+    folder (a symbolic link is not resolved: through one, the files are new paths)."""
     connection, database = _open_for_update(folder, _settings(window_tokens, window_stride))
     try:
         found, skipped = _outside(folder, *find_documents(paths))
@@ -332,6 +344,9 @@ def _update(folder: Path, paths: list[str | Path], progress: Callable[[int, int]
                 skipped.append((str(file), str(error).removeprefix(f"{file}: ")))
             if progress is not None:
                 progress(done, len(files))
+        if stored and not kept:  # an empty or unmounted folder, or every file unreadable: keep what is there
+            raise UserError(f"{', '.join(map(str, paths))}: no readable document found; the index of "
+                            f"{len(stored)} documents was not changed (delete the folder to empty it)")
         gone = [id_ for path, (id_, _) in stored.items() if path not in kept]
         with _transaction(connection):
             for document in gone:
@@ -420,6 +435,8 @@ class Index:
                                 f"version {INDEX_VERSION}; {again}")
             if stored.get("tokenizer") != _tokenizer_key():
                 raise UserError(f"{folder}: the index was built with another tokenizer (spaCy or qa changed); {again}")
+            if stored.get("reading") != reading_fingerprint():
+                raise UserError(f"{folder}: the index was built by another version of the document readers; {again}")
             for name, wanted in (("window_tokens", window_tokens), ("window_stride", window_stride)):
                 if wanted is not None and stored[name] != str(wanted):
                     raise UserError(f"{folder}: the index was built with {name} {stored[name]}, not {wanted}; "

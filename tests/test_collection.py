@@ -78,6 +78,16 @@ def test_the_top_answers_may_come_from_different_documents(fast):
     assert {a.source.path for a in answers} == {"a.txt", "b.txt"}
 
 
+
+def test_the_library_takes_one_path_as_a_path_not_as_its_characters(fast, tmp_path, monkeypatch):
+    (tmp_path / "bridge.txt").write_text("The bridge was built by Anna Berg in 1901.")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "tower.txt").write_text("The tower was built by Jonas Lind in 1899.")
+    monkeypatch.chdir(tmp_path)  # "." (a character of the name) would read every file here
+    for path in ("bridge.txt", tmp_path / "bridge.txt"):
+        answers = fast.answer_documents("Who built it?", path, top_k=4, force=True)
+        assert answers and {a.source.path for a in answers} == {"bridge.txt" if isinstance(path, str) else str(path)}
+
 def test_the_library_reads_a_text_over_a_million_characters(fast):
     filler = "The quiet committee met again and spoke about nothing of note. " * 16_000
     context = filler + "Warsaw stands on the Vistula River." + filler

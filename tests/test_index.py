@@ -250,7 +250,8 @@ def test_settings_are_checked(docs: Path, tmp_path: Path):
     rebuilt = build_index([docs], folder)  # other windows: rebuilt from scratch
     assert (rebuilt.added, rebuilt.unchanged, rebuilt.windows) == (4, 0, 4)
     for key, value, message in [("tokenizer", "spacy 2", "another tokenizer.*qa index"),
-                                ("version", "0", "version 0.*qa index")]:
+                                ("version", "0", "version 0.*qa index"),
+                                ("reading", "1", "another version of the document readers.*qa index")]:
         with sqlite3.connect(folder / DATABASE) as connection:
             original = connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
             connection.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
@@ -279,10 +280,73 @@ def test_folders_that_hold_no_index_are_refused(docs: Path, tmp_path: Path):
     assert sorted(p.name for p in docs.iterdir()) == ["lighthouse.txt", "oxygen.txt", "valley.md", "warsaw.txt"]
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / DATABASE).write_text("not a database, just a file with the same name " * 40)
-    with pytest.raises(UserError, match="not a qa index"):
-        build_index([docs], tmp_path / "fake", **WINDOWS)
-    with pytest.raises(UserError, match="not a qa index"):
-        Index.open(tmp_path / "fake")
+    for attempt in (lambda: build_index([docs], tmp_path / "fake", **WINDOWS), lambda: Index.open(tmp_path / "fake")):
+        with pytest.raises(UserError, match="cannot be used .*file is not a database.*if it is damaged, delete"):
+            attempt()
     with pytest.raises(UserError, match="no index here"):
         Index.open(tmp_path / "nowhere")
     assert build_index([docs], tmp_path / "new" / "nested", **WINDOWS).documents == 4
+
+
+def test_another_version_of_the_document_readers_reads_every_document_again(docs: Path, tmp_path: Path, monkeypatch):
+    folder = tmp_path / "index"
+    build_index([docs], folder, **WINDOWS)
+    monkeypatch.setattr("qa.documents.READING_VERSION", 10**6)  # a reader fixed since the index was built
+    update = build_index([docs], folder, **WINDOWS)
+    assert (update.added, update.unchanged, update.documents) == (4, 0, 4)
+    Index.open(folder).close()
+
+
+@pytest.mark.parametrize("case", ["empty", "unreadable"])
+def test_a_folder_with_no_readable_document_leaves_the_index_as_it_was(docs: Path, tmp_path: Path, case: str):
+    folder = tmp_path / "index"
+    build_index([docs], folder, **WINDOWS)
+    if case == "empty":  # an unmounted drive's mount point
+        for file in docs.iterdir():
+            file.unlink()
+    else:
+        for file in docs.iterdir():
+            file.write_bytes(b"\x00\x01binary")
+    with pytest.raises(UserError, match="no readable document found; the index of 4 documents was not changed"):
+        build_index([docs], folder, **WINDOWS)
+    with Index.open(folder) as index:
+        assert len(index) == 4 and Path(index.search("Vistula", 1)[0].path).name == "warsaw.txt"
+
+
+def test_a_database_of_something_else_is_never_deleted(docs: Path, tmp_path: Path):
+    folder = tmp_path / "other"
+    folder.mkdir()
+    with sqlite3.connect(folder / DATABASE) as connection:
+        connection.execute("CREATE TABLE meta(key TEXT, value TEXT)")
+        connection.execute("CREATE TABLE precious(row TEXT)")
+        connection.execute("INSERT INTO precious VALUES ('keep me')")
+    connection.close()
+    for attempt in (lambda: build_index([docs], folder, **WINDOWS), lambda: Index.open(folder)):
+        with pytest.raises(UserError, match="not a qa index"):
+            attempt()
+    with sqlite3.connect(folder / DATABASE) as connection:
+        assert connection.execute("SELECT row FROM precious").fetchall() == [("keep me",)]
+    connection.close()
+
+
+def test_an_index_another_process_is_writing_is_busy_not_damaged(docs: Path, tmp_path: Path, monkeypatch):
+    folder = tmp_path / "index"
+    build_index([docs], folder, **WINDOWS)
+    connect = index_module._connect
+
+    def impatient(database):  # the 10 s wait for the writer's commit, cut short
+        connection = connect(database)
+        connection.execute("PRAGMA busy_timeout = 0")
+        return connection
+
+    monkeypatch.setattr(index_module, "_connect", impatient)
+    writer = sqlite3.connect(folder / DATABASE, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    try:
+        for attempt in (lambda: build_index([docs], folder, **WINDOWS), lambda: Index.open(folder)):
+            with pytest.raises(UserError, match="the index is busy .*another qa index") as error:
+                attempt()
+            assert "delete" not in str(error.value)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
