@@ -151,10 +151,13 @@ def _stored_settings(connection: sqlite3.Connection, database: Path) -> dict[str
 
 
 def _database_error(folder: Path, error: sqlite3.DatabaseError) -> UserError:
-    """The one-line message for an error of the database in ``folder``: busy (another qa process is
-    writing it), or unusable (damaged: delete and build again)."""
+    """The one-line message for an error of the database in ``folder``: busy or changed meanwhile (another
+    qa index is writing it), or unusable (damaged: delete and build again)."""
     if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
         return UserError(f"{folder}: the index is busy (another qa index is updating it); try again when it is done")
+    if isinstance(error, sqlite3.IntegrityError):  # a document another update wrote since this one looked
+        return UserError(f"{folder}: the index changed while this update ran (another qa index at the same time?); "
+                         "run it again when that one is done")
     return UserError(f"{folder}: the index cannot be used ({error}); if it is damaged, delete the folder and "
                      f"build it again with qa index PATH... --output {folder}")
 

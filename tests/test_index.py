@@ -350,3 +350,19 @@ def test_an_index_another_process_is_writing_is_busy_not_damaged(docs: Path, tmp
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_two_updates_at_once_say_so_and_leave_a_usable_index(docs: Path, tmp_path: Path):
+    folder = tmp_path / "index"
+    started = []
+
+    def second_update(done: int, total: int) -> None:  # another qa index runs while the first is under way
+        if not started:
+            started.append(True)
+            build_index([docs], folder, **WINDOWS)
+
+    with pytest.raises(UserError, match="the index changed while this update ran .*run it again") as error:
+        build_index([docs], folder, progress=second_update, **WINDOWS)
+    assert "delete" not in str(error.value)
+    with Index.open(folder) as index:
+        assert len(index) == 4
