@@ -21,6 +21,7 @@ import numpy as np
 
 from qa.answers import SpanLogits, best_texts
 from qa.errors import UserError
+from qa.inputs import check_output_folder
 
 TEMPERATURE_RANGE = (0.2, 5.0)
 MAX_REFUSED = 0.05  # the stated trade-off: at most this share of answerable questions refused
@@ -139,6 +140,7 @@ def _destination(source: Path, output: str | None) -> Path:
 
     destination = source if output is None else Path(output)
     refuse_shipped(destination, "calibration")
+    check_output_folder(destination)
     return destination
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from qa.context import Context
 from qa.errors import UserError
+from qa.inputs import MAX_PASSAGE_CHARS
 from qa.render import ATTENTION_CHOICES, export_html, render, visible
 
 PASSAGE_END = "."  # the line that ends a pasted passage
@@ -37,6 +38,8 @@ class Chat:
                  bfloat16: bool | None = None, abstain_above: float | None = None, explain: bool = False):
         from qa.reader import Reader
 
+        if sys.stdin is None:
+            raise UserError("standard input is closed: the chat reads its questions there")
         self.reader = Reader.load(model, bfloat16=bfloat16, abstain_above=abstain_above)
         self.context = context
         self.explain = explain  # also show how each answer was found (qa.render)
@@ -48,8 +51,13 @@ class Chat:
         self.last: tuple[str, str, object] | None = None  # (question, text, prediction) of the last question
 
     def _input(self, prompt: str) -> str | None:
+        """One line without its line end, None at the end of input. Piped input is read at most
+        ``MAX_PASSAGE_CHARS`` + 1 characters at a time, so that one endless line cannot fill the memory."""
+        if not self.interactive:
+            line = sys.stdin.readline(MAX_PASSAGE_CHARS + 1)
+            return line.removesuffix("\n") if line else None
         try:
-            return input(prompt if self.interactive else "")
+            return input(prompt)
         except EOFError:
             return None
 
@@ -58,9 +66,13 @@ class Chat:
         document keeps its empty lines."""
         if self.interactive:
             self.console.print('[dim]paste the passage, then a line with only "." on it:[/]')
-        lines = []
+        lines, size = [], 0
         while (line := self._input("")) is not None and line.strip() != PASSAGE_END:
-            lines.append(line)
+            size += len(line) + 1
+            if size <= MAX_PASSAGE_CHARS + 1:  # beyond, the rest of the passage is read to its end but not kept
+                lines.append(line)
+        if size > MAX_PASSAGE_CHARS + 1:
+            raise UserError(f"the passage has over {MAX_PASSAGE_CHARS:,} characters; the limit is {MAX_PASSAGE_CHARS:,}")
         text = "\n".join(lines).strip("\n")
         return text if text.strip() else None
 
@@ -111,6 +123,7 @@ class Chat:
                 raise UserError(":html needs a FILE")
             if self.last is None:
                 raise UserError("no answer to write yet: ask a question first")
+            self.context.refuse_overwriting(argument)
             export_html(argument, *self.last, self.console.width, self.explain, self.context.documents)
             self.console.print(f"wrote {argument}", markup=False, highlight=False)
         else:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS
-from qa.inputs import checked_passage
+from qa.inputs import MAX_PASSAGE_CHARS, checked_passage
 from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
 
 MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
@@ -74,7 +74,8 @@ def _add_ask(commands) -> None:
                                           "a passage given with --context or on standard input.")
     ask.add_argument("question")
     _add_reading(ask)
-    ask.add_argument("--top-k", type=int, default=1, help="also show this many alternative answers")
+    ask.add_argument("--top-k", type=int, default=1, metavar="N", help="how many answers to show: the best and "
+                     "N-1 alternatives (default 1)")
     ask.add_argument("--force", action="store_true",
                      help="answer even when the model judges that the passage does not answer the question")
     ask.add_argument("--json", action="store_true", help="print a JSON result instead of the rendering")
@@ -183,10 +184,14 @@ def _add_evaluate(commands) -> None:
 def _read_passage(args) -> str:
     if args.context is not None:
         return checked_passage(args.context)
-    if sys.stdin.isatty():
+    if sys.stdin is None or sys.stdin.isatty():  # None: standard input closed
         raise UserError("give documents as PATH..., or the passage with --context or on standard input")
     try:
-        return checked_passage(sys.stdin.read())
+        text = sys.stdin.read(MAX_PASSAGE_CHARS + 1)  # no more is read: memory stays bounded
+        if len(text) > MAX_PASSAGE_CHARS:
+            raise UserError(f"the passage on standard input has over {MAX_PASSAGE_CHARS:,} characters; the limit is "
+                            f"{MAX_PASSAGE_CHARS:,}")
+        return checked_passage(text)
     except UnicodeDecodeError:
         raise UserError("standard input is not UTF-8 text") from None
 
@@ -198,6 +203,8 @@ def _ask(args) -> int:
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
     context = _context(args)  # input errors are reported before the slow import below
+    if args.html:
+        context.refuse_overwriting(args.html)
     from qa.reader import Reader
 
     reader = Reader.load(args.model, bfloat16=args.bfloat16, abstain_above=args.abstain_above)
@@ -206,8 +213,9 @@ def _ask(args) -> int:
                                        attention_view=view, force=args.force)
     console = Console()
     if args.json:
+        utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
         print(json.dumps({**result_dict(args.question, text, prediction, view), "precision": reader.precision,
-                          **context.summary()}, ensure_ascii=False))
+                          **context.summary()}, ensure_ascii=not utf8))  # \u escapes keep it JSON in any encoding
     else:
         render(console, args.question, text, prediction, args.explain, context.documents)
     if args.html:  # after the answer is printed, so a path that cannot be written loses nothing
@@ -330,8 +338,20 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _parsed(argv: list[str] | None) -> argparse.Namespace:
+    """The command line's arguments. ``ask`` and ``chat`` also take PATHs after their options (``qa ask Q
+    --top-k 2 doc.txt``), which argparse leaves over once the PATH positional has matched nothing before them."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command in ("ask", "chat") and not any(value.startswith("-") for value in extra):
+        args.paths = [*args.paths, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parsed(argv)
     handlers = {"ask": _ask, "chat": _chat, "index": _index, "train": _train, "evaluate": _evaluate,
                 "calibrate": _calibrate}
     try:
@@ -348,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # whoever read the output stopped (qa ask ... | head): end quietly, as head's peers do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
         return 141
+    except OSError as error:  # writing the output failed (a full disk under > FILE); files are checked before
+        print(f"qa: error: cannot write the output ({error.strerror or error})", file=sys.stderr)
+        return 1
 
 
 QUICK_EXIT = frozenset({"ask", "chat"})  # commands whose process has nothing left to do after its output
@@ -358,9 +381,16 @@ def console() -> None:
     the interpreter's teardown once their output is flushed (about 0.9 s of freeing the vocabulary,
     spaCy and the model on a 2-core machine, measured launch to exit); every file they write is closed
     by then."""
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character gets an escape, not a crash
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     code = main()
     if sys.argv[1:2] and sys.argv[1] in QUICK_EXIT:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:  # None: the stream was closed before qa started
+                    stream.flush()
+            except OSError:
+                code = code or 1
         os._exit(code)
     sys.exit(code)

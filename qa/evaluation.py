@@ -27,6 +27,7 @@ from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
 from qa.errors import UserError
 from qa.heat import SentenceHits
+from qa.inputs import check_output_folder
 from qa.inputs import read_json_object
 from qa.interrupts import InterruptRequest
 
@@ -105,7 +106,7 @@ def _print_report(console, metrics: dict, data: str) -> None:
         if metrics.get("open_setting") == "without own":  # asked without their own article, none is answerable
             said = (f"at the no-answer threshold p > {figures['threshold']:.3g}: abstains on "
                     f"{100 * figures['false_abstention_rate']:.1f}% of the {figures['answerable']} questions asked "
-                    f"without their own article (the right outcome); EM/F1 above are of its forced answers")
+                    f"without their own article (the right outcome)")
         if "unanswerable" in figures:
             said += f", abstains on {100 * figures['unanswerable_abstention_rate']:.1f}% of the {figures['unanswerable']} unanswerable"
         console.print(said + ("" if "HasAns_total" in metrics or "NoAns_total" in metrics else " (the figures above force answers)"))
@@ -272,7 +273,8 @@ def _scored(records, answers: _Answers, unanswerable: bool) -> dict:
     if answers.nbest is not None:  # over the questions answered: is an answer's score its chance of being right?
         answered = [(r, s) for r, s in zip(references, per_question) if answers.texts[r["id"]]]
         confidences = [answers.nbest[r["id"]][0]["score"] for r, _ in answered]
-        metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for _, s in answered])
+        if answered:  # no answered question: no calibration to measure (not a perfect one)
+            metrics["calibration"] = expected_calibration_error(confidences, [s["exact_match"] for _, s in answered])
     return metrics
 
 
@@ -297,6 +299,13 @@ def run_evaluation(data: str, split: str = "validation", model: str | None = Non
     from qa.data import has_unanswerable
     from qa.distributed import join, leave
 
+    if output:
+        check_output_folder(output)
+    if predictions_file and (model or open_setting or attention_view or bfloat16 is not None or abstain_above is not None
+                             or max_windows is not None or first_windows is not None):
+        raise UserError("--predictions scores a file of answers: it takes no model or reading options (--model, "
+                        "--collection, --without-own, --abstain-above, --attention, --max-windows, --first-windows, "
+                        "--bfloat16, --float32)")
     world = join("auto")
     try:
         console = console if console and world.main else Console(quiet=not world.main)
@@ -364,13 +373,18 @@ def _passage_lengths(records) -> list[int]:
 
 def _write_results(folder: Path, texts: dict, nbest_lists: dict | None, no_answer: dict | None,
                    metrics: dict) -> list[str]:
-    """Write the result files as one set: each atomically, with Ctrl-C held back until all are written;
-    returns their names."""
+    """Write the result files as one set: each atomically, with Ctrl-C held back until all are written, and
+    any of them this run has none of removed; returns their names."""
     files = {"predictions.json": texts, "nbest.json": nbest_lists, "na_prob.json": no_answer, "metrics.json": metrics}
     with InterruptRequest() as interrupt:
-        for name, payload in files.items():
-            if payload is not None:
-                write_json(folder / name, payload)
+        try:
+            for name, payload in files.items():
+                if payload is not None:
+                    write_json(folder / name, payload)
+                else:  # an earlier run's file of another set would be read as this run's
+                    (folder / name).unlink(missing_ok=True)
+        except OSError as error:
+            raise UserError(f"{folder}: cannot write the results ({error.strerror or error})") from None
     if interrupt.requested:
         raise KeyboardInterrupt(f"interrupted after the complete results were written to {folder}")
     return [name for name, payload in files.items() if payload is not None]

@@ -15,6 +15,17 @@ from qa.errors import UserError
 MAX_PASSAGE_CHARS = 1_000_000  # longer passages are refused (about 170,000 words)
 
 
+def check_output_folder(path: str | Path) -> None:
+    """A ``UserError`` for an output folder that cannot be one: an existing file, or a path under a file.
+    Checked before a long run, whose results would otherwise be lost at the end."""
+    target = Path(path)
+    for place in (target, *target.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise UserError(f"{path}: {'is' if place == target else f'{place} is'} a file, not a folder")
+            return
+
+
 def read_text_file(path: str) -> str:
     """A UTF-8 text file's contents, or a ``UserError`` naming the file and the problem."""
     try:

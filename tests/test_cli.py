@@ -335,3 +335,80 @@ def test_an_argument_that_is_not_utf8_is_a_one_line_error():
                              b"Alice \xff founded it.", "--model", "fast"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr == "qa: error: the passage is not valid Unicode text (is it UTF-8?)\n"
+
+
+def test_the_html_page_never_replaces_a_document_being_read(monkeypatch, tmp_path, capsys):
+    import io
+
+    from qa.chat import Chat
+
+    document = tmp_path / "normans.txt"
+    document.write_text(PASSAGE)
+    assert main(["ask", "Who led the Normans?", str(document), "--html", str(document)]) == 2
+    assert "is one of the files being read" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO("Who led the Normans?\n:html normans.txt\n"))
+    assert Chat("fast", Context.of_paths(["normans.txt"])).run() == 0
+    assert "normans.txt: is one of the files being read" in capsys.readouterr().err
+    assert document.read_text() == PASSAGE
+
+
+def test_paths_may_follow_the_options(tmp_path, capsys):
+    document = tmp_path / "normans.txt"
+    document.write_text(PASSAGE)
+    assert main(["ask", "Who led the Normans?", "--model", "fast", str(document), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == [str(document)]
+    with pytest.raises(SystemExit):
+        main(["ask", "Who led the Normans?", "--top-k", "2", str(document), "--frobnicate"])
+
+
+def test_closed_or_endless_standard_input_is_one_line(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("qa.reader.Reader.load", _load_returning(_AnsweringReader))
+    monkeypatch.setattr("sys.stdin", None)  # closed before qa started (qa ask Q <&-)
+    assert main(["ask", "Who led the Normans?"]) == 2
+    assert "give documents as PATH..., or the passage" in capsys.readouterr().err
+    assert main(["chat"]) == 2
+    assert "standard input is closed" in capsys.readouterr().err
+
+    class Endless(io.TextIOBase):  # yes | qa ask Q: never ends, so reading it all would fill the memory
+        def isatty(self):
+            return False
+
+        def read(self, size=-1):
+            assert size > 0, "read to the end of an endless stream"
+            return "y\n" * (size // 2 + 1)
+
+    monkeypatch.setattr("sys.stdin", Endless())
+    assert main(["ask", "Who led the Normans?"]) == 2
+    assert "the passage on standard input has over 1,000,000 characters" in capsys.readouterr().err
+
+
+def test_chat_refuses_a_passage_over_the_limit_and_reads_on_after_it(monkeypatch, capsys):
+    monkeypatch.setattr("qa.chat.MAX_PASSAGE_CHARS", 50)
+    chat = _chat(monkeypatch, ":passage\n" + "long line of the passage\n" * 5 + ".\n:passage\nRollo led the Normans.\n.\n"
+                 "Who led the Normans?\n", _AnsweringReader)
+    chat.context = Context.of_passage("Warsaw is in Poland.")
+    assert chat.run() == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["qa: error: the passage has over 50 characters; the limit is 50"]
+    assert "Rollo" in out  # the lines after the refused passage were not read as questions
+
+
+def test_evaluate_refuses_an_output_that_is_a_file_before_reading(squad_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("qa.reader.Reader.load", _load_raising(AssertionError("the model was loaded")))
+    taken = tmp_path / "taken"
+    taken.write_text("keep")
+    for command in (["evaluate", str(squad_file), "--output"], ["calibrate", str(squad_file), "--model", "fast", "--output"]):
+        for output in (taken, taken / "below"):
+            assert main([*command, str(output)]) == 2
+            assert "is a file, not a folder" in capsys.readouterr().err
+    assert taken.read_text() == "keep"
+
+
+def test_predictions_take_no_model_options(squad_file, tmp_path, capsys):
+    answers = tmp_path / "answers.json"
+    answers.write_text("{}")
+    assert main(["evaluate", str(squad_file), "--predictions", str(answers), "--model", "nowhere"]) == 2
+    assert "--predictions scores a file of answers: it takes no model" in capsys.readouterr().err

@@ -148,3 +148,13 @@ def test_a_model_without_the_null_option_writes_one_minus_its_top_score_as_the_n
     assert set(probabilities) == set(nbest) and len(probabilities) == 11
     for qid, probability in probabilities.items():  # what the best-threshold sweep ranks by
         assert probability == pytest.approx(1.0 - nbest[qid][0]["score"], abs=1e-6)
+
+
+def test_an_output_folder_holds_one_run_s_files_only(squad_file, tmp_path):
+    out = tmp_path / "out"
+    assert main(["evaluate", str(_v2_file(tmp_path)), "--model", "fast", "--output", str(out)]) == 0
+    assert (out / "na_prob.json").exists()
+    predictions = tmp_path / "answers.json"
+    predictions.write_text(json.dumps({"q1": "Rollo"}))
+    assert main(["evaluate", str(squad_file), "--predictions", str(predictions), "--output", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.json"]  # no stale na_prob, nbest
