@@ -227,6 +227,9 @@ def _legend(heat: Heat, plain: bool, explain: bool) -> Text:
     return legend.append_text(answer)
 
 
+MIN_WIDTH = 20  # columns the rendering is laid out in at least (rich's tables fail at 5)
+
+
 def _evidence_tables(evidence: Evidence) -> list[Table]:
     """'The answer drew on' (passage tokens) and 'question words the answer aligned with'."""
     tables = []
@@ -363,10 +366,15 @@ def render(console: Console, question: str, context: str, prediction: Prediction
     the attention tables too. ``documents``: how many documents a collection's ``context`` joins (None: a
     passage). Without colour (``console.no_color`` or not a terminal) without any style."""
     plain = console.no_color or not console.is_terminal
-    parts = [Text("the reader found no answer")]
-    if prediction.answers:
-        parts = _answer_parts(console, question, context, prediction, plain, explain, documents)
-    console.print(_Unstyled(Group(*parts)) if plain else Group(*parts))
+    width = console.width
+    console.width = max(width, MIN_WIDTH)  # a narrower terminal wraps the lines
+    try:
+        parts = [Text("the reader found no answer")]
+        if prediction.answers:
+            parts = _answer_parts(console, question, context, prediction, plain, explain, documents)
+        console.print(_Unstyled(Group(*parts)) if plain else Group(*parts))
+    finally:
+        console.width = width
 
 
 def export_html(path: str, question: str, context: str, prediction: Prediction, width: int,

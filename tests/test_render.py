@@ -252,3 +252,16 @@ def test_passage_markup_and_terminal_escapes_are_shown_not_obeyed():
         assert "\u241b[31m" in shown and "\u241b]0;title\u2407" in shown  # ESC and BEL as control pictures
         assert not any(c in shown for c in "\x1b\x07\r")
     assert visible(context)[start : start + 4] == "gold" and len(visible(context)) == len(context)
+
+
+@pytest.mark.parametrize("width", [3, 5, 12])
+def test_a_terminal_a_few_columns_wide_still_gets_the_whole_rendering(width):
+    start = CONTEXT.index("stands")
+    evidence = Evidence([("stands", start, start + 6, 0.412)], [("river", 5, 10, 0.75)])
+    for colour in (True, False):
+        console = Console(record=True, width=width, force_terminal=colour, no_color=not colour)
+        render(console, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {"Vistula": 8.0}), evidence)]),
+               explain=True)
+        shown = console.export_text()  # rich shortens the tables' cells to fit; the rendering is whole
+        assert "Vistula" in shown and "5-10" in shown and shown.count("┃") >= 6  # the passage, both tables
+        assert console.width == width  # the caller's console is left as it was
