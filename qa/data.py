@@ -50,7 +50,7 @@ def _check_question(qa, context: str, seen: dict[str, str | int]) -> Problem | N
     qid = qa.get("id") if isinstance(qa, dict) else None
     if not (isinstance(qid, str) or _whole_number(qid)) or not isinstance(qa.get("question"), str):
         return Problem.of("missing 'id' or 'question'")
-    if not is_unicode(qa["question"]):
+    if not (is_unicode(qa["question"]) and is_unicode(str(qid))):
         return Problem.of("text that is not valid Unicode (a lone surrogate)")
     key = str(qid)
     if key in seen:
@@ -63,7 +63,9 @@ def _check_question(qa, context: str, seen: dict[str, str | int]) -> Problem | N
         start, text = (answer.get("answer_start"), answer.get("text")) if isinstance(answer, dict) else (None, None)
         if not _whole_number(start) or not isinstance(text, str):
             return Problem.of("answer without 'text' and 'answer_start'")
-        if context[start : start + len(text)] != text:
+        if not text.strip():  # an empty span would match anywhere; an unanswerable question has no answers
+            return Problem.of("empty answer text")
+        if not 0 <= start <= len(context) - len(text) or context[start : start + len(text)] != text:
             return Problem("answer not at its answer_start", f"answer {text!r} is not at answer_start {start}")
     impossible = qa.get("is_impossible", not qa.get("answers"))
     if not isinstance(impossible, bool) or impossible == bool(qa.get("answers")):
@@ -104,6 +106,10 @@ def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Coun
         if not isinstance(paragraphs, list):
             reject(f"article {a}", Problem.of("missing 'paragraphs'"))
             continue
+        title = "" if article.get("title") is None else article["title"]  # a title is optional
+        if not isinstance(title, str) or not is_unicode(title):
+            reject(f"article {a}", Problem.of("a 'title' that is not text"))
+            continue
         for p, paragraph in enumerate(paragraphs):
             context = paragraph.get("context") if isinstance(paragraph, dict) else None
             if not isinstance(context, str) or not context.strip():
@@ -112,7 +118,11 @@ def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Coun
             if not is_unicode(context):
                 reject(f"article {a} paragraph {p}", Problem.of("text that is not valid Unicode (a lone surrogate)"))
                 continue
-            for q, qa in enumerate(paragraph.get("qas", [])):
+            questions = paragraph.get("qas", [])
+            if not isinstance(questions, list):
+                reject(f"article {a} paragraph {p}", Problem.of("'qas' is not a list"))
+                continue
+            for q, qa in enumerate(questions):
                 problem = _check_question(qa, context, seen)
                 if problem:
                     reject(_named(qa, a, p, q), problem)
@@ -121,7 +131,7 @@ def _flatten(payload, source: str, lenient: bool) -> tuple[dict[str, list], Coun
                 seen[qid] = qa["id"]
                 answers = qa.get("answers", [])
                 columns["id"].append(qid)
-                columns["title"].append(article.get("title", ""))
+                columns["title"].append(title)
                 columns["context"].append(context)
                 columns["question"].append(qa["question"])
                 columns["answers"].append(
@@ -176,9 +186,11 @@ def _load_records(source: str, split: str, lenient: bool, skipped: Counter | Non
         raise DataError(f"{source}: is a folder, not a SQuAD JSON file")
     if path.exists():
         try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
+            payload = json.loads(path.read_text(encoding="utf-8-sig"))  # -sig: a byte-order mark as Windows tools write
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise DataError(f"{source}: not a UTF-8 JSON file ({error})") from None
+        except RecursionError:
+            raise DataError(f"{source}: JSON nested too deeply to be a SQuAD file") from None
         except OSError as error:
             raise DataError(f"{source}: cannot read ({error.strerror})") from None
         columns, counts = _flatten(payload, source, lenient)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ from qa.tokenize import EXTRA_INFIXES, STOP_WORDS, Tokens, tokenize_many
 if TYPE_CHECKING:  # imported lazily: answering a single question never needs it
     import datasets
 
-PREPARE_VERSION = "4"  # raise when the code of tokenizing or answer alignment changes
+PREPARE_VERSION = "5"  # raise when the code of tokenizing or answer alignment changes
 
 
 @dataclass
@@ -153,6 +154,20 @@ def dataset_key(records: "datasets.Dataset") -> str:
     return digest.hexdigest()[:32]
 
 
+def _save_prepared(folder: Path, contexts: "datasets.Dataset", examples: "datasets.Dataset") -> None:
+    """Both datasets saved into ``NAME.partial`` beside ``folder``, which then takes its place: an
+    interruption (Ctrl-C, a full disk) leaves no half-saved cache that every later run would fail to load."""
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")  # one per process: two may prepare at once
+    shutil.rmtree(partial, ignore_errors=True)
+    contexts.save_to_disk(str(partial / "contexts"))
+    examples.save_to_disk(str(partial / "examples"))
+    shutil.rmtree(folder, ignore_errors=True)  # incomplete (one left by a version that saved in place)
+    try:
+        partial.rename(folder)
+    except OSError:  # another process saved the same preparation first
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def prepare(records: "datasets.Dataset", cache: bool = True, workers: int = 0) -> PreparedSet:
     """Tokenize records (or reuse the on-disk cache for identical records), in ``workers``
     processes when more than one."""
@@ -166,8 +181,7 @@ def prepare(records: "datasets.Dataset", cache: bool = True, workers: int = 0) -
     else:
         context_ds, example_ds = _prepare(records, workers)
         if cache:
-            context_ds.save_to_disk(str(folder / "contexts"))
-            example_ds.save_to_disk(str(folder / "examples"))
+            _save_prepared(folder, context_ds, example_ds)
     contexts = context_ds.to_list()
     rows = example_ds.to_list()
     examples = [

@@ -14,9 +14,16 @@ from dataclasses import dataclass
 
 from spacy.lang.en import English
 
+# Characters that show nothing and join nothing, common in web and PDF text: the zero-width space, the
+# left-to-right and right-to-left marks, the word joiner and a byte-order mark inside a text. spaCy keeps
+# them inside words ("\u200bRollo"), so an answer would carry them and score 0; here they split tokens and
+# are dropped like spaces. The zero-width (non-)joiners stay: Persian, Indic scripts and emoji need them.
+INVISIBLE = "\u200b\u200e\u200f\u2060\ufeff"
+
 # Extra split points: any dash, slash, tilde, plus/ampersand/equals between word characters,
 # and the boundary between a digit and a letter.
 EXTRA_INFIXES = (
+    f"[{INVISIBLE}]",
     r"[\-\u2010-\u2015~/\\+&=\u00b7:;|]",
     r"(?<=[0-9])(?=[A-Za-z])",
     r"(?<=[A-Za-z])(?=[0-9])",
@@ -47,6 +54,8 @@ class Tokens:
 
 
 class _ReaderEnglishDefaults(English.Defaults):
+    prefixes = [f"[{INVISIBLE}]", *English.Defaults.prefixes]
+    suffixes = [f"[{INVISIBLE}]", *English.Defaults.suffixes]
     infixes = list(English.Defaults.infixes) + list(EXTRA_INFIXES)
 
 
@@ -60,6 +69,18 @@ class _ReaderEnglish(English):
 @functools.lru_cache(maxsize=1)
 def _pipeline() -> English:
     return _ReaderEnglish()
+
+
+MAX_STRINGS = 1_000_000  # spaCy keeps every distinct token string it has met; past this many, start afresh
+
+
+def _bounded_pipeline() -> English:
+    """The pipeline, built anew once its vocabulary holds ``MAX_STRINGS`` strings: a long ``qa chat``, an index
+    of a large folder or a library loop would otherwise grow it without end (500,000 distinct words: +239 MiB).
+    Tokens are plain strings, so nothing refers to the old vocabulary."""
+    if len(_pipeline().vocab.strings) > MAX_STRINGS:
+        _pipeline.cache_clear()
+    return _pipeline()
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,7 +109,7 @@ def _spans(doc) -> list[tuple[str, int]]:
     """(text, start) of every non-space token, with a sentence-final period split off."""
     spans = []
     for token in doc:
-        if token.is_space:
+        if token.is_space or not token.text.strip(INVISIBLE):
             continue
         text, start = token.text, token.idx
         if len(text) > 1 and text.endswith(".") and not _keeps_final_period(text):
@@ -111,7 +132,7 @@ def _to_tokens(doc) -> Tokens:
 
 def tokenize(text: str) -> Tokens:
     """Tokenize one text, dropping whitespace tokens but keeping offsets exact."""
-    return _to_tokens(_pipeline()(text))
+    return _to_tokens(_bounded_pipeline()(text))
 
 
 PIECE_CHARS = 100_000  # a longer text is tokenized in pieces of about this many characters, cut at whitespace
@@ -137,7 +158,7 @@ def tokenize_many(texts: list[str], batch_size: int = 256) -> list[Tokens]:
     """Tokenize many texts with ``nlp.pipe`` (faster than one call per text); a text of any length, cut in
     ``pieces`` under spaCy's limit of 1,000,000 characters."""
     cuts = [pieces(text) for text in texts]
-    parts = [_to_tokens(doc) for doc in _pipeline().pipe(
+    parts = [_to_tokens(doc) for doc in _bounded_pipeline().pipe(
         (piece for text, c in zip(texts, cuts) for piece in _pieces_of(text, c)), batch_size=batch_size)]
     tokenized, first = [], 0
     for text_cuts in cuts:
@@ -150,7 +171,7 @@ def tokenize_in_pieces(text: str) -> Iterator[Tokens]:
     """``text``'s tokens one piece (``pieces``) at a time, offsets into ``text``, the same tokens as
     ``tokenize_many([text])``: for a text whose tokens all at once would not fit in bounded memory."""
     cuts = pieces(text)
-    for cut, doc in zip(cuts, _pipeline().pipe(_pieces_of(text, cuts), batch_size=1)):
+    for cut, doc in zip(cuts, _bounded_pipeline().pipe(_pieces_of(text, cuts), batch_size=1)):
         yield joined_tokens([_to_tokens(doc)], [cut])
 
 

@@ -1,5 +1,6 @@
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,13 @@ def test_local_file_becomes_flat_records(squad_file):
         ({"data": [{"paragraphs": [{"context": "abc", "qas": [
             {"id": "x", "question": "q?", "answers": []}, {"id": "x", "question": "q?", "answers": []}]}]}]},
          "duplicate id 'x'"),
+        ({"data": [{"paragraphs": [{"context": "abc", "qas": None}]}]}, "paragraph 0: 'qas' is not a list"),
+        ({"data": [{"title": ["a"], "paragraphs": []}]}, "article 0: a 'title' that is not text"),
+        ({"data": [{"paragraphs": [{"context": "abc", "qas": [
+            {"id": "x", "question": "q?", "answers": [{"text": " ", "answer_start": 0}]}]}]}]}, "empty answer text"),
+        ({"data": [{"paragraphs": [{"context": "led by Rollo.", "qas": [  # -6 would slice "Rollo" from the end
+            {"id": "x", "question": "q?", "answers": [{"text": "Rollo", "answer_start": -6}]}]}]}]},
+         "'Rollo' is not at answer_start -6"),
     ],
 )
 def test_malformed_files_name_the_record(tmp_path, payload, message):
@@ -159,3 +167,41 @@ def test_squad_v2_records_load_and_contradictions_are_named(tmp_path):
     skipped = Counter()
     assert len(load_squad(str(path), lenient=True, skipped=skipped)) == 2
     assert skipped == {"is_impossible contradicts the answers": 1}
+
+
+def test_odd_but_valid_files_load_and_hostile_ones_are_one_error(tmp_path):
+    path = tmp_path / "odd.json"
+    payload = {"data": [{"title": None, "paragraphs": [{"context": "abc", "qas": [_question("x")]}]}]}
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(payload).encode())  # a byte-order mark, as Windows tools write
+    records = load_squad(str(path))
+    assert records["title"] == [""] and records["id"] == ["x"]
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": "abc", "qas": [_question("x\ud800")]}]}]}))
+    with pytest.raises(DataError, match="not valid Unicode"):
+        load_squad(str(path))
+    path.write_text('{"data": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(DataError, match="nested too deeply"):
+        load_squad(str(path))
+
+
+def test_an_interrupted_cache_write_leaves_no_broken_cache(squad_file, monkeypatch):
+    import datasets
+
+    records = load_squad(str(squad_file))
+    save = datasets.Dataset.save_to_disk
+    calls = []
+
+    def interrupted(self, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # killed while writing the examples: their folder holds part of a shard
+            Path(path).mkdir(parents=True)
+            (Path(path) / "data-00000-of-00001.arrow").write_bytes(b"part of a shard")
+            raise KeyboardInterrupt
+        save(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(records)
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", save)
+    first = prepare(records)  # prepared again, not read from a half-saved folder
+    second = prepare(records)  # from the cache
+    assert [e.answer_span for e in first.examples] == [e.answer_span for e in second.examples]

@@ -41,3 +41,22 @@ def test_covering_span_is_the_last_token_starting_by_start_to_the_first_ending_b
     last = max(first, min([i for i, e in enumerate(tokens.ends) if e >= end], default=len(tokens) - 1))
     exact = tokens.starts[first] == start and tokens.ends[last] == end
     assert covering_span(tokens, start, end) == ((first, last), exact)
+
+
+def test_invisible_characters_split_tokens_and_are_dropped():
+    text = "\u200bRollo led the Nor\u200emans\ufeff in 911\u2060.\u200f"
+    tokens = tokenize(text)
+    assert tokens.words == ["Rollo", "led", "the", "Nor", "mans", "in", "911", "."]
+    assert [text[s:e] for s, e in zip(tokens.starts, tokens.ends)] == tokens.words
+    family = "\U0001F468\u200d\U0001F469"  # a zero-width joiner stays: emoji and some scripts need it
+    assert "\u200d" in "".join(tokenize(family).words)
+
+
+def test_the_tokenizer_starts_afresh_past_its_vocabulary_bound(monkeypatch):
+    from qa import tokenize as module
+
+    monkeypatch.setattr(module, "MAX_STRINGS", 5_000)
+    for batch in range(4):
+        module.tokenize_many([" ".join(f"w{batch}x{i}" for i in range(3_000))])
+        assert len(module._pipeline().vocab.strings) <= 5_000 + 3_000 + 2_000  # the bound, one batch, spaCy's own
+    assert tokenize("Rollo led the Normans.").words == ["Rollo", "led", "the", "Normans", "."]
