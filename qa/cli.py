@@ -106,8 +106,8 @@ def _add_train(commands) -> None:
                     "qa train --from default --train FILE --output DIR. Fine-tuning writes the model folder DIR "
                     "(use it with --model DIR), its checkpoints and held-out split in DIR/run (run the same "
                     "command again to resume), and DIR/fine-tune.json, the held-out scores before and after; "
-                    "it takes --max-minutes (default 8), --max-steps, --seed and --device, not --config or "
-                    "--run-dir, whose recipe and run folder it replaces.")
+                    "it takes --max-minutes (default 8), --max-steps, --seed and --device, not --config, "
+                    "--run-dir or --prepare-workers, which only recipe training takes.")
     train.add_argument("--config", help="a training recipe (default: pipelines/default.json)")
     fine = train.add_argument_group("fine-tuning")
     fine.add_argument("--from", dest="from_model", metavar="MODEL", help="fine-tune this model: a shipped one "
@@ -127,7 +127,8 @@ def _add_train(commands) -> None:
                        "depend on the machine's load, so a second seed can read as many batches as the first")
     train.add_argument("--seed", type=int, help="override the seed")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the device (auto: CUDA if present)")
-    train.add_argument("--prepare-workers", type=int, help="processes for tokenizing the data")
+    train.add_argument("--prepare-workers", type=int, help="processes for tokenizing the data (recipe training "
+                       "only)")
 
 
 def _add_calibrate(commands) -> None:
@@ -152,8 +153,9 @@ def _add_evaluate(commands) -> None:
     evaluate.add_argument("data", help="SQuAD-format JSON file or hub dataset name")
     evaluate.add_argument("--split", default="validation", help="split of a hub dataset")
     evaluate.add_argument("--model", help=MODEL_HELP)
-    evaluate.add_argument("--output", help="folder for predictions.json, nbest.json, metrics.json "
-                                           "(and na_prob.json on SQuAD 2.0 files)")
+    evaluate.add_argument("--output", help="folder for predictions.json and metrics.json, nbest.json (with a model) "
+                                           "and na_prob.json (on SQuAD 2.0 files, and on any file for a model with "
+                                           "the no-answer option); an earlier run's files of another set are removed")
     evaluate.add_argument("--batch-size", type=int, default=64)
     evaluate.add_argument("--limit", type=int, default=0, help="only the first N questions")
     evaluate.add_argument("--predictions", help="score this predictions file ({id: answer}) instead of running a model")
