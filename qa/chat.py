@@ -14,7 +14,7 @@ from rich.console import Console
 from qa.context import Context
 from qa.errors import UserError
 from qa.inputs import MAX_PASSAGE_CHARS
-from qa.render import ATTENTION_CHOICES, export_html, render, visible
+from qa.render import ATTENTION_CHOICES, TerminalConsole, export_html, render, visible
 
 PASSAGE_END = "."  # the line that ends a pasted passage
 HELP = f"""commands:
@@ -46,7 +46,7 @@ class Chat:
         self.attention = attention or self.reader.attention_view  # None: the model's own view
         self.force = force  # answer even when the model says the passage does not
         self.interactive = sys.stdin.isatty()
-        self.console = Console()
+        self.console = TerminalConsole()
         self.errors = Console(stderr=True)
         self.last: tuple[str, str, object] | None = None  # (question, text, prediction) of the last question
 

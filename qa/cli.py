@@ -13,7 +13,7 @@ from rich.console import Console
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS
 from qa.inputs import MAX_PASSAGE_CHARS, checked_passage
-from qa.render import ATTENTION_CHOICES, export_html, render, result_dict
+from qa.render import ATTENTION_CHOICES, TerminalConsole, export_html, render, result_dict
 
 MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
 BFLOAT16_HELP = ("run the network and the contextual encoder under bfloat16 autocast (the default for a model with "
@@ -213,7 +213,7 @@ def _ask(args) -> int:
     view = args.attention or reader.attention_view
     text, prediction = context.predict(reader, args.question, top_k=args.top_k, with_attention=view != "none",
                                        attention_view=view, force=args.force)
-    console = Console()
+    console = TerminalConsole()
     if args.json:
         utf8 = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "") == "utf8"
         print(json.dumps({**result_dict(args.question, text, prediction, view), "precision": reader.precision,

@@ -227,6 +227,15 @@ def _legend(heat: Heat, plain: bool, explain: bool) -> Text:
     return legend.append_text(answer)
 
 
+class TerminalConsole(Console):
+    """rich's ``Console`` for the answers ``qa ask`` and ``qa chat`` print: a reader that stops reading
+    (``qa ask ... | head``) ends it as a ``print`` would, with ``BrokenPipeError`` (exit 141), where rich exits 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 MIN_WIDTH = 20  # columns the rendering is laid out in at least (rich's tables fail at 5)
 
 

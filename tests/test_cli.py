@@ -95,9 +95,10 @@ def test_the_installed_command_answers_exits_and_stops_quietly_on_a_closed_pipe(
     ask = [sys.executable, "-m", "qa", "ask", "Who led the Normans?", "--context", PASSAGE, "--model", "fast"]
     result = subprocess.run([*ask, "--json"], capture_output=True, text=True)  # output flushed before the quick exit
     assert result.returncode == 0 and json.loads(result.stdout)["answer"] in ROLLO
-    reader = subprocess.Popen([*ask, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    reader.stdout.close()  # nobody reads the answer
-    assert reader.wait() == 141 and b"Traceback" not in reader.stderr.read()
+    for output in (["--json"], []):  # printed by print, or by rich
+        reader = subprocess.Popen([*ask, *output], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        reader.stdout.close()  # nobody reads the answer
+        assert reader.wait() == 141 and b"Traceback" not in reader.stderr.read()
 
 
 def _load_raising(error: Exception):
