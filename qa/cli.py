@@ -12,7 +12,7 @@ from rich.console import Console
 
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS
-from qa.inputs import MAX_PASSAGE_CHARS, checked_passage
+from qa.inputs import MAX_PASSAGE_CHARS, checked_passage, is_blank
 from qa.render import ATTENTION_CHOICES, TerminalConsole, export_html, render, result_dict
 
 MODEL_HELP = "a shipped model, default or fast, or a model folder (default: default)"  # see qa.reader.model_folder
@@ -200,7 +200,7 @@ def _read_passage(args) -> str:
 
 def _ask(args) -> int:
     """Answer one question about a passage, files or an index; print it (or JSON) and write the HTML asked for."""
-    if not args.question.strip():
+    if is_blank(args.question):
         raise UserError("the question is empty")
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")

@@ -66,9 +66,21 @@ def is_unicode(text: str) -> bool:
     return True
 
 
+# Characters that show nothing and join nothing, common in web and PDF text: the zero-width space, the
+# left-to-right and right-to-left marks, the word joiner and a byte-order mark inside a text. The tokenizer
+# drops them (``qa.tokenize``); a text of nothing else is blank.
+INVISIBLE = "\u200b\u200e\u200f\u2060\ufeff"
+_NO_INVISIBLE = str.maketrans("", "", INVISIBLE)
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` holds nothing to read: only whitespace and ``INVISIBLE`` characters."""
+    return not text.translate(_NO_INVISIBLE).strip()
+
+
 def checked_passage(text: str) -> str:
     """``text`` unchanged, or a ``UserError`` when it is blank, not valid Unicode or over ``MAX_PASSAGE_CHARS``."""
-    if not text.strip():
+    if is_blank(text):
         raise UserError("the passage is empty")
     if not is_unicode(text):
         raise UserError("the passage is not valid Unicode text (is it UTF-8?)")

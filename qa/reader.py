@@ -17,7 +17,7 @@ from qa.answers import Answer, AttentionMaps, Prediction  # noqa: F401  (the lib
 from qa.checkpoint import CONFIG_FILE, DIGEST_KEY, ModelFileError, load_weights, read_json
 from qa.errors import UserError
 from qa.heat import DEFAULT_VIEW, LEVEL_RATIOS, VIEWS, checked_level_ratios
-from qa.inputs import is_unicode
+from qa.inputs import is_blank, is_unicode
 
 SHIPPED_MODELS = Path(__file__).parent / "models"
 MODEL_NAMES = ("default", "fast")  # the shipped models: MiniLM features + GloVe, and GloVe alone
@@ -72,7 +72,7 @@ def refuse_shipped(folder: Path, what: str) -> None:
 def _check_questions(questions: list[str]) -> None:
     """A ``UserError`` for a question that is not text or is blank."""
     for question in questions:
-        if not isinstance(question, str) or not question.strip():
+        if not isinstance(question, str) or is_blank(question):
             raise UserError("a question is empty")
         if not is_unicode(question):
             raise UserError("a question is not valid Unicode text (is it UTF-8?)")
@@ -226,7 +226,7 @@ class Reader:
         if len(questions) != len(contexts):
             raise UserError(f"{len(questions)} questions but {len(contexts)} contexts")
         for context in contexts:
-            if not isinstance(context, str) or not context.strip():
+            if not isinstance(context, str) or is_blank(context):
                 raise UserError("a passage is empty")
             if not is_unicode(context):
                 raise UserError("a passage is not valid Unicode text (is it UTF-8?)")

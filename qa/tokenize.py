@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from spacy.lang.en import English
 
-# Characters that show nothing and join nothing, common in web and PDF text: the zero-width space, the
-# left-to-right and right-to-left marks, the word joiner and a byte-order mark inside a text. spaCy keeps
-# them inside words ("\u200bRollo"), so an answer would carry them and score 0; here they split tokens and
-# are dropped like spaces. The zero-width (non-)joiners stay: Persian, Indic scripts and emoji need them.
-INVISIBLE = "\u200b\u200e\u200f\u2060\ufeff"
+from qa.inputs import INVISIBLE
+
+# ``INVISIBLE``: spaCy keeps them inside words ("\u200bRollo"), so an answer would carry them and score 0;
+# here they split tokens and are dropped like spaces. The zero-width (non-)joiners stay: Persian, Indic
+# scripts and emoji need them.
 
 # Extra split points: any dash, slash, tilde, plus/ampersand/equals between word characters,
 # and the boundary between a digit and a letter.

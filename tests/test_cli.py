@@ -59,6 +59,8 @@ def test_ask_json_gives_the_answer_with_its_offsets(capsys):
     [
         (["ask", "   ", "--context", PASSAGE], "the question is empty"),
         (["ask", "Who?", "--context", " \n "], "the passage is empty"),
+        (["ask", "\u200b \ufeff", "--context", PASSAGE], "the question is empty"),  # only characters that show nothing
+        (["ask", "Who?", "--context", "\u200b\u200e \u2060"], "the passage is empty"),
         (["ask", "Who?", "--file", "/nonexistent/passage.txt"], "no such file"),
         (["evaluate", "/nonexistent/dev.json"], "no such file"),
         (["ask", "Who?", "--context", PASSAGE, "--model", "/nonexistent/model"], "no such model folder"),

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from qa.batching import Batcher
 from qa.errors import UserError
-from qa.inputs import is_unicode
+from qa.inputs import is_blank, is_unicode
 from qa.model import ReaderConfig, ReaderNet, glove_tensor
 from qa.inference import ReadingOptions
 from qa.reader import Reader
@@ -32,7 +32,7 @@ def reader():
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(question=TEXT, context=TEXT)
 def test_answers_always_slice_the_passage(reader, question, context):
-    blank, broken = not question.strip() or not context.strip(), not (is_unicode(question) and is_unicode(context))
+    blank, broken = is_blank(question) or is_blank(context), not (is_unicode(question) and is_unicode(context))
     if blank or broken:  # refused with the problem it has (either, when it has both)
         expected = "|".join(message for message, found in (("empty", blank), ("not valid Unicode text", broken)) if found)
         with pytest.raises(UserError, match=expected):

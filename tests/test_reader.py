@@ -272,3 +272,14 @@ def test_a_model_folder_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
     shutil.copytree(folder, tmp_path / "best.old")  # as if killed after the swap, before the old one went
     save_model(folder, net, {"model": net.config.to_dict()})
     assert (folder / "model.safetensors").read_bytes() != before and sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_a_text_of_nothing_but_invisible_characters_is_empty(reader):
+    from qa.errors import UserError
+
+    with pytest.raises(UserError, match="a question is empty"):
+        reader.predict("\u200b\ufeff", "Rollo led the Normans.")
+    with pytest.raises(UserError, match="a passage is empty"):
+        reader.predict_batch(["Who led?"], ["\u200b \u2060"])
+    for answer in reader.predict("Who led the Normans?", "\u200bRollo\u200e led the Normans.", top_k=20).answers:
+        assert answer.text.strip() and answer.text == answer.text.strip("\u200b\u200e")  # never begin or end in one
