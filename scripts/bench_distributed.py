@@ -3,7 +3,7 @@
     python scripts/bench_distributed.py                  # 1 vs 2 processes, 300 steps each
     python scripts/bench_distributed.py --steps 100 --processes 1 2 4
 
-Each setting trains the default recipe for the same number of global batches of SQuAD train
+Each setting trains the `fast` recipe (``pipelines/fast.json``) for the same number of global batches of SQuAD train
 (one process uses every core's threads; under torchrun each of N processes gets 1 thread)
 and reports training questions per second from the run log (dev evaluation excluded).
 """

@@ -10,8 +10,9 @@
 The largest possible step speed-up from dropping every recurrence, at no cost of its own, is then
 ``1 / (1 - lstm_share * recurrent_fraction)``.
 
-Usage (from the repository root; needs ``pip install -e ".[bench]"``, an idle machine):
-    python scripts/bench_recurrence.py [--dev PATH] [--length 140] [--repeats 20] [--json PATH]
+Usage (from the repository root; needs ``pip install -e ".[bench]"``, an idle machine whose CPU has bfloat16
+kernels; journal figures of 2026-11-26 were measured on v3, now ``--model fast``):
+    python scripts/bench_recurrence.py [--model fast] [--dev PATH] [--length 140] [--repeats 20] [--json PATH]
 """
 from __future__ import annotations
 
@@ -83,12 +84,16 @@ def main() -> None:
     parser.add_argument("--question-length", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--model", default="fast", help="the model whose config is profiled (default: fast)")
     args = parser.parse_args()
 
+    from qa.model import cpu_has_bfloat16_kernels
     from qa.reader import Reader
 
+    if not cpu_has_bfloat16_kernels():  # training would turn autocast off: a float32 profile, titled bfloat16
+        raise SystemExit("this CPU has no bfloat16 kernels: the bfloat16 profile would be emulated or float32")
     torch.manual_seed(0)
-    reader = Reader.load()
+    reader = Reader.load(args.model)
     sizes = TrainingSizes(steps=20, warmup=5)
     share = lstm_share(reader, args.dev, sizes)
     rows = recurrence_cost(reader.net, sizes.batch, args.length, args.question_length, args.repeats)

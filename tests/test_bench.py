@@ -63,3 +63,17 @@ def test_the_moved_measurements_import_where_their_users_look():
 
     assert bench_recurrence.training_speed is bench_training.training_speed
     assert callable(bench_terminal.timed_process) and callable(bench_terminal.cold_start)
+
+
+def test_every_ablation_row_changes_the_recipe_and_the_default_row_says_what_it_is():
+    import json
+
+    import ablation
+
+    recipe = json.loads((Path(__file__).parent.parent / "pipelines" / "fast.json").read_text())
+    assert (recipe["model"]["score"], recipe["model"]["gate"]) == ("dot", False)  # what the rows below follow from
+    rows = {name: description for name, description, *_ in ablation.rows_to_run(recipe["model"])}
+    assert rows["default"].startswith("dot score, gate off")
+    assert "bilinear" in rows and "gate" in rows and "dot" not in rows and "no-gate" not in rows
+    older = {name for name, *_ in ablation.rows_to_run({**recipe["model"], "score": "bilinear", "gate": True})}
+    assert {"dot", "no-gate"} <= older and not {"bilinear", "gate"} & older
