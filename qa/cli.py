@@ -117,6 +117,9 @@ def _add_train(commands) -> None:
                       "no-answer threshold on (default: 15%% of --train's articles, held out)")
     fine.add_argument("--output", metavar="DIR", help="the new model folder")
     fine.add_argument("--squad-dev", metavar="FILE", help="also report SQuAD v1.1 dev F1 before and after (forgetting)")
+    fine.add_argument("--rehearse", metavar="FILE", help="also train on as many questions of this SQuAD-format file "
+                      "(SQuAD v1.1 train, say) as yours, drawn by paragraph: it holds off forgetting, so the anchor "
+                      "can be weaker (default weight 0.1 with it) and the model learns more of your domain")
     fine.add_argument("--anchor-weight", type=float, metavar="W", help="how strongly the weights are kept near the "
                       "starting model's (default 0.5, which kept SQuAD dev about 1 F1 below default's; 0 learns your "
                       "domain most and forgets most)")
@@ -289,7 +292,8 @@ def _fine_tune(args) -> int:
                         "or --prepare-workers)")
     report = fine_tune(args.from_model, args.train_file, args.output, dev=args.dev_file, squad_dev=args.squad_dev,
                        seed=13 if args.seed is None else args.seed, max_minutes=args.max_minutes,
-                       max_steps=args.max_steps, anchor_weight=args.anchor_weight, device=args.device)
+                       max_steps=args.max_steps, anchor_weight=args.anchor_weight, device=args.device,
+                       rehearse=args.rehearse)
     for moment in ("before", "after"):
         scores = report[moment]
         line = f"{moment}: held-out F1 with answers forced (answerable questions) {scores['forced_f1_answerable']:.2f}"
@@ -307,8 +311,10 @@ def _train(args) -> int:
 
     if args.from_model:
         return _fine_tune(args)
-    if args.train_file or args.output or args.dev_file or args.squad_dev or args.anchor_weight is not None:
-        raise UserError("--train, --dev, --output, --squad-dev and --anchor-weight fine-tune a model: add --from MODEL")
+    if (args.train_file or args.output or args.dev_file or args.squad_dev or args.rehearse
+            or args.anchor_weight is not None):
+        raise UserError("--train, --dev, --output, --squad-dev, --rehearse and --anchor-weight fine-tune a model: "
+                        "add --from MODEL")
 
     overrides = {k: v for k, v in {"run_dir": args.run_dir, "max_minutes": args.max_minutes,
                                    "max_steps": args.max_steps, "seed": args.seed,

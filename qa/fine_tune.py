@@ -33,6 +33,12 @@ FEW_HELD_OUT = 50  # below this many held-out questions the fitted threshold is 
 # v2.0 F1: 56.96 at 0.001 for 10 epochs, 56.11 at 0.0005 for 6, 55.49 at 0.0002 for 10), and the anchor that keeps
 # SQuAD v1.1 dev within 2 F1 of default's (0.5: 81.42 of 82.40, the best held-out F1 among 0.5 and 0.2; 0.1 fell
 # to 80.13; pipelines/JOURNAL.md)
+# With rehearsal (``rehearse``: as many questions of a SQuAD file as the training part holds, mixed in) the
+# weights may move further: anchor 0 gave grocery seed 13 held-out best v2.0 F1 57.57 against 0.5's 53.94 (SQuAD
+# v1.1 dev 81.27), but electronics seed 13 fell to 79.94 on SQuAD dev; 0.1 kept it at 81.41 with 59.14 held out
+# against 0.5's 58.07 (pipelines/JOURNAL.md, seventh session)
+REHEARSAL_ANCHOR = 0.1
+REHEARSAL_PREFIX = "rehearsal: "  # the rehearsed articles' titles, apart from the user's
 FINE_TUNING = {"epochs": 10, "learning_rate": 0.001, "anchor_weight": 0.5, "batch_size": 32, "ema_decay": 0.99,
                "max_minutes": 8.0, "max_train_passage_tokens": 1000, "checkpoint_minutes": 2.0, "mixed_precision": True}
 
@@ -51,6 +57,38 @@ def split_by_article(data: str, folder: Path, share: float, seed: int) -> tuple[
     write_json(paths[0], {**payload, "data": [a for k, a in enumerate(articles) if k not in held]})
     write_json(paths[1], {**payload, "data": [a for k, a in enumerate(articles) if k in held]})
     return str(paths[0]), str(paths[1])
+
+
+def with_rehearsal(part: str, rehearse: str, count: int, folder: Path, seed: int) -> str:
+    """``part`` with about ``count`` questions of the SQuAD file ``rehearse`` added (whole paragraphs drawn by
+    ``seed``, kept in their articles; titles and ids marked ``REHEARSAL_PREFIX``, so that neither meets one of
+    ``part``'s), written into ``folder``; returns its path. Training on questions like the starting model's
+    holds off forgetting (``REHEARSAL_ANCHOR``)."""
+    from qa.data import load_squad
+
+    load_squad(rehearse)  # its bad records named in it, not in the mixed file
+    articles = read_json_object(rehearse, "a SQuAD-format file {\"data\": [...]}")["data"]
+    paragraphs = [(a, p) for a, article in enumerate(articles) for p in range(len(article.get("paragraphs", [])))]
+    random.Random(seed).shuffle(paragraphs)
+    chosen: dict[int, list[int]] = {}
+    total = 0
+    for a, p in paragraphs:
+        if total >= count:
+            break
+        chosen.setdefault(a, []).append(p)
+        total += len(articles[a]["paragraphs"][p].get("qas", []))
+    mixed = read_json_object(part, "a SQuAD-format file {\"data\": [...]}")
+    mixed["data"] = mixed["data"] + [
+        {"title": REHEARSAL_PREFIX + str(articles[a].get("title") or a),
+         "paragraphs": [_rehearsed(articles[a]["paragraphs"][p]) for p in sorted(chosen[a])]} for a in sorted(chosen)]
+    path = folder / "train-rehearsed.json"
+    write_json(path, mixed)
+    return str(path)
+
+
+def _rehearsed(paragraph: dict) -> dict:
+    """A paragraph of the rehearsal file with its questions' ids marked ``REHEARSAL_PREFIX``."""
+    return {**paragraph, "qas": [{**qa, "id": f"{REHEARSAL_PREFIX}{qa['id']}"} for qa in paragraph.get("qas", [])]}
 
 
 def longest_answer(data: str) -> int:
@@ -154,12 +192,15 @@ def _export(best: Path, output: Path, base: dict, record: dict, max_answer_len: 
 
 def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed: int = 13,
               max_minutes: float | None = None, max_steps: int | None = None, squad_dev: str | None = None,
-              anchor_weight: float | None = None, device: str | None = None, console=None) -> dict:
+              anchor_weight: float | None = None, device: str | None = None, rehearse: str | None = None,
+              console=None) -> dict:
     """Fine-tune ``model`` (a shipped name or a folder) on ``train`` into the model folder ``output``, hold
     out part of ``train`` when no ``dev`` is given, calibrate on it, and report; returns the report.
     ``max_minutes``, ``max_steps``: the budget (None: ``FINE_TUNING``'s). ``anchor_weight``: how strongly the
-    weights are kept near the starting model's (None: ``FINE_TUNING``'s; 0 learns the domain most, and
-    forgets most of what the model knew)."""
+    weights are kept near the starting model's (None: ``FINE_TUNING``'s, or ``REHEARSAL_ANCHOR`` with
+    ``rehearse``; 0 learns the domain most, and alone forgets most of what the model knew). ``rehearse``: a
+    SQuAD file (SQuAD v1.1 train, say) as many of whose questions as the training part holds are trained
+    alongside it (``with_rehearsal``), which holds off forgetting better than the anchor."""
     from rich.console import Console
 
     from qa.calibration import MAX_REFUSED, calibrate
@@ -172,19 +213,26 @@ def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed:
     checked_output(target, folder)
     base = read_json(folder / CONFIG_FILE)
     run = target / "run"
+    if rehearse is not None and not Path(rehearse).is_file():
+        raise UserError(f"{rehearse}: no such file (--rehearse takes a SQuAD-format file)")
     overrides = {"max_minutes": max_minutes, "max_steps": max_steps, "anchor_weight": anchor_weight, "device": device}
-    settings = {**FINE_TUNING, **{k: v for k, v in overrides.items() if v is not None}}
+    settings = {**FINE_TUNING, **({"anchor_weight": REHEARSAL_ANCHOR} if rehearse else {}),
+                **{k: v for k, v in overrides.items() if v is not None}}
     command = {"from": str(folder.resolve()), "train": str(Path(train).resolve()), "seed": seed,
-               "dev": dev and str(Path(dev).resolve()), "anchor_weight": settings["anchor_weight"]}
+               "dev": dev and str(Path(dev).resolve()), "anchor_weight": settings["anchor_weight"],
+               "rehearse": rehearse and str(Path(rehearse).resolve())}
     checked_resume(run, command)
     run.mkdir(parents=True, exist_ok=True)
     part, held = (train, dev) if dev else split_by_article(train, run, HELD_OUT_SHARE, seed)
     counts = checked_parts(train, part, held, split=not dev, seed=seed)
     settings["max_answer_len"] = longest_answer(part)
-    config = TrainConfig(train=part, dev=held, run_dir=str(run), init_from=str(folder), seed=seed,
+    trained = with_rehearsal(part, rehearse, question_counts(part)[0], run, seed) if rehearse else part
+    config = TrainConfig(train=trained, dev=held, run_dir=str(run), init_from=str(folder), seed=seed,
                          model=ReaderConfig.from_dict(base["model"]), **settings)
     write_json(run / COMMAND_FILE, command)
     report = {"from": str(folder), "train": train, "held_out": held, "seed": seed, "settings": settings,
+              **({"rehearsed": {"file": rehearse, "questions": question_counts(trained)[0] - question_counts(part)[0]}}
+                 if rehearse else {}),
               "before": domain_scores(str(folder), held),
               **({"squad_dev_f1": {"before": domain_scores(str(folder), squad_dev)["forced_f1_answerable"]}}
                  if squad_dev else {})}

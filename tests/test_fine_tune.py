@@ -191,3 +191,48 @@ def test_a_killed_fine_tuning_resumed_by_the_same_command_writes_the_same_model(
     whole, killed = (read_checkpoint(tmp_path / run / "run" / "last.safetensors")[0] for run in ("whole", "killed"))
     for group in ("model", "ema"):
         assert all(torch.equal(whole[group][k], killed[group][k]) for k in whole[group]), group
+
+
+def test_rehearsal_mixes_whole_paragraphs_of_the_other_file_into_the_training_part(twelve_questions, squad_file,
+                                                                                tmp_path):
+    from qa.data import load_squad
+    from qa.fine_tune import REHEARSAL_PREFIX, with_rehearsal
+
+    mixed = load_squad(with_rehearsal(str(twelve_questions), str(squad_file), 4, tmp_path, seed=3))
+    rehearsed = [t for t in mixed["title"] if t.startswith(REHEARSAL_PREFIX)]
+    mine = [t for t in mixed["title"] if not t.startswith(REHEARSAL_PREFIX)]
+    assert len(mine) == 12 and 4 <= len(rehearsed) < 12  # whole paragraphs (2-3 questions each) up to the count
+    source = load_squad(str(squad_file))
+    by_id = dict(zip(source["id"], source["question"]))
+    for qid, title, question in zip(mixed["id"], mixed["title"], mixed["question"]):
+        if title.startswith(REHEARSAL_PREFIX):
+            assert by_id[qid.removeprefix(REHEARSAL_PREFIX)] == question and title.removeprefix(REHEARSAL_PREFIX) in {"Normans", "Warsaw", "Oxygen"}
+    again = load_squad(with_rehearsal(str(twelve_questions), str(squad_file), 4, tmp_path / "b", seed=3))
+    assert again["id"] == mixed["id"]  # drawn by the seed
+
+
+def test_rehearsal_turns_the_anchor_off_unless_asked_and_a_resume_must_rehearse_the_same(twelve_questions,
+                                                                                       squad_file, tmp_path,
+                                                                                       monkeypatch):
+    import qa.fine_tune as module
+
+    seen = {}
+
+    def stop(config, console):  # the training itself is tested above; here only what it is given
+        seen.update(anchor=config.anchor_weight, train=config.train)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("qa.train.train", stop)
+    monkeypatch.setattr(module, "domain_scores", lambda *args: {"questions": 12, "forced_f1_answerable": 0.0})
+    for anchor, expected in ((None, module.REHEARSAL_ANCHOR), (0.3, 0.3)):
+        out = tmp_path / f"out-{anchor}"
+        with pytest.raises(KeyboardInterrupt):
+            fine_tune("fast", str(twelve_questions), str(out), dev=str(twelve_questions), rehearse=str(squad_file),
+                      anchor_weight=anchor)
+        assert seen == {"anchor": expected, "train": str(out / "run" / "train-rehearsed.json")}
+    with pytest.raises(UserError, match="started with another rehearse"):
+        fine_tune("fast", str(twelve_questions), str(tmp_path / "out-0.3"), dev=str(twelve_questions),
+                  anchor_weight=0.3)
+    with pytest.raises(UserError, match="nowhere.json: no such file"):
+        fine_tune("fast", str(twelve_questions), str(tmp_path / "c"), rehearse=str(tmp_path / "nowhere.json"))
+    assert main(["train", "--rehearse", str(squad_file)]) == 2  # a fine-tuning flag: needs --from
