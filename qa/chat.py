@@ -55,6 +55,9 @@ class Chat:
         ``MAX_PASSAGE_CHARS`` + 1 characters at a time, so that one endless line cannot fill the memory."""
         if not self.interactive:
             line = sys.stdin.readline(MAX_PASSAGE_CHARS + 1)
+            if len(line) > MAX_PASSAGE_CHARS and not line.endswith("\n"):  # the rest of this line is let go
+                while (rest := sys.stdin.readline(MAX_PASSAGE_CHARS + 1)) and not rest.endswith("\n"):
+                    pass
             return line.removesuffix("\n") if line else None
         try:
             return input(prompt)

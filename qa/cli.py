@@ -4,6 +4,7 @@ exception is a bug and propagates with its traceback. ``console`` is the install
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -351,7 +352,9 @@ def _parsed(argv: list[str] | None) -> argparse.Namespace:
     --top-k 2 doc.txt``), which argparse leaves over once the PATH positional has matched nothing before them."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command in ("ask", "chat") and not any(value.startswith("-") for value in extra):
+    separated = extra[:1] == ["--"]  # after "--" a PATH may begin with "-"
+    extra = extra[1:] if separated else extra
+    if extra and args.command in ("ask", "chat") and (separated or not any(value.startswith("-") for value in extra)):
         args.paths = [*args.paths, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -376,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # whoever read the output stopped (qa ask ... | head): end quietly, as head's peers do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
         return 141
-    except OSError as error:  # writing the output failed (a full disk under > FILE); files are checked before
-        print(f"qa: error: cannot write the output ({error.strerror or error})", file=sys.stderr)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):  # not writing the output: a bug, shown whole
+            raise
+        print(f"qa: error: cannot write the output ({error.strerror})", file=sys.stderr)  # a full disk under > FILE
         return 1
 
 
@@ -398,6 +403,8 @@ def console() -> None:
             try:
                 if stream is not None:  # None: the stream was closed before qa started
                     stream.flush()
+            except BrokenPipeError:  # the buffered output met a reader that had stopped, as in main
+                code = 141
             except OSError:
                 code = code or 1
         os._exit(code)

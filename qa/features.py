@@ -157,15 +157,30 @@ def dataset_key(records: "datasets.Dataset") -> str:
 def _save_prepared(folder: Path, contexts: "datasets.Dataset", examples: "datasets.Dataset") -> None:
     """Both datasets saved into ``NAME.partial`` beside ``folder``, which then takes its place: an
     interruption (Ctrl-C, a full disk) leaves no half-saved cache that every later run would fail to load."""
+    for stale in folder.parent.glob(f"{folder.name}.partial-*"):  # of processes killed while saving
+        if not _running(stale.name.rsplit("-", 1)[1]):
+            shutil.rmtree(stale, ignore_errors=True)
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")  # one per process: two may prepare at once
-    shutil.rmtree(partial, ignore_errors=True)
     contexts.save_to_disk(str(partial / "contexts"))
     examples.save_to_disk(str(partial / "examples"))
-    shutil.rmtree(folder, ignore_errors=True)  # incomplete (one left by a version that saved in place)
-    try:
-        partial.rename(folder)
-    except OSError:  # another process saved the same preparation first
+    if (folder / "examples").exists():  # another process saved the same preparation first: keep its
         shutil.rmtree(partial, ignore_errors=True)
+        return
+    shutil.rmtree(folder, ignore_errors=True)  # incomplete (one left by a version that saved in place)
+    partial.rename(folder)
+
+
+def _running(pid: str) -> bool:
+    """Whether the process ``pid`` (text) may still be running on this machine (not a number: assumed so)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def prepare(records: "datasets.Dataset", cache: bool = True, workers: int = 0) -> PreparedSet:

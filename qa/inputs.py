@@ -39,7 +39,7 @@ def read_text_file(path: str) -> str:
     if b"\x00" in raw:
         raise UserError(f"{path}: not a UTF-8 text file (binary data)")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark, as Windows tools write, is not text
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
 

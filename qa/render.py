@@ -375,15 +375,16 @@ def render(console: Console, question: str, context: str, prediction: Prediction
     the attention tables too. ``documents``: how many documents a collection's ``context`` joins (None: a
     passage). Without colour (``console.no_color`` or not a terminal) without any style."""
     plain = console.no_color or not console.is_terminal
-    width = console.width
-    console.width = max(width, MIN_WIDTH)  # a narrower terminal wraps the lines
+    measured = console._width  # None: rich measures the terminal on each call (a resize is followed); kept so
+    if console.width < MIN_WIDTH:  # a narrower terminal wraps the lines
+        console.width = MIN_WIDTH
     try:
         parts = [Text("the reader found no answer")]
         if prediction.answers:
             parts = _answer_parts(console, question, context, prediction, plain, explain, documents)
         console.print(_Unstyled(Group(*parts)) if plain else Group(*parts))
     finally:
-        console.width = width
+        console._width = measured
 
 
 def export_html(path: str, question: str, context: str, prediction: Prediction, width: int,

@@ -53,7 +53,13 @@ class Tokens:
         return len(self.words)
 
 
+def _visible_url(text: str):
+    """spaCy's URL match, for text without ``INVISIBLE`` characters: a URL is kept whole before any split."""
+    return None if any(c in INVISIBLE for c in text) else English.Defaults.url_match(text)
+
+
 class _ReaderEnglishDefaults(English.Defaults):
+    url_match = staticmethod(_visible_url)
     prefixes = [f"[{INVISIBLE}]", *English.Defaults.prefixes]
     suffixes = [f"[{INVISIBLE}]", *English.Defaults.suffixes]
     infixes = list(English.Defaults.infixes) + list(EXTRA_INFIXES)

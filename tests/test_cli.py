@@ -1,5 +1,6 @@
 """The ``qa`` command: answers with the shipped model, and one-line errors for user mistakes."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -97,8 +98,9 @@ def test_the_installed_command_answers_exits_and_stops_quietly_on_a_closed_pipe(
     ask = [sys.executable, "-m", "qa", "ask", "Who led the Normans?", "--context", PASSAGE, "--model", "fast"]
     result = subprocess.run([*ask, "--json"], capture_output=True, text=True)  # output flushed before the quick exit
     assert result.returncode == 0 and json.loads(result.stdout)["answer"] in ROLLO
-    for output in (["--json"], []):  # printed by print, or by rich
-        reader = subprocess.Popen([*ask, *output], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # the answer waits in the buffer
+    for output, env in ((["--json"], None), ([], None), (["--json"], buffered)):  # print's or rich's output
+        reader = subprocess.Popen([*ask, *output], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         reader.stdout.close()  # nobody reads the answer
         assert reader.wait() == 141 and b"Traceback" not in reader.stderr.read()
 
@@ -356,13 +358,17 @@ def test_the_html_page_never_replaces_a_document_being_read(monkeypatch, tmp_pat
     assert document.read_text() == PASSAGE
 
 
-def test_paths_may_follow_the_options(tmp_path, capsys):
+def test_paths_may_follow_the_options(tmp_path, capsys, monkeypatch):
     document = tmp_path / "normans.txt"
     document.write_text(PASSAGE)
     assert main(["ask", "Who led the Normans?", "--model", "fast", str(document), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["documents"] == [str(document)]
     with pytest.raises(SystemExit):
         main(["ask", "Who led the Normans?", "--top-k", "2", str(document), "--frobnicate"])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-normans.txt").write_text(PASSAGE)  # after "--", a PATH may begin with "-"
+    assert main(["ask", "Who led the Normans?", "--model", "fast", "--json", "--", "-normans.txt"]) == 0
+    assert json.loads(capsys.readouterr().out)["documents"] == ["-normans.txt"]
 
 
 def test_closed_or_endless_standard_input_is_one_line(monkeypatch, capsys):
@@ -415,3 +421,18 @@ def test_predictions_take_no_model_options(squad_file, tmp_path, capsys):
     answers.write_text("{}")
     assert main(["evaluate", str(squad_file), "--predictions", str(answers), "--model", "nowhere"]) == 2
     assert "--predictions scores a file of answers: it takes no model" in capsys.readouterr().err
+
+
+def test_an_error_that_is_not_the_output_s_keeps_its_traceback(monkeypatch):
+    monkeypatch.setattr("qa.reader.Reader.load", _load_raising(FileNotFoundError(2, "No such file", "weights")))
+    with pytest.raises(FileNotFoundError):  # a bug, shown whole, not "cannot write the output"
+        main(["ask", "Who led the Normans?", "--context", PASSAGE])
+
+
+def test_chat_reads_an_endless_line_as_one_line(monkeypatch, capsys):
+    monkeypatch.setattr("qa.chat.MAX_PASSAGE_CHARS", 20)
+    chat = _chat(monkeypatch, "Who led the Normans into Normandy in 911 :quit\nWho led the Normans?\n", _AnsweringReader)
+    chat.context = Context.of_passage(PASSAGE)
+    assert chat.run() == 0
+    out = capsys.readouterr().out
+    assert out.count("Rollo") >= 2 and out.count("Question:") == 2  # the long line once, cut; ":quit" not a command

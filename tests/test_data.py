@@ -205,3 +205,18 @@ def test_an_interrupted_cache_write_leaves_no_broken_cache(squad_file, monkeypat
     first = prepare(records)  # prepared again, not read from a half-saved folder
     second = prepare(records)  # from the cache
     assert [e.answer_span for e in first.examples] == [e.answer_span for e in second.examples]
+
+
+def test_a_cache_save_killed_midway_is_swept_and_a_finished_one_kept(squad_file, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from qa.features import cache_root, dataset_key
+
+    records = load_squad(str(squad_file))
+    folder = cache_root() / "features" / dataset_key(records)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = folder.with_name(f"{folder.name}.partial-{dead.stdout.strip()}")  # a process that has ended
+    (stale / "examples").mkdir(parents=True)
+    prepare(records)
+    assert not stale.exists() and (folder / "examples").exists()

@@ -236,3 +236,16 @@ def test_rehearsal_turns_the_anchor_off_unless_asked_and_a_resume_must_rehearse_
     with pytest.raises(UserError, match="nowhere.json: no such file"):
         fine_tune("fast", str(twelve_questions), str(tmp_path / "c"), rehearse=str(tmp_path / "nowhere.json"))
     assert main(["train", "--rehearse", str(squad_file)]) == 2  # a fine-tuning flag: needs --from
+
+
+def test_a_file_with_a_byte_order_mark_is_split_and_rehearsed_as_it_loads(twelve_questions, squad_file, tmp_path):
+    from qa.data import load_squad
+    from qa.fine_tune import with_rehearsal
+
+    marked = tmp_path / "marked.json"  # as Windows tools save UTF-8
+    marked.write_bytes(b"\xef\xbb\xbf" + twelve_questions.read_bytes())
+    part, held = split_by_article(str(marked), tmp_path / "split", 0.34, seed=1)
+    assert len(load_squad(part)) + len(load_squad(held)) == 12
+    rehearse = tmp_path / "rehearse.json"
+    rehearse.write_bytes(b"\xef\xbb\xbf" + squad_file.read_bytes())
+    assert len(load_squad(with_rehearsal(part, str(rehearse), 2, tmp_path, seed=1))) > len(load_squad(part))

@@ -1,5 +1,6 @@
 """The rendering shows the heat it is given on the absolute scale of ``qa.heat.levels``, with and
 without colour, the evidence with its labels, the document strip, and an escaped HTML page."""
+import io
 import json
 import re
 
@@ -265,3 +266,6 @@ def test_a_terminal_a_few_columns_wide_still_gets_the_whole_rendering(width):
         shown = console.export_text()  # rich shortens the tables' cells to fit; the rendering is whole
         assert "Vistula" in shown and "5-10" in shown and shown.count("┃") >= 6  # the passage, both tables
         assert console.width == width  # the caller's console is left as it was
+    measuring = Console(record=True, file=io.StringIO())  # no width given: rich measures on each call
+    render(measuring, QUESTION, CONTEXT, Prediction("q", [_answer(_heat(CONTEXT, {}))]))
+    assert measuring._width is None  # a terminal resized later is still followed (qa chat keeps one console)

@@ -48,6 +48,8 @@ def test_invisible_characters_split_tokens_and_are_dropped():
     tokens = tokenize(text)
     assert tokens.words == ["Rollo", "led", "the", "Nor", "mans", "in", "911", "."]
     assert [text[s:e] for s, e in zip(tokens.starts, tokens.ends)] == tokens.words
+    assert "www.example.com" in tokenize("see www.example.com").words  # a URL stays whole
+    assert all("\u200b" not in word for word in tokenize("see www.exam\u200bple.com or a\u200bb@example.com").words)
     family = "\U0001F468\u200d\U0001F469"  # a zero-width joiner stays: emoji and some scripts need it
     assert "\u200d" in "".join(tokenize(family).words)
 
