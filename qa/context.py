@@ -77,15 +77,16 @@ class Context:
         return self.text, reader.predict_documents([question], self.collection, **options)[0]
 
     def refuse_overwriting(self, path: str | Path) -> None:
-        """A ``UserError`` when writing ``path`` would replace a file this context read (or skipped), or its
-        index: ``--html FILE`` must not destroy a document being asked."""
+        """A ``UserError`` when writing ``path`` would replace a file this context read (or skipped), its index
+        or a document in it: ``--html FILE`` must not destroy a document being asked."""
         from qa.index import DATABASE
 
         sources = [] if self.collection is None else [d.path for d in self.collection.documents]
         sources += [path for path, _ in self.skipped]
         if self.index is not None:
             sources.append(Path(self.index.folder) / DATABASE)
-        if os.path.exists(path) and any(os.path.exists(s) and os.path.samefile(s, path) for s in sources):
+        indexed = self.index is not None and os.path.exists(path) and path in self.index
+        if indexed or os.path.exists(path) and any(os.path.exists(s) and os.path.samefile(s, path) for s in sources):
             raise UserError(f"{path}: is one of the files being read; write the page to another file")
 
     def summary(self) -> dict:

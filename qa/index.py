@@ -465,6 +465,12 @@ class Index:
         with _index_errors(self.folder):
             return self._connection.execute("SELECT count(*) FROM documents").fetchone()[0]
 
+    def __contains__(self, path: str | Path) -> bool:
+        """Whether the file ``path`` (any spelling that resolves to its absolute path) is indexed."""
+        with _index_errors(self.folder):
+            return self._connection.execute("SELECT 1 FROM documents WHERE path = ?",
+                                            (os.path.abspath(path),)).fetchone() is not None
+
     def close(self) -> None:
         """Close the database."""
         self._connection.close()

@@ -139,6 +139,9 @@ def main() -> None:
     unknown = set(args.only or []) - set(names)
     if unknown:
         raise SystemExit(f"unknown rows: {', '.join(sorted(unknown))} (rows: {', '.join(names)})")
+    own = set(args.only or []) - {name for name, *_ in rows_to_run(base["model"])}
+    if own:
+        raise SystemExit(f"{', '.join(sorted(own))}: the recipe's own setting, measured by the default row")
 
     rows = []
     for name, description, model, training in rows_to_run(base["model"]):

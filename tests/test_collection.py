@@ -228,3 +228,14 @@ def test_too_much_text_is_refused_as_it_is_read_not_after(tmp_path, monkeypatch)
     with pytest.raises(UserError, match="the documents hold 310 characters; more than 250 are read through an index"):
         Context.of_paths([tmp_path])
     assert read == ["0.txt", "1.txt", "2.txt"]  # the rest never read
+
+
+def test_the_html_page_never_replaces_an_indexed_document(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "normans.txt").write_text(PASSAGES[0]["context"])
+    assert main(["index", str(folder), "--output", str(tmp_path / "index")]) == 0
+    monkeypatch.chdir(folder)  # named relatively, as users type it
+    assert main(["ask", "Who led the Normans?", "--index", str(tmp_path / "index"), "--html", "normans.txt"]) == 2
+    assert "normans.txt: is one of the files being read" in capsys.readouterr().err
+    assert (folder / "normans.txt").read_text() == PASSAGES[0]["context"]
