@@ -249,3 +249,25 @@ def test_a_file_with_a_byte_order_mark_is_split_and_rehearsed_as_it_loads(twelve
     rehearse = tmp_path / "rehearse.json"
     rehearse.write_bytes(b"\xef\xbb\xbf" + squad_file.read_bytes())
     assert len(load_squad(with_rehearsal(part, str(rehearse), 2, tmp_path, seed=1))) > len(load_squad(part))
+
+
+def test_a_model_without_the_no_answer_option_rehearses_answerable_questions_only(twelve_questions, tmp_path):
+    from qa.data import load_squad
+    from qa.fine_tune import REHEARSAL_PREFIX, with_rehearsal
+
+    payload = json.loads(twelve_questions.read_text())
+    for article in payload["data"]:  # every other question unanswerable (SQuAD 2.0 style)
+        for k, question in enumerate(article["paragraphs"][0]["qas"]):
+            if k % 2:
+                question["answers"], question["is_impossible"] = [], True
+    mixed_file = tmp_path / "v2.json"
+    mixed_file.write_text(json.dumps(payload))
+    answerable = {}
+    for only in (False, True):  # whole paragraphs drawn in the same order until the count is reached
+        records = load_squad(with_rehearsal(str(twelve_questions), str(mixed_file), 6, tmp_path / str(only), seed=2,
+                                            answerable_only=only))
+        rehearsed = [a for t, a in zip(records["title"], records["answers"]) if t.startswith(REHEARSAL_PREFIX)]
+        assert len(rehearsed) >= 6
+        answerable[only] = sum(1 for a in rehearsed if a["text"])
+    every = sum(1 for article in payload["data"] for q in article["paragraphs"][0]["qas"] if q["answers"])  # 7
+    assert answerable[True] == every > answerable[False]  # counting only what trains draws every paragraph here
