@@ -81,12 +81,14 @@ class Context:
         or a document in it: ``--html FILE`` must not destroy a document being asked."""
         from qa.index import DATABASE
 
+        if not os.path.exists(path):
+            return
         sources = [] if self.collection is None else [d.path for d in self.collection.documents]
-        sources += [path for path, _ in self.skipped]
+        sources += [skipped for skipped, _ in self.skipped]
         if self.index is not None:
             sources.append(Path(self.index.folder) / DATABASE)
-        indexed = self.index is not None and os.path.exists(path) and path in self.index
-        if indexed or os.path.exists(path) and any(os.path.exists(s) and os.path.samefile(s, path) for s in sources):
+        if (self.index is not None and path in self.index
+                or any(os.path.exists(s) and os.path.samefile(s, path) for s in sources)):
             raise UserError(f"{path}: is one of the files being read; write the page to another file")
 
     def summary(self) -> dict:

@@ -27,8 +27,7 @@ from qa.calibration import expected_calibration_error
 from qa.checkpoint import write_json
 from qa.errors import UserError
 from qa.heat import SentenceHits
-from qa.inputs import check_output_folder
-from qa.inputs import read_json_object
+from qa.inputs import check_output_folder, read_json_object
 from qa.interrupts import InterruptRequest
 
 QUESTION_TYPES = ("how many/much", "what", "who", "when", "where", "why", "how", "which", "other")

@@ -59,11 +59,12 @@ def split_by_article(data: str, folder: Path, share: float, seed: int) -> tuple[
     return str(paths[0]), str(paths[1])
 
 
-def with_rehearsal(part: str, rehearse: str, count: int, folder: Path, seed: int, answerable_only: bool = False) -> str:
+def with_rehearsal(part: str, rehearse: str, count: int, folder: Path, seed: int,
+                   answerable_only: bool = False) -> tuple[str, int]:
     """``part`` with about ``count`` questions of the SQuAD file ``rehearse`` added (whole paragraphs drawn by
     ``seed``, kept in their articles; titles and ids marked ``REHEARSAL_PREFIX``, so that neither meets one of
-    ``part``'s), written into ``folder``; returns its path. ``answerable_only``: count only answerable questions
-    (a model without the no-answer option trains no others). Training on questions like the starting model's
+    ``part``'s), written into ``folder``; returns its path and how many questions it added. ``answerable_only``:
+    count only answerable questions (a model without the no-answer option trains no others). Training on questions like the starting model's
     holds off forgetting (``REHEARSAL_ANCHOR``)."""
     from qa.data import load_squad
 
@@ -84,7 +85,7 @@ def with_rehearsal(part: str, rehearse: str, count: int, folder: Path, seed: int
          "paragraphs": [_rehearsed(articles[a]["paragraphs"][p]) for p in sorted(chosen[a])]} for a in sorted(chosen)]
     path = folder / "train-rehearsed.json"
     write_json(path, mixed)
-    return str(path)
+    return str(path), total
 
 
 def _rehearsed(paragraph: dict) -> dict:
@@ -228,14 +229,15 @@ def fine_tune(model: str, train: str, output: str, dev: str | None = None, seed:
     counts = checked_parts(train, part, held, split=not dev, seed=seed)
     settings["max_answer_len"] = longest_answer(part)
     no_answer = bool(base["model"].get("no_answer"))  # without it, only answerable questions train
-    wanted = question_counts(part)[0 if no_answer else 1]
-    trained = with_rehearsal(part, rehearse, wanted, run, seed, answerable_only=not no_answer) if rehearse else part
+    trained, rehearsed = part, 0
+    if rehearse:
+        trained, rehearsed = with_rehearsal(part, rehearse, question_counts(part)[0 if no_answer else 1], run, seed,
+                                            answerable_only=not no_answer)
     config = TrainConfig(train=trained, dev=held, run_dir=str(run), init_from=str(folder), seed=seed,
                          model=ReaderConfig.from_dict(base["model"]), **settings)
     write_json(run / COMMAND_FILE, command)
     report = {"from": str(folder), "train": train, "held_out": held, "seed": seed, "settings": settings,
-              **({"rehearsed": {"file": rehearse, "questions": question_counts(trained)[0 if no_answer else 1]
-                                - question_counts(part)[0 if no_answer else 1]}} if rehearse else {}),
+              **({"rehearsed": {"file": rehearse, "questions": rehearsed}} if rehearse else {}),
               "before": domain_scores(str(folder), held),
               **({"squad_dev_f1": {"before": domain_scores(str(folder), squad_dev)["forced_f1_answerable"]}}
                  if squad_dev else {})}

@@ -286,15 +286,15 @@ class Reader:
 
     def answer_documents(self, question: str, documents, top_k: int = 1, force: bool = False) -> list[Answer]:
         """The ``top_k`` best answers to ``question`` in ``documents`` (a ``qa.collection.Collection``, or
-        a path, or paths, of files and folders: PDF, HTML, DOCX, Markdown, text), each with its ``source``; an empty list
-        means the reader abstains (none of the documents seems to answer). Unreadable files are skipped
+        a path, or paths, of files and folders: PDF, HTML, DOCX, Markdown, text), each with its ``source``; an
+        empty list means the reader abstains (none of the documents seems to answer). Unreadable files are skipped
         with a warning."""
         from qa.collection import Collection
         from qa.context import Context
 
         if not isinstance(documents, Collection):
-            paths = [documents] if isinstance(documents, (str, os.PathLike)) else list(documents)  # one path, not its characters
-            context = Context.of_paths(paths)
+            one = isinstance(documents, (str, os.PathLike))  # one path, not a list of its characters
+            context = Context.of_paths([documents] if one else list(documents))
             for warning in context.warnings():
                 warnings.warn(warning, stacklevel=2)
             documents = context.collection

@@ -16,12 +16,10 @@ from spacy.lang.en import English
 
 from qa.inputs import INVISIBLE
 
-# ``INVISIBLE``: spaCy keeps them inside words ("\u200bRollo"), so an answer would carry them and score 0;
-# here they split tokens and are dropped like spaces. The zero-width (non-)joiners stay: Persian, Indic
-# scripts and emoji need them.
-
-# Extra split points: any dash, slash, tilde, plus/ampersand/equals between word characters,
-# and the boundary between a digit and a letter.
+# Extra split points: ``INVISIBLE`` characters (spaCy keeps them inside words, "\u200bRollo", so an answer
+# would carry them and score 0; the zero-width (non-)joiners are not among them: Persian, Indic scripts and
+# emoji need them), any dash, slash, tilde, plus/ampersand/equals between word characters, and the boundary
+# between a digit and a letter. The prefixes, suffixes and ``_spans`` drop the invisible ones like spaces.
 EXTRA_INFIXES = (
     f"[{INVISIBLE}]",
     r"[\-\u2010-\u2015~/\\+&=\u00b7:;|]",

@@ -198,7 +198,7 @@ def test_rehearsal_mixes_whole_paragraphs_of_the_other_file_into_the_training_pa
     from qa.data import load_squad
     from qa.fine_tune import REHEARSAL_PREFIX, with_rehearsal
 
-    mixed = load_squad(with_rehearsal(str(twelve_questions), str(squad_file), 4, tmp_path, seed=3))
+    mixed = load_squad(with_rehearsal(str(twelve_questions), str(squad_file), 4, tmp_path, seed=3)[0])
     rehearsed = [t for t in mixed["title"] if t.startswith(REHEARSAL_PREFIX)]
     mine = [t for t in mixed["title"] if not t.startswith(REHEARSAL_PREFIX)]
     assert len(mine) == 12 and 4 <= len(rehearsed) < 12  # whole paragraphs (2-3 questions each) up to the count
@@ -207,7 +207,7 @@ def test_rehearsal_mixes_whole_paragraphs_of_the_other_file_into_the_training_pa
     for qid, title, question in zip(mixed["id"], mixed["title"], mixed["question"]):
         if title.startswith(REHEARSAL_PREFIX):
             assert by_id[qid.removeprefix(REHEARSAL_PREFIX)] == question and title.removeprefix(REHEARSAL_PREFIX) in {"Normans", "Warsaw", "Oxygen"}
-    again = load_squad(with_rehearsal(str(twelve_questions), str(squad_file), 4, tmp_path / "b", seed=3))
+    again = load_squad(with_rehearsal(str(twelve_questions), str(squad_file), 4, tmp_path / "b", seed=3)[0])
     assert again["id"] == mixed["id"]  # drawn by the seed
 
 
@@ -248,7 +248,7 @@ def test_a_file_with_a_byte_order_mark_is_split_and_rehearsed_as_it_loads(twelve
     assert len(load_squad(part)) + len(load_squad(held)) == 12
     rehearse = tmp_path / "rehearse.json"
     rehearse.write_bytes(b"\xef\xbb\xbf" + squad_file.read_bytes())
-    assert len(load_squad(with_rehearsal(part, str(rehearse), 2, tmp_path, seed=1))) > len(load_squad(part))
+    assert len(load_squad(with_rehearsal(part, str(rehearse), 2, tmp_path, seed=1)[0])) > len(load_squad(part))
 
 
 def test_a_model_without_the_no_answer_option_rehearses_answerable_questions_only(twelve_questions, tmp_path):
@@ -265,7 +265,7 @@ def test_a_model_without_the_no_answer_option_rehearses_answerable_questions_onl
     answerable = {}
     for only in (False, True):  # whole paragraphs drawn in the same order until the count is reached
         records = load_squad(with_rehearsal(str(twelve_questions), str(mixed_file), 6, tmp_path / str(only), seed=2,
-                                            answerable_only=only))
+                                            answerable_only=only)[0])
         rehearsed = [a for t, a in zip(records["title"], records["answers"]) if t.startswith(REHEARSAL_PREFIX)]
         assert len(rehearsed) >= 6
         answerable[only] = sum(1 for a in rehearsed if a["text"])
